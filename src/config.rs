@@ -1,0 +1,97 @@
+//! Command-line and environment configuration. Each field's doc comment is its `--help`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "guestlist",
+    version,
+    about = "Time-boxed campaign audiences, checked at login speed"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Loopback by default; expose it deliberately.
+    #[arg(long, env = "GUESTLIST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Where data lives: a directory for the embedded store, or a
+    /// redis://host:port[/db] URL for Redis.
+    #[arg(long, env = "GUESTLIST_STORE", default_value = "./guestlist-data")]
+    pub store: String,
+
+    /// Deadline for one login check against the store (e.g. 50ms). A check
+    /// that misses it answers 503 store_unavailable instead of hanging.
+    #[arg(long, env = "GUESTLIST_CHECK_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub check_timeout: Duration,
+
+    /// Deadline for one admin call, or one pipelined chunk of a bulk write.
+    #[arg(long, env = "GUESTLIST_STORE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub store_timeout: Duration,
+
+    /// How long Redis keeps a campaign's data after its window ends (e.g. 7d).
+    #[arg(long, env = "GUESTLIST_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+
+    /// Largest audience upload accepted, in bytes; larger bodies get 413.
+    #[arg(long, env = "GUESTLIST_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, env = "GUESTLIST_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Admin token for writes and exports. If unset, a random one is generated
+    /// at start and printed once to stderr. Never logged.
+    #[arg(
+        long = "admin-token",
+        env = "GUESTLIST_ADMIN_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Optional token required for reads and checks (the admin token also works).
+    #[arg(
+        long = "check-token",
+        env = "GUESTLIST_CHECK_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub check_token: Option<String>,
+}
+
+impl ServeArgs {
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            check_timeout: self.check_timeout,
+            admin_timeout: self.store_timeout,
+            retention: self.retention,
+        }
+    }
+}
+
+/// The help text for the environment-only secrets, shown after the flags.
+pub const SECRETS_HELP: &str = "\
+Secrets (environment only, never logged):
+  GUESTLIST_ADMIN_TOKEN  admin token for writes and exports; generated and printed once if unset
+  GUESTLIST_CHECK_TOKEN  if set, reads and checks need it (or the admin token)";

@@ -1,0 +1,375 @@
+//! Campaigns and their rules, independent of where they are stored.
+//!
+//! Everything here is pure: validation, the status derived from a clock, and
+//! the results of audience changes. Stores persist these values; handlers
+//! translate them to JSON.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The longest campaign id accepted; keeps Redis key names short and bounded.
+pub const MAX_ID_LEN: usize = 64;
+/// Names are for humans; anything longer is almost certainly a mistake.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// A user ID as the login path sees it.
+pub type UserId = u64;
+
+/// How a campaign's audience is laid out in Redis. The embedded store keeps
+/// every design as an in-memory bitmap and records the choice only so that a
+/// later move to Redis keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Design {
+    /// One SET per campaign, checked with SISMEMBER.
+    #[default]
+    Set,
+    /// One small hash per user naming the campaigns (and generations) that hold it.
+    PerUser,
+}
+
+impl Design {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Design::Set => "set",
+            Design::PerUser => "per-user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Design> {
+        match s {
+            "set" => Some(Design::Set),
+            "per-user" => Some(Design::PerUser),
+            _ => None,
+        }
+    }
+}
+
+/// Where a campaign's window stands relative to a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Scheduled,
+    Active,
+    Ended,
+}
+
+/// A campaign as stored. `status` is not stored: it is derived from the clock
+/// whenever a campaign is shown (see [`CampaignView`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub id: String,
+    pub name: String,
+    #[serde(with = "rfc3339")]
+    pub starts_at: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    pub ends_at: DateTime<Utc>,
+    pub design: Design,
+    pub audience_size: u64,
+    /// Increases on every audience change, so callers can tell lists apart.
+    pub version: u64,
+    /// Increases only when the audience is rebuilt from scratch (a replace);
+    /// the per-user design tags entries with it so a replaced audience is
+    /// ignored without deleting it key by key. Internal, never shown.
+    #[serde(default, skip_serializing)]
+    pub generation: u64,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Campaign {
+    pub fn status_at(&self, now: DateTime<Utc>) -> Status {
+        if now < self.starts_at {
+            Status::Scheduled
+        } else if now < self.ends_at {
+            Status::Active
+        } else {
+            Status::Ended
+        }
+    }
+
+    pub fn is_active_at(&self, now: DateTime<Utc>) -> bool {
+        self.status_at(now) == Status::Active
+    }
+
+    pub fn view(&self, now: DateTime<Utc>) -> CampaignView<'_> {
+        CampaignView {
+            campaign: self,
+            status: self.status_at(now),
+        }
+    }
+}
+
+/// A campaign as the API shows it: the stored fields plus its status now.
+#[derive(Debug, Serialize)]
+pub struct CampaignView<'a> {
+    #[serde(flatten)]
+    pub campaign: &'a Campaign,
+    pub status: Status,
+}
+
+/// The body of `POST /v1/campaigns`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCampaign {
+    pub id: String,
+    pub name: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    #[serde(default)]
+    pub design: Option<String>,
+}
+
+/// The body of `PATCH /v1/campaigns/{id}`: every field optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignPatch {
+    pub name: Option<String>,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+}
+
+/// A rule a campaign field broke. `field` names the JSON field so a form can
+/// show the message next to it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// `^[a-z0-9][a-z0-9_-]{0,63}$`, checked by hand: it is short and saves a regex engine.
+pub fn validate_id(id: &str) -> Result<(), Invalid> {
+    let bytes = id.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= MAX_ID_LEN
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "id",
+            format!(
+                "campaign id {id:?} must be 1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+fn validate_name(name: &str) -> Result<String, Invalid> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(invalid("name", "name must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(invalid(
+            "name",
+            format!("name must be at most {MAX_NAME_LEN} characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+fn parse_time(field: &'static str, value: &str) -> Result<DateTime<Utc>, Invalid> {
+    DateTime::parse_from_rfc3339(value.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            invalid(
+                field,
+                format!(
+                    "{field} {value:?} is not an RFC 3339 timestamp (e.g. 2026-12-01T09:00:00Z)"
+                ),
+            )
+        })
+}
+
+fn check_window(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> Result<(), Invalid> {
+    if ends_at <= starts_at {
+        return Err(invalid(
+            "ends_at",
+            format!(
+                "ends_at ({}) must be after starts_at ({})",
+                fmt_time(ends_at),
+                fmt_time(starts_at)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl NewCampaign {
+    /// Checks every field and builds the campaign as it will be stored.
+    pub fn validate(self, now: DateTime<Utc>) -> Result<Campaign, Invalid> {
+        validate_id(&self.id)?;
+        let name = validate_name(&self.name)?;
+        let starts_at = parse_time("starts_at", &self.starts_at)?;
+        let ends_at = parse_time("ends_at", &self.ends_at)?;
+        check_window(starts_at, ends_at)?;
+        let design = match self.design.as_deref() {
+            None => Design::default(),
+            Some(d) => Design::parse(d).ok_or_else(|| {
+                invalid(
+                    "design",
+                    format!("design {d:?} is not one of \"set\", \"per-user\""),
+                )
+            })?,
+        };
+        Ok(Campaign {
+            id: self.id,
+            name,
+            starts_at,
+            ends_at,
+            design,
+            audience_size: 0,
+            version: 0,
+            generation: 0,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}
+
+impl CampaignPatch {
+    /// Applies the patch to a copy of `current`, validating the result as a whole
+    /// (a new `ends_at` is checked against the existing `starts_at`).
+    pub fn apply(&self, current: &Campaign, now: DateTime<Utc>) -> Result<Campaign, Invalid> {
+        let mut next = current.clone();
+        if let Some(name) = &self.name {
+            next.name = validate_name(name)?;
+        }
+        if let Some(s) = &self.starts_at {
+            next.starts_at = parse_time("starts_at", s)?;
+        }
+        if let Some(e) = &self.ends_at {
+            next.ends_at = parse_time("ends_at", e)?;
+        }
+        check_window(next.starts_at, next.ends_at)?;
+        next.updated_at = now;
+        Ok(next)
+    }
+}
+
+/// What an audience change did, as the API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AudienceChange {
+    pub audience_size: u64,
+    pub version: u64,
+    /// IDs that were not in the audience before (add) or were and are gone (remove).
+    pub changed: u64,
+}
+
+/// Formats a timestamp the way the API and Redis store it: RFC 3339, UTC, `Z`.
+pub fn fmt_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::fmt_time(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn new(id: &str, start: &str, end: &str) -> NewCampaign {
+        NewCampaign {
+            id: id.into(),
+            name: "Spring".into(),
+            starts_at: start.into(),
+            ends_at: end.into(),
+            design: None,
+        }
+    }
+
+    #[test]
+    fn ids_follow_the_slug_rule() {
+        for ok in ["a", "0", "spring-sale_2026", &"a".repeat(64)] {
+            assert!(validate_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "A",
+            "a b",
+            "a:b",
+            "a{b}",
+            &"a".repeat(65),
+            "é",
+        ] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn status_is_half_open_on_the_window() {
+        let c = new("c", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+            .validate(Utc::now())
+            .unwrap();
+        assert_eq!(c.status_at(at("2025-12-31T23:59:59Z")), Status::Scheduled);
+        assert_eq!(c.status_at(at("2026-01-01T00:00:00Z")), Status::Active);
+        assert_eq!(c.status_at(at("2026-01-01T23:59:59Z")), Status::Active);
+        assert_eq!(c.status_at(at("2026-01-02T00:00:00Z")), Status::Ended);
+    }
+
+    #[test]
+    fn times_are_stored_in_utc() {
+        let c = new("c", "2026-01-01T02:00:00+02:00", "2026-01-02T00:00:00Z")
+            .validate(Utc::now())
+            .unwrap();
+        assert_eq!(fmt_time(c.starts_at), "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn a_window_must_end_after_it_starts() {
+        let e = new("c", "2026-01-02T00:00:00Z", "2026-01-02T00:00:00Z")
+            .validate(Utc::now())
+            .unwrap_err();
+        assert_eq!(e.field, "ends_at");
+        let c = new("c", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+            .validate(Utc::now())
+            .unwrap();
+        let patch = CampaignPatch {
+            ends_at: Some("2025-12-01T00:00:00Z".into()),
+            ..Default::default()
+        };
+        assert_eq!(patch.apply(&c, Utc::now()).unwrap_err().field, "ends_at");
+    }
+
+    #[test]
+    fn unknown_designs_are_rejected_by_name() {
+        let mut n = new("c", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z");
+        n.design = Some("list".into());
+        let e = n.validate(Utc::now()).unwrap_err();
+        assert_eq!(e.field, "design");
+        assert!(e.message.contains("\"list\""));
+    }
+}

@@ -1,0 +1,164 @@
+//! Audience writes and export: `/v1/campaigns/{id}/audience[/add|/remove]`.
+//!
+//! Uploads stream through [`crate::ingest`] into a bitmap; the store is
+//! touched only after the whole body parsed cleanly, so a bad line changes
+//! nothing.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::{StreamExt, stream};
+use roaring::RoaringTreemap;
+use serde_json::json;
+
+use super::{ApiError, AppState, checked_campaign_id};
+use crate::ingest::{self, Format, Parsed};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/campaigns/{id}/audience", get(export).put(replace))
+        .route("/v1/campaigns/{id}/audience/add", post(add))
+        .route("/v1/campaigns/{id}/audience/remove", post(remove))
+}
+
+/// Checks the campaign exists, then parses the body. The existence check
+/// comes first so a typo in the id fails before a long upload is read.
+async fn read_upload(state: &AppState, id: &str, request: Request) -> Result<Parsed, ApiError> {
+    state.store.get_campaign(id).await?;
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = Format::from_content_type(content_type).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "content type {content_type:?} is not accepted; send text/plain or text/csv (one id per line) or application/json (an array of ids)"
+        ))
+    })?;
+    let limit = state.max_upload_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ingest::IngestError::TooLarge { limit }.into());
+    }
+    Ok(ingest::parse_body(request.into_body(), format, limit).await?)
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = checked_campaign_id(&id)?;
+    let parsed = read_upload(&state, id, request).await?;
+    let (received, duplicates) = (parsed.received, parsed.duplicates);
+    let change = state.store.replace_audience(id, parsed.members).await?;
+    Ok(Json(json!({
+        "audience_size": change.audience_size,
+        "version": change.version,
+        "received": received,
+        "duplicates": duplicates,
+    }))
+    .into_response())
+}
+
+async fn add(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = checked_campaign_id(&id)?;
+    let parsed = read_upload(&state, id, request).await?;
+    let change = state.store.add_members(id, parsed.members).await?;
+    Ok(Json(json!({
+        "audience_size": change.audience_size,
+        "version": change.version,
+        "added": change.changed,
+    }))
+    .into_response())
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = checked_campaign_id(&id)?;
+    let parsed = read_upload(&state, id, request).await?;
+    let change = state.store.remove_members(id, parsed.members).await?;
+    Ok(Json(json!({
+        "audience_size": change.audience_size,
+        "version": change.version,
+        "removed": change.changed,
+    }))
+    .into_response())
+}
+
+/// Bytes of text per streamed chunk.
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+/// Streams the audience as text, one ID per line, in ascending order. The
+/// text is produced chunk by chunk from the compact bitmap, never whole.
+async fn export(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = checked_campaign_id(&id)?;
+    let members = state.store.audience(id).await?;
+    let body =
+        Body::from_stream(stream::iter(ExportChunks::new(members)).map(Ok::<_, std::io::Error>));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Iterates the text of an audience in chunks of about [`EXPORT_CHUNK`] bytes.
+struct ExportChunks {
+    members: Arc<RoaringTreemap>,
+    /// The next ID to emit is the smallest member ≥ this; `None` when done.
+    next: Option<u64>,
+}
+
+impl ExportChunks {
+    fn new(members: Arc<RoaringTreemap>) -> Self {
+        let next = members.min();
+        ExportChunks { members, next }
+    }
+}
+
+impl Iterator for ExportChunks {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let start = self.next?;
+        let mut text = String::with_capacity(EXPORT_CHUNK + 24);
+        let mut resume = None;
+        let mut ids = self.members.iter();
+        ids.advance_to(start);
+        let mut digits = itoa::Buffer::new();
+        for id in ids {
+            if text.len() >= EXPORT_CHUNK {
+                resume = Some(id);
+                break;
+            }
+            text.push_str(digits.format(id));
+            text.push('\n');
+        }
+        self.next = resume;
+        Some(Bytes::from(text))
+    }
+}

@@ -1,0 +1,197 @@
+//! Bearer-token auth.
+//!
+//! Admin tokens guard every write and the audience export; an optional check
+//! token guards reads and checks. Tokens are compared in constant time and
+//! never logged. Each admin token has a name, which becomes the request's
+//! [`Actor`] for logs.
+
+use axum::extract::{Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Who made a request, by token name. Present on authenticated requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+/// The configured tokens. `Debug` is hand-written so a token can never reach a log.
+#[derive(Clone)]
+pub struct Tokens {
+    admin: Vec<(String, String)>,
+    check: Option<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let names: Vec<&str> = self.admin.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Tokens")
+            .field("admin", &names)
+            .field("check", &self.check.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl Tokens {
+    /// `admin` pairs are (name, token). Empty tokens are refused: an empty
+    /// bearer would otherwise match a misconfigured deployment.
+    pub fn new(admin: Vec<(String, String)>, check: Option<String>) -> anyhow::Result<Tokens> {
+        anyhow::ensure!(!admin.is_empty(), "at least one admin token is required");
+        for (name, token) in &admin {
+            anyhow::ensure!(!token.is_empty(), "admin token {name:?} is empty");
+        }
+        let check = check.filter(|t| !t.is_empty());
+        Ok(Tokens { admin, check })
+    }
+
+    /// A single admin token named `admin`.
+    pub fn single(token: impl Into<String>) -> Tokens {
+        Tokens {
+            admin: vec![("admin".into(), token.into())],
+            check: None,
+        }
+    }
+
+    pub fn with_check_token(mut self, token: impl Into<String>) -> Tokens {
+        self.check = Some(token.into());
+        self
+    }
+
+    /// The name of the admin token equal to `presented`, if any. Every
+    /// configured token is compared, so timing does not reveal which matched.
+    fn admin_name(&self, presented: &[u8]) -> Option<&str> {
+        let mut found = None;
+        for (name, token) in &self.admin {
+            if bool::from(token.as_bytes().ct_eq(presented)) {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+
+    fn is_check_token(&self, presented: &[u8]) -> bool {
+        self.check
+            .as_ref()
+            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(presented)))
+    }
+}
+
+/// What a route needs from the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Open,
+    Read,
+    Admin,
+}
+
+/// The access policy, in one place: writes and the export need an admin
+/// token; other `/v1` reads and checks need the check token when one is set.
+pub fn required_access(method: &Method, path: &str) -> Access {
+    if !path.starts_with("/v1/") {
+        return Access::Open;
+    }
+    let is_read = method == Method::GET || method == Method::HEAD;
+    let is_check = method == Method::POST && path == "/v1/check";
+    let is_export = is_read && path.ends_with("/audience");
+    if is_export || !(is_read || is_check) {
+        Access::Admin
+    } else {
+        Access::Read
+    }
+}
+
+fn bearer(request: &Request) -> Option<&[u8]> {
+    let value = request.headers().get(header::AUTHORIZATION)?.as_bytes();
+    let token = value
+        .strip_prefix(b"Bearer ")
+        .or_else(|| value.strip_prefix(b"bearer "))?;
+    Some(token.trim_ascii())
+}
+
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let access = required_access(request.method(), request.uri().path());
+    if access == Access::Open {
+        return Ok(next.run(request).await);
+    }
+    let tokens = &state.tokens;
+    let presented = bearer(&request);
+    let actor = presented
+        .and_then(|p| tokens.admin_name(p))
+        .map(str::to_string);
+    let allowed = match access {
+        Access::Open => true,
+        Access::Admin => actor.is_some(),
+        Access::Read => {
+            tokens.check.is_none()
+                || actor.is_some()
+                || presented.is_some_and(|p| tokens.is_check_token(p))
+        }
+    };
+    if !allowed {
+        let message = match (presented, access) {
+            (None, Access::Admin) => {
+                "this endpoint needs an admin token: send Authorization: Bearer <token>"
+            }
+            (None, _) => "this endpoint needs a token: send Authorization: Bearer <token>",
+            (Some(_), _) => "the token is not valid for this endpoint",
+        };
+        return Err(ApiError::Unauthorized(message.into()));
+    }
+    if let Some(name) = actor {
+        request.extensions_mut().insert(Actor(name));
+    }
+    Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_exports_need_admin_and_checks_need_read() {
+        let cases = [
+            (Method::POST, "/v1/campaigns", Access::Admin),
+            (Method::PATCH, "/v1/campaigns/a", Access::Admin),
+            (Method::DELETE, "/v1/campaigns/a", Access::Admin),
+            (Method::PUT, "/v1/campaigns/a/audience", Access::Admin),
+            (Method::POST, "/v1/campaigns/a/audience/add", Access::Admin),
+            (Method::GET, "/v1/campaigns/a/audience", Access::Admin),
+            (Method::GET, "/v1/campaigns", Access::Read),
+            (Method::GET, "/v1/campaigns/a/members/1", Access::Read),
+            (Method::GET, "/v1/users/1/campaigns", Access::Read),
+            (Method::POST, "/v1/check", Access::Read),
+            (Method::GET, "/healthz", Access::Open),
+            (Method::GET, "/metrics", Access::Open),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(required_access(&method, path), want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn tokens_never_show_in_debug_output() {
+        let t = Tokens::single("s3cret-value").with_check_token("other-s3cret");
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("admin"));
+    }
+
+    #[test]
+    fn the_matching_admin_token_names_the_actor() {
+        let t = Tokens::new(
+            vec![("alice".into(), "aaa".into()), ("bob".into(), "bbb".into())],
+            None,
+        )
+        .unwrap();
+        assert_eq!(t.admin_name(b"bbb"), Some("bob"));
+        assert_eq!(t.admin_name(b"bb"), None);
+        assert!(Tokens::new(vec![("x".into(), String::new())], None).is_err());
+    }
+}

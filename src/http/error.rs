@@ -1,0 +1,189 @@
+//! The one error type of the HTTP layer.
+//!
+//! Every error leaves as `{"error": "<code>", "message": "<what and how to fix>"}`
+//! plus context fields (`field`, `line`) where they help. Internal details are
+//! logged here and never sent to the client.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::ingest::IngestError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or breaks a rule. `field` and `line`
+    /// locate the problem when known.
+    #[error("{message}")]
+    BadRequest {
+        code: &'static str,
+        message: String,
+        field: Option<&'static str>,
+        line: Option<u64>,
+    },
+    /// 401: missing or wrong token. Says nothing about what exists.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404: no such campaign (or route).
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    /// 409: the id exists, or another write holds the campaign.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// 413: the body is over its limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415: a content type we do not parse.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 503: the store did not answer (in time).
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or corrupt data; the detail is logged, not sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+            field: None,
+            line: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. }
+            | ApiError::NotFound { code, .. }
+            | ApiError::Conflict { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::TooLarge(_) => "body_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unavailable(_) => "store_unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("error".into(), json!(self.code()));
+        let message = match self {
+            ApiError::Internal(_) => "an internal error occurred; it has been logged".to_string(),
+            other => other.to_string(),
+        };
+        body.insert("message".into(), json!(message));
+        if let ApiError::BadRequest { field, line, .. } = self {
+            if let Some(field) = field {
+                body.insert("field".into(), json!(field));
+            }
+            if let Some(line) = line {
+                body.insert("line".into(), json!(line));
+            }
+        }
+        Value::Object(body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(detail = %detail, "internal error"),
+            ApiError::Unavailable(detail) => tracing::warn!(detail = %detail, "store unavailable"),
+            _ => {}
+        }
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NotFound(_) => ApiError::NotFound {
+                code: "campaign_not_found",
+                message: e.to_string(),
+            },
+            StoreError::AlreadyExists(_) => ApiError::Conflict {
+                code: "campaign_exists",
+                message: format!("{e}; choose another id or update it with PATCH"),
+            },
+            StoreError::Busy(_) => ApiError::Conflict {
+                code: "audience_busy",
+                message: e.to_string(),
+            },
+            StoreError::Invalid(invalid) => ApiError::BadRequest {
+                code: "invalid_campaign",
+                message: invalid.message,
+                field: Some(invalid.field),
+                line: None,
+            },
+            StoreError::Timeout(_) | StoreError::Unavailable(_) => {
+                // The detail (addresses, driver errors) goes to the log only.
+                tracing::warn!(error = %e, "store call failed");
+                ApiError::Unavailable(
+                    "the store is unavailable or too slow right now; retry shortly".into(),
+                )
+            }
+            StoreError::Corrupt(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<crate::domain::Invalid> for ApiError {
+    fn from(invalid: crate::domain::Invalid) -> ApiError {
+        StoreError::Invalid(invalid).into()
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> ApiError {
+        match e {
+            IngestError::Invalid { line, .. } => ApiError::BadRequest {
+                code: "invalid_user_id",
+                message: format!("{e}; nothing was changed"),
+                field: None,
+                line: Some(line),
+            },
+            IngestError::Empty => ApiError::bad_request(
+                "empty_audience",
+                "the body holds no user ids; nothing was changed (to clear an audience, PUT the JSON array [])",
+            ),
+            IngestError::TooLarge { .. } => ApiError::TooLarge(format!(
+                "{e}; nothing was changed (raise --max-upload-bytes or split the list with audience/add)"
+            )),
+            IngestError::Body(_) => ApiError::bad_request("bad_body", e.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        match rejection.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ApiError::UnsupportedMediaType("send the body as application/json".into())
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::TooLarge("the JSON body is larger than this endpoint accepts".into())
+            }
+            _ => ApiError::bad_request("invalid_json", rejection.body_text()),
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! guestlist: time-boxed campaign audiences, checked at login speed.
+//!
+//! # Map
+//!
+//! ```text
+//!   HTTP request
+//!       │
+//!   http::router ── auth (tokens) ── metrics ── trace
+//!       │
+//!   http::{campaigns, audience, checks, ops}    one file per route group
+//!       │         │
+//!       │     ingest ── streams an upload into a RoaringTreemap (blocking thread)
+//!       │         │
+//!       ▼         ▼
+//!   Arc<dyn store::Store>                        chosen once at start-up
+//!       ├── store::embedded   roaring in memory + redb on disk (the default)
+//!       └── store::redis      metadata + catalog poller + snapshots + lease locks
+//!              ├── keys        every Redis key format
+//!              ├── set         design `set`: one SET per campaign
+//!              └── per_user    design `per-user`: one hash per user
+//! ```
+//!
+//! - [`domain`]: campaigns, validation and status; no I/O.
+//! - [`ingest`]: audience body parsing, bounded by the audience, not the body.
+//! - [`store`]: the [`store::Store`] trait and its backends.
+//! - [`http`]: the JSON API, its error type and auth policy.
+//! - [`config`]: the command line; [`telemetry`]: logs and metrics set-up.
+//! - [`server`]: wires config, store and router into a running service.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod server;
+pub mod store;
+pub mod telemetry;

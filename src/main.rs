@@ -1,0 +1,47 @@
+//! The `guestlist` binary: parse, set up logs, dispatch.
+
+use clap::{CommandFactory, FromArgMatches};
+use guestlist::config::{Cli, Command, SECRETS_HELP};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let matches = Cli::command()
+        .after_long_help(SECRETS_HELP)
+        .after_help(SECRETS_HELP)
+        .get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
+        Command::Serve(args) => {
+            guestlist::telemetry::init_logs(args.log_format);
+            guestlist::server::serve(args, shutdown_signal()).await
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM; the server then drains in-flight requests.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; draining"),
+        () = term => tracing::info!("SIGTERM received; draining"),
+    }
+}

@@ -1,0 +1,196 @@
+//! The storage boundary: one object-safe trait, one implementation per backend.
+//!
+//! Handlers hold an `Arc<dyn Store>` chosen once at start-up ([`open`]) and never
+//! ask which backend or design sits behind it. Backends:
+//!
+//! - [`embedded`]: the no-setup default. Audiences live in memory as roaring
+//!   bitmaps and persist in a redb file.
+//! - [`redis`]: the production store. Campaign metadata and audiences live in
+//!   Redis so any number of instances share them; each campaign's audience uses
+//!   the Redis data model named by its `design` (one file per design under
+//!   `store/redis/`).
+
+pub mod embedded;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use roaring::RoaringTreemap;
+
+use crate::domain::{AudienceChange, Campaign, CampaignPatch, UserId};
+
+/// Errors a store reports. Handlers map each variant to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("campaign {0:?} does not exist")]
+    NotFound(String),
+    #[error("campaign {0:?} already exists")]
+    AlreadyExists(String),
+    /// Another audience change for this campaign is in progress.
+    #[error("campaign {0:?} has another audience change in progress; retry when it finishes")]
+    Busy(String),
+    #[error(transparent)]
+    Invalid(#[from] crate::domain::Invalid),
+    /// The backend did not answer within the deadline.
+    #[error("the store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The backend is unreachable or failed; the source says how.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Data in the store could not be read back (a bug or outside tampering).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which store the service runs on, parsed from `--store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// A directory for the embedded store.
+    Embedded(std::path::PathBuf),
+    /// A `redis://` or `rediss://` URL.
+    Redis(String),
+}
+
+impl StoreSpec {
+    pub fn parse(s: &str) -> StoreSpec {
+        if s.starts_with("redis://") || s.starts_with("rediss://") {
+            StoreSpec::Redis(s.to_string())
+        } else {
+            StoreSpec::Embedded(s.into())
+        }
+    }
+
+    /// A form safe to log: a password in a Redis URL is masked.
+    pub fn redacted(&self) -> String {
+        match self {
+            StoreSpec::Embedded(p) => p.display().to_string(),
+            StoreSpec::Redis(url) => redact_url(url),
+        }
+    }
+}
+
+/// Masks the userinfo of a URL (`redis://user:secret@host` → `redis://user:***@host`).
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        None => url.to_string(),
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &rest[at..])
+        }
+    }
+}
+
+/// Tuning shared by the backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Deadline for one login check.
+    pub check_timeout: Duration,
+    /// Deadline for one admin call or one pipelined chunk of a bulk write.
+    pub admin_timeout: Duration,
+    /// How long audience data outlives the end of its campaign.
+    pub retention: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            check_timeout: Duration::from_millis(50),
+            admin_timeout: Duration::from_secs(5),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Campaign metadata, audiences and login checks.
+///
+/// Audience writes take a whole bitmap: parsing and de-duplication happen
+/// before the store is touched, so a bad upload never reaches it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `embedded` or `redis`, for logs and `/readyz`.
+    fn kind(&self) -> &'static str;
+
+    async fn create_campaign(&self, campaign: Campaign) -> StoreResult<Campaign>;
+    async fn list_campaigns(&self) -> StoreResult<Vec<Campaign>>;
+    async fn get_campaign(&self, id: &str) -> StoreResult<Campaign>;
+    async fn update_campaign(&self, id: &str, patch: &CampaignPatch) -> StoreResult<Campaign>;
+    /// Removes the campaign and frees its audience without blocking the backend.
+    async fn delete_campaign(&self, id: &str) -> StoreResult<()>;
+
+    /// Replaces the whole audience; readers see the old one or the new one, never a mix.
+    async fn replace_audience(
+        &self,
+        id: &str,
+        members: RoaringTreemap,
+    ) -> StoreResult<AudienceChange>;
+    async fn add_members(&self, id: &str, members: RoaringTreemap) -> StoreResult<AudienceChange>;
+    async fn remove_members(
+        &self,
+        id: &str,
+        members: RoaringTreemap,
+    ) -> StoreResult<AudienceChange>;
+    /// The whole audience as a compact bitmap, for export.
+    async fn audience(&self, id: &str) -> StoreResult<Arc<RoaringTreemap>>;
+
+    /// Is `user` in campaign `id`'s audience? Returns the campaign too so the
+    /// caller can report whether it is active.
+    async fn is_member(&self, id: &str, user: UserId) -> StoreResult<(Campaign, bool)>;
+    /// The batch form of [`Store::is_member`], one answer per user in order.
+    async fn are_members(&self, id: &str, users: &[UserId]) -> StoreResult<(Campaign, Vec<bool>)>;
+    /// IDs of the campaigns active at `now` whose audience holds `user`, sorted.
+    async fn campaigns_for(&self, user: UserId, now: DateTime<Utc>) -> StoreResult<Vec<String>>;
+    /// The batch form of [`Store::campaigns_for`], one list per user in order.
+    async fn campaigns_for_many(
+        &self,
+        users: &[UserId],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Vec<String>>>;
+
+    /// Ok when the backend answers; the error says why not.
+    async fn ready(&self) -> StoreResult<()>;
+}
+
+/// Opens the store named by `spec`.
+pub async fn open(spec: &StoreSpec, options: StoreOptions) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match spec {
+        StoreSpec::Embedded(dir) => Arc::new(embedded::EmbeddedStore::open(dir).await?),
+        StoreSpec::Redis(url) => Arc::new(redis::RedisStore::connect(url, options).await?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_specs_pick_the_backend_by_scheme() {
+        assert_eq!(
+            StoreSpec::parse("redis://127.0.0.1:6379/2"),
+            StoreSpec::Redis("redis://127.0.0.1:6379/2".into())
+        );
+        assert_eq!(
+            StoreSpec::parse("./data"),
+            StoreSpec::Embedded("./data".into())
+        );
+    }
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            redact_url("redis://app:hunter2@10.0.0.1:6379/0"),
+            "redis://app:***@10.0.0.1:6379/0"
+        );
+        assert_eq!(redact_url("rediss://:hunter2@host"), "rediss://:***@host");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+    }
+}

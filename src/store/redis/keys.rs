@@ -1,0 +1,110 @@
+//! Every Redis key guestlist reads or writes, in one place.
+//!
+//! `docs/data-model.md` documents each key's type, writer and expiry; keep the
+//! two in step. All keys of one campaign share the hash tag `{<campaign-id>}`
+//! so they live in one Redis Cluster slot: the swap that publishes a new
+//! audience is a single transaction over them. Per-user keys are tagged by
+//! user instead, which spreads login reads over the whole cluster.
+//!
+//! Campaign ids match `^[a-z0-9][a-z0-9_-]{0,63}$`, so they never contain
+//! `{`, `}` or `:` and cannot escape their tag or collide across fields.
+
+use crate::domain::UserId;
+
+pub const PREFIX: &str = "guestlist";
+
+/// SET of every campaign id. Small (one member per campaign), admin-rate.
+pub fn campaign_index() -> String {
+    format!("{PREFIX}:campaigns")
+}
+
+/// STRING counter bumped on every metadata change, so instances can poll one
+/// cheap key to know whether their copy of the catalog is current.
+pub fn catalog_version() -> String {
+    format!("{PREFIX}:catalog-version")
+}
+
+/// HASH of a campaign's metadata (see `FIELD_*`).
+pub fn meta(campaign: &str) -> String {
+    format!("{PREFIX}:{{{campaign}}}:meta")
+}
+
+/// SET of the live audience, `set` design. **Public contract**: other
+/// applications may run `SISMEMBER` on this exact name.
+pub fn members(campaign: &str) -> String {
+    format!("{PREFIX}:{{{campaign}}}:members")
+}
+
+/// SET being filled by a replace, `set` design, before it is swapped live.
+pub fn staging(campaign: &str, generation: u64) -> String {
+    format!("{PREFIX}:{{{campaign}}}:staging:{generation}")
+}
+
+/// Name the old live SET takes for the instant between the swap and its UNLINK.
+/// Renaming onto a name that does not exist is O(1), unlike renaming onto the
+/// big live key, which would free it synchronously.
+pub fn trash(campaign: &str, generation: u64) -> String {
+    format!("{PREFIX}:{{{campaign}}}:trash:{generation}")
+}
+
+/// STRING holding the audience at `version` in roaring's portable format.
+/// Written before the version is published, so a reader that knows a version
+/// can always fetch exactly that audience.
+pub fn snapshot(campaign: &str, version: u64) -> String {
+    format!("{PREFIX}:{{{campaign}}}:snapshot:{version}")
+}
+
+/// STRING lease held by the one writer changing a campaign's audience.
+pub fn lock(campaign: &str) -> String {
+    format!("{PREFIX}:{{{campaign}}}:lock")
+}
+
+/// HASH per user, `per-user` design: one field per campaign generation that
+/// holds the user (see [`per_user_field`]); value `1`.
+pub fn user(user: UserId) -> String {
+    format!("{PREFIX}:user:{{{user}}}:campaigns")
+}
+
+/// Field of [`user`]: `<campaign-id>:<generation>`. Only the campaign's
+/// current generation counts, so replacing an audience needs no deletes.
+pub fn per_user_field(campaign: &str, generation: u64) -> String {
+    format!("{campaign}:{generation}")
+}
+
+/// Splits a [`per_user_field`] back into campaign id and generation.
+pub fn parse_per_user_field(field: &str) -> Option<(&str, u64)> {
+    let (campaign, generation) = field.rsplit_once(':')?;
+    Some((campaign, generation.parse().ok()?))
+}
+
+// Fields of the `meta` hash.
+pub const FIELD_NAME: &str = "name";
+pub const FIELD_STARTS_AT: &str = "starts_at";
+pub const FIELD_ENDS_AT: &str = "ends_at";
+pub const FIELD_DESIGN: &str = "design";
+pub const FIELD_SIZE: &str = "audience_size";
+pub const FIELD_VERSION: &str = "version";
+/// Generation of the live audience (see `Campaign::generation`).
+pub const FIELD_GENERATION: &str = "generation";
+/// Counter handing out generations, so a failed attempt's partial writes are
+/// never reused by the next one.
+pub const FIELD_NEXT_GENERATION: &str = "next_generation";
+pub const FIELD_CREATED_AT: &str = "created_at";
+pub const FIELD_UPDATED_AT: &str = "updated_at";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_set_key_has_the_documented_name() {
+        assert_eq!(members("spring-sale"), "guestlist:{spring-sale}:members");
+    }
+
+    #[test]
+    fn per_user_fields_round_trip() {
+        let f = per_user_field("a_b-1", 42);
+        assert_eq!(parse_per_user_field(&f), Some(("a_b-1", 42)));
+        assert_eq!(parse_per_user_field("nogeneration"), None);
+    }
+}

@@ -1,0 +1,162 @@
+//! The `set` design: one Redis SET per campaign, checked with SISMEMBER.
+//!
+//! The live key `guestlist:{<campaign>}:members` is a public contract. A
+//! replace fills a staging SET in chunks, then one transaction renames the
+//! live SET to a fresh trash name (O(1): the target does not exist), renames
+//! the staging SET onto the now-free live name, and UNLINKs the trash, which
+//! Redis frees on a background thread. Readers see the old SET or the new
+//! one, never a mix, and nothing big is ever freed on the main thread.
+
+use async_trait::async_trait;
+use redis::{Pipeline, Value};
+use roaring::RoaringTreemap;
+
+use super::{CHUNK, Conn, Layout, STAGING_TTL_SECS, keys, next_reply, parse};
+use crate::domain::{Campaign, UserId};
+use crate::store::StoreResult;
+
+pub(crate) struct SetLayout;
+
+/// Swaps staging onto live without RENAME ever overwriting a big key. An
+/// empty new audience has no staging key; then the live key simply goes.
+const SWAP_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[3])
+  redis.call('UNLINK', KEYS[3])
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('RENAME', KEYS[2], KEYS[1])
+  redis.call('EXPIREAT', KEYS[1], ARGV[1])
+end
+return 1
+";
+
+#[async_trait]
+impl Layout for SetLayout {
+    async fn stage(
+        &self,
+        conn: &Conn,
+        campaign: &str,
+        generation: u64,
+        members: &RoaringTreemap,
+        _expire_at: i64,
+    ) -> StoreResult<()> {
+        let key = keys::staging(campaign, generation);
+        // Start from nothing even if a crashed attempt left this name behind.
+        conn.cmd::<i64>("stage", redis::cmd("UNLINK").arg(&key))
+            .await?;
+        let ids: Vec<u64> = members.iter().collect();
+        let mut cmds = Vec::with_capacity(ids.len() / CHUNK + 2);
+        for (i, chunk) in ids.chunks(CHUNK).enumerate() {
+            let mut sadd = redis::cmd("SADD");
+            sadd.arg(&key).arg(chunk);
+            cmds.push(sadd);
+            if i == 0 {
+                // The TTL goes on with the first chunk, so staging never outlives a crash.
+                let mut expire = redis::cmd("EXPIRE");
+                expire.arg(&key).arg(STAGING_TTL_SECS);
+                cmds.push(expire);
+            }
+        }
+        conn.bulk("stage", cmds).await
+    }
+
+    fn publish(&self, tx: &mut Pipeline, campaign: &str, generation: u64, expire_at: i64) {
+        tx.cmd("EVAL")
+            .arg(SWAP_SCRIPT)
+            .arg(3)
+            .arg(keys::members(campaign))
+            .arg(keys::staging(campaign, generation))
+            .arg(keys::trash(campaign, generation))
+            .arg(expire_at)
+            .ignore();
+    }
+
+    fn apply_delta(
+        &self,
+        tx: &mut Pipeline,
+        campaign: &str,
+        _generation: u64,
+        add: &[u64],
+        remove: &[u64],
+        expire_at: i64,
+    ) {
+        let key = keys::members(campaign);
+        if !add.is_empty() {
+            tx.cmd("SADD").arg(&key).arg(add).ignore();
+        }
+        if !remove.is_empty() {
+            tx.cmd("SREM").arg(&key).arg(remove).ignore();
+        }
+        tx.cmd("EXPIREAT").arg(&key).arg(expire_at).ignore();
+    }
+
+    async fn retire(
+        &self,
+        conn: &Conn,
+        campaign: &str,
+        generation: u64,
+        _members: &RoaringTreemap,
+    ) -> StoreResult<()> {
+        // A published generation was already unlinked by the swap; this
+        // only matters for a staged one that never went live.
+        conn.cmd::<i64>(
+            "retire",
+            redis::cmd("UNLINK").arg(keys::staging(campaign, generation)),
+        )
+        .await
+        .map(drop)
+    }
+
+    fn delete(&self, tx: &mut Pipeline, campaign: &str) {
+        tx.cmd("UNLINK").arg(keys::members(campaign)).ignore();
+    }
+
+    async fn move_expiry(
+        &self,
+        conn: &Conn,
+        campaign: &str,
+        _members: &RoaringTreemap,
+        expire_at: i64,
+    ) -> StoreResult<()> {
+        conn.cmd::<i64>(
+            "expire",
+            redis::cmd("EXPIREAT")
+                .arg(keys::members(campaign))
+                .arg(expire_at),
+        )
+        .await
+        .map(drop)
+    }
+
+    fn keys_per_member(&self) -> bool {
+        false
+    }
+
+    fn queue_membership(&self, pipe: &mut Pipeline, campaign: &Campaign, users: &[UserId]) {
+        let key = keys::members(&campaign.id);
+        if let [user] = users {
+            pipe.cmd("SISMEMBER").arg(&key).arg(user);
+        } else {
+            for chunk in users.chunks(CHUNK) {
+                pipe.cmd("SMISMEMBER").arg(&key).arg(chunk);
+            }
+        }
+    }
+
+    fn read_membership(
+        &self,
+        replies: &mut dyn Iterator<Item = Value>,
+        users: &[UserId],
+    ) -> StoreResult<Vec<bool>> {
+        if users.len() == 1 {
+            return Ok(vec![parse(next_reply(replies)?)?]);
+        }
+        let mut answers = Vec::with_capacity(users.len());
+        for _ in users.chunks(CHUNK) {
+            let chunk: Vec<bool> = parse(next_reply(replies)?)?;
+            answers.extend(chunk);
+        }
+        Ok(answers)
+    }
+}
