@@ -186,9 +186,12 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// Applies `change` to the audience. Incremental changes that change
+    /// nothing keep the version, as in the Redis store; a replace always bumps it.
     async fn change_audience(
         &self,
         id: &str,
+        incremental: bool,
         change: impl FnOnce(&RoaringTreemap) -> (RoaringTreemap, u64) + Send + 'static,
     ) -> StoreResult<AudienceChange> {
         let _writer = self.inner.writer.lock().await;
@@ -198,6 +201,13 @@ impl EmbeddedStore {
         let (members, changed) = tokio::task::spawn_blocking(move || change(&old))
             .await
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        if incremental && changed == 0 {
+            return Ok(AudienceChange {
+                audience_size: current.campaign.audience_size,
+                version: current.campaign.version,
+                changed,
+            });
+        }
         let mut campaign = current.campaign.clone();
         campaign.audience_size = members.len();
         campaign.version += 1;
@@ -273,11 +283,12 @@ impl Store for EmbeddedStore {
         members: RoaringTreemap,
     ) -> StoreResult<AudienceChange> {
         let received = members.len();
-        self.change_audience(id, move |_| (members, received)).await
+        self.change_audience(id, false, move |_| (members, received))
+            .await
     }
 
     async fn add_members(&self, id: &str, members: RoaringTreemap) -> StoreResult<AudienceChange> {
-        self.change_audience(id, move |old| {
+        self.change_audience(id, true, move |old| {
             let next = old | &members;
             let added = next.len() - old.len();
             (next, added)
@@ -290,7 +301,7 @@ impl Store for EmbeddedStore {
         id: &str,
         members: RoaringTreemap,
     ) -> StoreResult<AudienceChange> {
-        self.change_audience(id, move |old| {
+        self.change_audience(id, true, move |old| {
             let next = old - &members;
             let removed = old.len() - next.len();
             (next, removed)

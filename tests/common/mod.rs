@@ -1,0 +1,350 @@
+//! Test fixtures: a real `redis-server` on a free loopback port, and a
+//! harness that drives the router without a socket.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use chrono::{Duration as Span, Utc};
+use guestlist::http::{AppState, Tokens, router};
+use guestlist::store::embedded::EmbeddedStore;
+use guestlist::store::redis::RedisStore;
+use guestlist::store::{Store, StoreOptions};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const ADMIN: &str = "test-admin-token-0123456789";
+
+/// A private redis-server: loopback only, no persistence, its own temp dir.
+/// Killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// Picks a free loopback port below 55536 (a cluster bus needs port + 10000).
+pub fn free_port() -> u16 {
+    loop {
+        let l = StdListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = l.local_addr().unwrap().port();
+        if port < 55536 {
+            return port;
+        }
+    }
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = RedisServer {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts (again) on the same port and directory. A `dump.rdb` left by an
+    /// explicit `SAVE` is loaded, which lets tests survive a restart.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be on PATH (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to go.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends a signal by name (e.g. STOP, CONT) to the server process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("server running").id();
+        let status = Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `redis-cli` against this server and returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli must be on PATH");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Which backend (and Redis design) a harness runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    RedisSet,
+    RedisPerUser,
+}
+
+/// A router over a real store, driven in-process with `oneshot`.
+pub struct Harness {
+    pub app: Router,
+    pub store: Arc<dyn Store>,
+    pub backend: Backend,
+    pub redis: Option<RedisServer>,
+    pub data_dir: Option<tempfile::TempDir>,
+}
+
+pub fn test_options() -> StoreOptions {
+    StoreOptions {
+        // Generous: these tests check behaviour, not speed, on a busy 2-core box.
+        check_timeout: Duration::from_millis(500),
+        admin_timeout: Duration::from_secs(10),
+        ..StoreOptions::default()
+    }
+}
+
+pub fn app_for(store: Arc<dyn Store>, max_upload_bytes: u64) -> Router {
+    router(AppState {
+        store,
+        tokens: Arc::new(Tokens::single(ADMIN)),
+        max_upload_bytes,
+        metrics: Some(guestlist::telemetry::metrics()),
+    })
+}
+
+impl Harness {
+    pub async fn new(backend: Backend) -> Harness {
+        Self::with_limit(backend, 1 << 20).await
+    }
+
+    pub async fn with_limit(backend: Backend, max_upload_bytes: u64) -> Harness {
+        let (store, redis, data_dir): (Arc<dyn Store>, _, _) = match backend {
+            Backend::Embedded => {
+                let dir = tempfile::tempdir().unwrap();
+                let store = EmbeddedStore::open(dir.path()).await.unwrap();
+                (Arc::new(store), None, Some(dir))
+            }
+            Backend::RedisSet | Backend::RedisPerUser => {
+                let server = RedisServer::start();
+                let store = RedisStore::connect(&server.url(), test_options())
+                    .await
+                    .unwrap();
+                (Arc::new(store), Some(server), None)
+            }
+        };
+        Harness {
+            app: app_for(store.clone(), max_upload_bytes),
+            store,
+            backend,
+            redis,
+            data_dir,
+        }
+    }
+
+    pub fn design(&self) -> &'static str {
+        match self.backend {
+            Backend::RedisPerUser => "per-user",
+            _ => "set",
+        }
+    }
+
+    pub fn redis(&self) -> &RedisServer {
+        self.redis.as_ref().expect("a Redis backend")
+    }
+
+    /// Sends one request; returns the status and the body (JSON when it
+    /// parses, else a JSON string of the text).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let response = self
+            .app
+            .clone()
+            .oneshot(req.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, Some(ADMIN), None, Body::empty())
+            .await
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            Method::POST,
+            path,
+            Some(ADMIN),
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await
+    }
+
+    pub async fn patch_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            Method::PATCH,
+            path,
+            Some(ADMIN),
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Method::DELETE, path, Some(ADMIN), None, Body::empty())
+            .await
+    }
+
+    /// Creates a campaign whose window is offset from now by the given hours.
+    pub async fn create(&self, id: &str, start_h: i64, end_h: i64) -> Value {
+        let now = Utc::now();
+        let (status, body) = self
+            .post_json(
+                "/v1/campaigns",
+                json!({
+                    "id": id,
+                    "name": format!("Campaign {id}"),
+                    "starts_at": (now + Span::hours(start_h)).to_rfc3339(),
+                    "ends_at": (now + Span::hours(end_h)).to_rfc3339(),
+                    "design": self.design(),
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    pub async fn active(&self, id: &str) -> Value {
+        self.create(id, -1, 1).await
+    }
+
+    /// Uploads an audience body to `/audience` (PUT), `/audience/add` or
+    /// `/audience/remove` (POST).
+    pub async fn upload(
+        &self,
+        id: &str,
+        op: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
+        let (method, path) = match op {
+            "replace" => (Method::PUT, format!("/v1/campaigns/{id}/audience")),
+            other => (Method::POST, format!("/v1/campaigns/{id}/audience/{other}")),
+        };
+        self.send(method, &path, Some(ADMIN), Some(content_type), body)
+            .await
+    }
+
+    /// Replaces with a plain list of ids; asserts success.
+    pub async fn replace(&self, id: &str, ids: &[u64]) -> Value {
+        let (status, body) = self.upload(id, "replace", "text/plain", lines(ids)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// The exported audience, parsed.
+    pub async fn export(&self, id: &str) -> Vec<u64> {
+        let (status, body) = self.get(&format!("/v1/campaigns/{id}/audience")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let text = match body {
+            Value::String(s) => s,
+            // A one-line export ("7\n") parses as JSON; that is fine.
+            other => format!("{other}\n"),
+        };
+        text.lines().map(|l| l.parse().unwrap()).collect()
+    }
+
+    pub async fn is_member(&self, id: &str, user: u64) -> bool {
+        let (status, body) = self
+            .get(&format!("/v1/campaigns/{id}/members/{user}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["member"].as_bool().unwrap()
+    }
+
+    pub async fn campaigns_of(&self, user: u64) -> Vec<String> {
+        let (status, body) = self.get(&format!("/v1/users/{user}/campaigns")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_value(body["campaigns"].clone()).unwrap()
+    }
+
+    pub async fn campaign(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/campaigns/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+/// One id per line.
+pub fn lines(ids: &[u64]) -> String {
+    let mut s = String::with_capacity(ids.len() * 8);
+    for id in ids {
+        s.push_str(&id.to_string());
+        s.push('\n');
+    }
+    s
+}
+
+pub fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")
+}

@@ -1,0 +1,508 @@
+//! One contract, every store: embedded, Redis `set` and Redis `per-user`.
+//!
+//! Each case is written once against the HTTP API and instantiated for each
+//! backend by `suite!`, so the backends cannot drift apart.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use common::{ADMIN, Backend, Harness, lines};
+use serde_json::json;
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(&super::Harness::new(super::Backend::Embedded).await).await })*
+        }
+        mod redis_set {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisSet).await).await })*
+        }
+        mod redis_per_user {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisPerUser).await).await })*
+        }
+    };
+}
+
+suite!(
+    creating_a_campaign_returns_it_with_its_status,
+    campaigns_are_listed_and_fetched_by_id,
+    status_follows_the_window_for_every_state,
+    a_duplicate_id_is_a_conflict_and_changes_nothing,
+    patch_moves_the_window_and_renames,
+    an_invalid_patch_changes_nothing,
+    delete_removes_the_campaign_and_its_audience,
+    replace_counts_duplicates_and_answers_membership,
+    replace_swaps_the_whole_audience,
+    add_and_remove_report_what_changed,
+    large_incremental_changes_are_applied_whole,
+    json_bodies_are_accepted,
+    an_empty_json_array_clears_the_audience,
+    export_streams_the_audience_in_order,
+    member_checks_report_whether_the_campaign_is_active,
+    member_checks_on_unknown_campaigns_are_404,
+    users_see_only_their_active_campaigns_sorted,
+    batch_checks_answer_per_user,
+    batch_checks_are_bounded,
+    versions_increase_on_every_audience_change,
+    health_and_readiness_answer,
+    reads_need_the_check_token_when_one_is_set,
+);
+
+async fn creating_a_campaign_returns_it_with_its_status(h: &Harness) {
+    let body = h
+        .post_json(
+            "/v1/campaigns",
+            json!({
+                "id": "spring-sale",
+                "name": "  Spring sale ",
+                "starts_at": "2020-01-01T02:00:00+02:00",
+                "ends_at": "2099-01-01T00:00:00Z",
+                "design": h.design(),
+            }),
+        )
+        .await;
+    assert_eq!(body.0, StatusCode::CREATED, "{}", body.1);
+    let c = body.1;
+    assert_eq!(c["id"], "spring-sale");
+    assert_eq!(c["name"], "Spring sale");
+    assert_eq!(c["starts_at"], "2020-01-01T00:00:00Z", "stored in UTC");
+    assert_eq!(c["status"], "active");
+    assert_eq!(c["design"], h.design());
+    assert_eq!(c["audience_size"], 0);
+    assert_eq!(c["version"], 0);
+    assert!(c["created_at"].is_string() && c["updated_at"].is_string());
+    assert!(c.get("generation").is_none(), "internal field leaked: {c}");
+}
+
+async fn campaigns_are_listed_and_fetched_by_id(h: &Harness) {
+    h.create("b", -1, 1).await;
+    h.create("a", 1, 2).await;
+    let (status, body) = h.get("/v1/campaigns").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = body["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(h.campaign("a").await["status"], "scheduled");
+    let (status, body) = h.get("/v1/campaigns/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "campaign_not_found");
+}
+
+async fn status_follows_the_window_for_every_state(h: &Harness) {
+    h.create("past", -3, -1).await;
+    h.create("now", -1, 1).await;
+    h.create("later", 1, 3).await;
+    assert_eq!(h.campaign("past").await["status"], "ended");
+    assert_eq!(h.campaign("now").await["status"], "active");
+    assert_eq!(h.campaign("later").await["status"], "scheduled");
+}
+
+async fn a_duplicate_id_is_a_conflict_and_changes_nothing(h: &Harness) {
+    let first = h.create("dup", -1, 1).await;
+    let (status, body) = h
+        .post_json(
+            "/v1/campaigns",
+            json!({"id": "dup", "name": "Other", "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-02-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "campaign_exists");
+    assert_eq!(h.campaign("dup").await, first);
+}
+
+async fn patch_moves_the_window_and_renames(h: &Harness) {
+    h.active("c").await;
+    h.replace("c", &[1, 2]).await;
+    let (status, body) = h
+        .patch_json(
+            "/v1/campaigns/c",
+            json!({"name": "Renamed", "starts_at": "2020-01-01T00:00:00Z", "ends_at": "2020-02-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], "Renamed");
+    assert_eq!(body["status"], "ended");
+    assert_eq!(
+        body["audience_size"], 2,
+        "a window change keeps the audience"
+    );
+    assert_eq!(h.campaign("c").await["ends_at"], "2020-02-01T00:00:00Z");
+    assert!(
+        h.campaigns_of(1).await.is_empty(),
+        "ended campaigns do not match"
+    );
+    assert!(h.is_member("c", 1).await, "membership itself is unchanged");
+}
+
+async fn an_invalid_patch_changes_nothing(h: &Harness) {
+    let before = h.active("c").await;
+    for bad in [
+        json!({"ends_at": "2000-01-01T00:00:00Z"}),
+        json!({"starts_at": "yesterday"}),
+        json!({"name": ""}),
+        json!({"design": "per-user"}),
+    ] {
+        let (status, body) = h.patch_json("/v1/campaigns/c", bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} -> {body}");
+        assert!(body["message"].is_string());
+    }
+    assert_eq!(h.campaign("c").await, before);
+    let (status, _) = h
+        .patch_json("/v1/campaigns/nope", json!({"name": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn delete_removes_the_campaign_and_its_audience(h: &Harness) {
+    h.active("gone").await;
+    h.replace("gone", &[5, 6]).await;
+    let (status, _) = h.delete("/v1/campaigns/gone").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(h.get("/v1/campaigns/gone").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get("/v1/campaigns/gone/members/5").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(h.campaigns_of(5).await.is_empty());
+    assert_eq!(
+        h.delete("/v1/campaigns/gone").await.0,
+        StatusCode::NOT_FOUND
+    );
+    // The id is free again, and the new campaign starts empty.
+    h.active("gone").await;
+    assert!(!h.is_member("gone", 5).await);
+    assert_eq!(h.campaign("gone").await["audience_size"], 0);
+}
+
+async fn replace_counts_duplicates_and_answers_membership(h: &Harness) {
+    h.active("c").await;
+    let body = "\u{feff}user_id\r\n10\r\n20\r\n20\r\n\r\n 30 \r\n10\r\n";
+    let (status, r) = h.upload("c", "replace", "text/csv", body).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["received"], 5);
+    assert_eq!(r["duplicates"], 2);
+    assert_eq!(r["audience_size"], 3);
+    assert_eq!(r["version"], 1);
+    for (user, want) in [(10, true), (20, true), (30, true), (11, false), (0, false)] {
+        assert_eq!(h.is_member("c", user).await, want, "user {user}");
+    }
+    assert_eq!(h.campaign("c").await["audience_size"], 3);
+}
+
+async fn replace_swaps_the_whole_audience(h: &Harness) {
+    h.active("c").await;
+    h.replace("c", &[1, 2, 3]).await;
+    h.replace("c", &[3, 4]).await;
+    assert!(!h.is_member("c", 1).await);
+    assert!(h.is_member("c", 3).await);
+    assert!(h.is_member("c", 4).await);
+    assert_eq!(h.export("c").await, [3, 4]);
+    assert_eq!(h.campaigns_of(1).await, Vec::<String>::new());
+    assert_eq!(h.campaigns_of(4).await, ["c"]);
+}
+
+async fn add_and_remove_report_what_changed(h: &Harness) {
+    h.active("c").await;
+    h.replace("c", &[1, 2]).await;
+    let (status, r) = h.upload("c", "add", "text/plain", "2\n3\n4\n").await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["added"].as_u64(), r["audience_size"].as_u64()),
+        (Some(2), Some(4))
+    );
+    let (status, r) = h.upload("c", "remove", "text/plain", "1\n9\n").await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["removed"].as_u64(), r["audience_size"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert_eq!(h.export("c").await, [2, 3, 4]);
+    assert!(!h.is_member("c", 1).await);
+    assert!(h.is_member("c", 4).await);
+    assert_eq!(h.campaigns_of(4).await, ["c"]);
+    // A no-op change leaves the version alone.
+    let version = h.campaign("c").await["version"].clone();
+    let (_, r) = h.upload("c", "add", "text/plain", "2\n").await;
+    assert_eq!(r["added"], 0);
+    assert_eq!(r["version"], version);
+}
+
+async fn large_incremental_changes_are_applied_whole(h: &Harness) {
+    h.active("c").await;
+    let first: Vec<u64> = (0..3_000).collect();
+    h.replace("c", &first).await;
+    let more: Vec<u64> = (2_000..6_000).collect();
+    let (status, r) = h.upload("c", "add", "text/plain", lines(&more)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["added"].as_u64(), r["audience_size"].as_u64()),
+        (Some(3_000), Some(6_000))
+    );
+    let gone: Vec<u64> = (0..2_500).collect();
+    let (status, r) = h.upload("c", "remove", "text/plain", lines(&gone)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["removed"].as_u64(), r["audience_size"].as_u64()),
+        (Some(2_500), Some(3_500))
+    );
+    assert!(!h.is_member("c", 100).await);
+    assert!(h.is_member("c", 2_500).await);
+    assert!(h.is_member("c", 5_999).await);
+    assert_eq!(h.campaigns_of(5_999).await, ["c"]);
+    assert_eq!(h.campaigns_of(100).await, Vec::<String>::new());
+    assert_eq!(h.export("c").await, (2_500..6_000).collect::<Vec<u64>>());
+}
+
+async fn json_bodies_are_accepted(h: &Harness) {
+    h.active("c").await;
+    let (status, r) = h
+        .upload(
+            "c",
+            "replace",
+            "application/json; charset=utf-8",
+            "[7, 8, 8, 18446744073709551615]",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["received"].as_u64(), r["duplicates"].as_u64()),
+        (Some(4), Some(1))
+    );
+    assert!(h.is_member("c", u64::MAX).await);
+}
+
+async fn an_empty_json_array_clears_the_audience(h: &Harness) {
+    h.active("c").await;
+    h.replace("c", &[1, 2]).await;
+    let (status, r) = h.upload("c", "replace", "application/json", "[]").await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["audience_size"], 0);
+    assert!(!h.is_member("c", 1).await);
+    assert_eq!(h.export("c").await, Vec::<u64>::new());
+}
+
+async fn export_streams_the_audience_in_order(h: &Harness) {
+    h.active("c").await;
+    let ids: Vec<u64> = (0..50_000u64).map(|i| i * 7_919 % 1_000_003).collect();
+    h.replace("c", &ids).await;
+    let mut want = ids.clone();
+    want.sort_unstable();
+    assert_eq!(h.export("c").await, want);
+    let (status, body) = h
+        .send(
+            Method::GET,
+            "/v1/campaigns/c/audience",
+            None,
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "export needs the admin token: {body}"
+    );
+}
+
+async fn member_checks_report_whether_the_campaign_is_active(h: &Harness) {
+    for (id, start, end) in [("past", -3, -1), ("now", -1, 1), ("later", 1, 3)] {
+        h.create(id, start, end).await;
+        h.replace(id, &[42]).await;
+    }
+    for (id, active) in [("past", false), ("now", true), ("later", false)] {
+        let (status, body) = h.get(&format!("/v1/campaigns/{id}/members/42")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            json!({"campaign": id, "user_id": 42, "member": true, "active": active})
+        );
+    }
+    let (status, body) = h.get("/v1/campaigns/now/members/abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_user_id");
+    let (status, _) = h.get("/v1/campaigns/now/members/-1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn member_checks_on_unknown_campaigns_are_404(h: &Harness) {
+    let (status, body) = h.get("/v1/campaigns/ghost/members/1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "campaign_not_found");
+    let (status, _) = h.get("/v1/campaigns/Bad%20Slug/members/1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn users_see_only_their_active_campaigns_sorted(h: &Harness) {
+    for (id, start, end) in [
+        ("zeta", -1, 1),
+        ("alpha", -1, 1),
+        ("ended", -3, -1),
+        ("scheduled", 1, 3),
+        ("other", -1, 1),
+    ] {
+        h.create(id, start, end).await;
+    }
+    for id in ["zeta", "alpha", "ended", "scheduled"] {
+        h.replace(id, &[7, 8]).await;
+    }
+    h.replace("other", &[8]).await;
+    assert_eq!(h.campaigns_of(7).await, ["alpha", "zeta"]);
+    assert_eq!(h.campaigns_of(8).await, ["alpha", "other", "zeta"]);
+    assert_eq!(h.campaigns_of(9).await, Vec::<String>::new());
+    let (status, body) = h.get("/v1/users/x/campaigns").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_user_id");
+}
+
+async fn batch_checks_answer_per_user(h: &Harness) {
+    h.active("a").await;
+    h.active("b").await;
+    h.create("ended", -3, -1).await;
+    h.replace("a", &[1, 2]).await;
+    h.replace("b", &[2]).await;
+    h.replace("ended", &[1, 2, 3]).await;
+    let (status, body) = h
+        .post_json("/v1/check", json!({"user_ids": [1, 2, 3], "campaign": "a"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"results": [
+            {"user_id": 1, "member": true},
+            {"user_id": 2, "member": true},
+            {"user_id": 3, "member": false},
+        ]})
+    );
+    let (status, body) = h
+        .post_json("/v1/check", json!({"user_ids": [1, 2, 3]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"results": [
+            {"user_id": 1, "campaigns": ["a"]},
+            {"user_id": 2, "campaigns": ["a", "b"]},
+            {"user_id": 3, "campaigns": []},
+        ]})
+    );
+    let many: Vec<u64> = (0..2_500).collect();
+    let (status, body) = h
+        .post_json("/v1/check", json!({"user_ids": many, "campaign": "a"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let hits = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["member"] == true)
+        .count();
+    assert_eq!(hits, 2);
+    let (status, body) = h
+        .post_json("/v1/check", json!({"user_ids": [1], "campaign": "ghost"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+async fn batch_checks_are_bounded(h: &Harness) {
+    let too_many: Vec<u64> = (0..10_001).collect();
+    let (status, body) = h
+        .post_json("/v1/check", json!({"user_ids": too_many}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "too_many_user_ids");
+    let (status, body) = h.post_json("/v1/check", json!({"user_ids": ["1"]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_json");
+}
+
+async fn versions_increase_on_every_audience_change(h: &Harness) {
+    h.active("c").await;
+    let mut last = 0;
+    for (op, body) in [
+        ("replace", "1\n"),
+        ("add", "2\n"),
+        ("remove", "1\n"),
+        ("replace", "5\n"),
+    ] {
+        let (status, r) = h.upload("c", op, "text/plain", body).await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        let v = r["version"].as_u64().unwrap();
+        assert!(v > last, "{op}: version {v} after {last}");
+        last = v;
+    }
+    assert_eq!(h.campaign("c").await["version"], last);
+}
+
+async fn health_and_readiness_answer(h: &Harness) {
+    let (status, body) = h.get("/healthz").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, body) = h.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready");
+    let (status, body) = h.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.as_str()
+            .unwrap()
+            .contains("guestlist_http_requests_total")
+    );
+}
+
+async fn reads_need_the_check_token_when_one_is_set(h: &Harness) {
+    use guestlist::http::{AppState, Tokens, router};
+    use std::sync::Arc;
+    let app = router(AppState {
+        store: h.store.clone(),
+        tokens: Arc::new(Tokens::single(ADMIN).with_check_token("reader-token")),
+        max_upload_bytes: 1 << 20,
+        metrics: None,
+    });
+    let guarded = Harness {
+        app,
+        store: h.store.clone(),
+        backend: h.backend,
+        redis: None,
+        data_dir: None,
+    };
+    guarded.active("c").await;
+    for (token, want) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("wrong"), StatusCode::UNAUTHORIZED),
+        (Some("reader-token"), StatusCode::OK),
+        (Some(ADMIN), StatusCode::OK),
+    ] {
+        let (status, body) = guarded
+            .send(
+                Method::GET,
+                "/v1/campaigns/c/members/1",
+                token,
+                None,
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(status, want, "{token:?}: {body}");
+    }
+    // The check token is not an admin token.
+    let (status, _) = guarded
+        .send(
+            Method::DELETE,
+            "/v1/campaigns/c",
+            Some("reader-token"),
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(guarded.campaign("c").await["id"], "c");
+}
