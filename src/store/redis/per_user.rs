@@ -178,7 +178,7 @@ impl Layout for PerUserLayout {
         users: &[UserId],
     ) -> StoreResult<Vec<Vec<bool>>> {
         let mut rows = vec![vec![false; users.len()]; campaigns.len()];
-        for column in 0..users.len() {
+        for (column, _user) in users.iter().enumerate() {
             let fields: Vec<String> = parse(next_reply(replies)?)?;
             for field in &fields {
                 let Some((id, generation)) = keys::parse_per_user_field(field) else {

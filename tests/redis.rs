@@ -1,0 +1,473 @@
+//! End-to-end behaviour against a real `redis-server` that each test starts:
+//! the key contract, large atomic replaces, and outages.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::{ADMIN, Backend, Harness, RedisServer, app_for, lines, test_options};
+use guestlist::store::redis::RedisStore;
+use guestlist::store::{Store, StoreOptions};
+use serde_json::{Value, json};
+
+/// A deterministic pseudo-random sequence (splitmix64), so failures reproduce.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30k_csv_audience_agrees_with_redis_cli_and_only_active_campaigns_match() {
+    let h = Harness::with_limit(Backend::RedisSet, 8 << 20).await;
+    const U: u64 = 4_242_424_242;
+    h.create("live", -1, 1).await;
+    h.create("soon", 1, 2).await;
+    h.create("over", -2, -1).await;
+    for id in ["soon", "over"] {
+        h.replace(id, &[U]).await;
+    }
+
+    // 30,000 lines: a header, CRLF endings, and every 10th id repeated.
+    let ids: Vec<u64> = (0..27_000u64)
+        .map(|i| mix(i) % 1_000_000_000)
+        .chain([U])
+        .collect();
+    let mut csv = String::from("user_id\r\n");
+    let mut lines_written = 0;
+    for (i, id) in ids.iter().enumerate() {
+        csv.push_str(&format!("{id}\r\n"));
+        lines_written += 1;
+        if i % 10 == 0 && lines_written < 30_000 {
+            csv.push_str(&format!("{id}\r\n"));
+            lines_written += 1;
+        }
+    }
+    while lines_written < 30_000 {
+        csv.push_str(&format!("{U}\r\n"));
+        lines_written += 1;
+    }
+    let unique: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
+
+    let (status, r) = h.upload("live", "replace", "text/csv", csv).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["received"], 30_000);
+    assert_eq!(r["audience_size"], unique.len() as u64);
+    assert_eq!(r["duplicates"], 30_000 - unique.len() as u64);
+    assert_eq!(
+        h.campaign("live").await["audience_size"],
+        unique.len() as u64
+    );
+
+    let members: Vec<u64> = unique
+        .iter()
+        .copied()
+        .step_by(unique.len() / 1_000)
+        .take(1_000)
+        .collect();
+    let non_members: Vec<u64> = (0..)
+        .map(|i| mix(1_000_000 + i) % 1_000_000_000)
+        .filter(|id| !unique.contains(id))
+        .take(1_000)
+        .collect();
+    assert_eq!((members.len(), non_members.len()), (1_000, 1_000));
+    let (status, body) = h
+        .post_json(
+            "/v1/check",
+            json!({"user_ids": members, "campaign": "live"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["member"] == true)
+    );
+    let (_, body) = h
+        .post_json(
+            "/v1/check",
+            json!({"user_ids": non_members, "campaign": "live"}),
+        )
+        .await;
+    assert!(
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["member"] == false)
+    );
+    for id in members.iter().take(50).chain(non_members.iter().take(50)) {
+        let api = h.is_member("live", *id).await;
+        let cli = h
+            .redis()
+            .cli(&["SISMEMBER", "guestlist:{live}:members", &id.to_string()]);
+        assert_eq!(cli.trim() == "1", api, "user {id}: redis-cli said {cli:?}");
+    }
+
+    assert_eq!(h.campaigns_of(U).await, ["live"]);
+    let cli = h
+        .redis()
+        .cli(&["SISMEMBER", "guestlist:{live}:members", &U.to_string()]);
+    assert_eq!(cli.trim(), "1");
+    let cli = h.redis().cli(&["SCARD", "guestlist:{live}:members"]);
+    assert_eq!(cli.trim(), unique.len().to_string());
+}
+
+/// Serves the API on a real socket, for tests that need HTTP end to end.
+async fn serve(store: Arc<dyn Store>, max_upload: u64) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = app_for(store, max_upload);
+    tokio::spawn(guestlist::http::run(listener, app, std::future::pending()));
+    format!("http://{addr}")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+async fn replace_over_http(base: &str, id: &str, ids: impl Iterator<Item = u64>) -> Value {
+    let body = ids.fold(String::new(), |mut s, id| {
+        s.push_str(&id.to_string());
+        s.push('\n');
+        s
+    });
+    let r = client()
+        .put(format!("{base}/v1/campaigns/{id}/audience"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Replaces a big audience while a loop checks two users, then asserts the
+/// swap was atomic for readers and that Redis never ran a slow command.
+async fn replace_under_load(design: &str, size: u64) {
+    let server = RedisServer::start();
+    server.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "10000"]);
+    let store: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&server.url(), test_options())
+            .await
+            .unwrap(),
+    );
+    let base = serve(store, 256 << 20).await;
+    let http = client();
+    let now = chrono::Utc::now();
+    let r = http
+        .post(format!("{base}/v1/campaigns"))
+        .bearer_auth(ADMIN)
+        .json(&json!({
+            "id": "big", "name": "Big", "design": design,
+            "starts_at": (now - chrono::Duration::hours(1)).to_rfc3339(),
+            "ends_at": (now + chrono::Duration::hours(1)).to_rfc3339(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Old: the even numbers below 2·size. New: the lower half of those, plus
+    // as many odd numbers above. So 10 is in both, 2·size-2 only in the old.
+    let both = 10u64;
+    let old_only = 2 * size - 2;
+    let new_only = size + 1;
+    let r = replace_over_http(&base, "big", (0..size).map(|i| i * 2)).await;
+    assert_eq!(r["audience_size"], size);
+    server.cli(&["SLOWLOG", "RESET"]);
+
+    let swapped = Arc::new(AtomicBool::new(false));
+    let checks = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let (base, swapped, checks) = (base.clone(), swapped.clone(), checks.clone());
+        tokio::spawn(async move {
+            let http = client();
+            let member = |user: u64| {
+                let http = http.clone();
+                let url = format!("{base}/v1/campaigns/big/members/{user}");
+                async move {
+                    let r = http.get(url).bearer_auth(ADMIN).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    r.json::<Value>().await.unwrap()["member"]
+                        .as_bool()
+                        .unwrap()
+                }
+            };
+            let mut after_swap = 0;
+            while after_swap < 200 {
+                let done = swapped.load(Ordering::SeqCst);
+                assert!(member(both).await, "a user in both lists answered false");
+                let old = member(old_only).await;
+                if done {
+                    assert!(!old, "a user only in the old list came back after the swap");
+                    after_swap += 1;
+                }
+                checks.fetch_add(2, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let new_ids = (0..size).map(|i| if i < size / 2 { i * 2 } else { 2 * i + 1 });
+    let r = replace_over_http(&base, "big", new_ids).await;
+    swapped.store(true, Ordering::SeqCst);
+    assert_eq!(r["audience_size"], size);
+    assert_eq!(r["version"], 2);
+    watcher
+        .await
+        .expect("the concurrent checker saw a wrong answer");
+    assert!(checks.load(Ordering::Relaxed) > 400);
+
+    let r = http
+        .get(format!("{base}/v1/campaigns/big/members/{new_only}"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["member"], true);
+    let slow = server.cli(&["SLOWLOG", "GET", "20"]);
+    assert!(
+        slow.trim().is_empty(),
+        "commands slower than 10 ms:\n{slow}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_a_million_ids_is_atomic_and_never_slow_for_redis() {
+    replace_under_load("set", 1_000_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_replaces_are_atomic_and_never_slow_for_redis() {
+    replace_under_load("per-user", 100_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_and_old_generations_do_not_linger() {
+    for design in ["set", "per-user"] {
+        let server = RedisServer::start();
+        let store: Arc<dyn Store> = Arc::new(
+            RedisStore::connect(&server.url(), test_options())
+                .await
+                .unwrap(),
+        );
+        let h = Harness {
+            app: app_for(store.clone(), 1 << 20),
+            store,
+            backend: if design == "set" {
+                Backend::RedisSet
+            } else {
+                Backend::RedisPerUser
+            },
+            redis: Some(server),
+            data_dir: None,
+        };
+        h.active("c").await;
+        h.replace("c", &(0..5_000).collect::<Vec<_>>()).await;
+        h.replace("c", &(2_000..4_000).collect::<Vec<_>>()).await;
+        // Background clean-up of the old generation; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let staging = h
+                .redis()
+                .cli(&["--scan", "--pattern", "guestlist:{c}:staging:*"]);
+            let trash = h
+                .redis()
+                .cli(&["--scan", "--pattern", "guestlist:{c}:trash:*"]);
+            // User 0 was only in the first generation: its key must be gone.
+            let user0 = h.redis().cli(&["EXISTS", "guestlist:user:{0}:campaigns"]);
+            if staging.trim().is_empty() && trash.trim().is_empty() && user0.trim() == "0" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{design}: leftovers: staging={staging:?} trash={trash:?} user0={user0:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Every remaining key of the campaign expires.
+        for key in h
+            .redis()
+            .cli(&["--scan", "--pattern", "guestlist:*"])
+            .lines()
+        {
+            if key == "guestlist:campaigns" || key == "guestlist:catalog-version" {
+                continue;
+            }
+            let ttl: i64 = h.redis().cli(&["TTL", key]).trim().parse().unwrap();
+            assert!(ttl > 0, "{design}: {key} has no expiry (TTL {ttl})");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_change_moves_the_expiry_of_every_key() {
+    for backend in [Backend::RedisSet, Backend::RedisPerUser] {
+        let h = Harness::new(backend).await;
+        h.active("c").await;
+        h.replace("c", &[1, 2, 3]).await;
+        let key = if backend == Backend::RedisSet {
+            "guestlist:{c}:members".to_string()
+        } else {
+            "guestlist:user:{2}:campaigns".to_string()
+        };
+        let ttl = |k: &str| -> i64 { h.redis().cli(&["TTL", k]).trim().parse().unwrap() };
+        let week = 7 * 24 * 3600;
+        assert!(
+            (week..week + 2 * 3600).contains(&ttl(&key)),
+            "{key}: {}",
+            ttl(&key)
+        );
+        let later = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+        let (status, _) = h
+            .patch_json("/v1/campaigns/c", json!({"ends_at": later}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let moved = ttl(&key);
+        assert!(moved > 36 * 24 * 3600, "{key} still expires in {moved}s");
+        assert!(ttl("guestlist:{c}:meta") > 36 * 24 * 3600);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_fail_fast_while_redis_is_down_and_recover_by_themselves() {
+    let mut server = RedisServer::start();
+    let deadline = Duration::from_millis(50);
+    let options = StoreOptions {
+        check_timeout: deadline,
+        ..test_options()
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(RedisStore::connect(&server.url(), options).await.unwrap());
+    let h = Harness {
+        app: app_for(store.clone(), 1 << 20),
+        store,
+        backend: Backend::RedisSet,
+        redis: None,
+        data_dir: None,
+    };
+    h.active("c").await;
+    h.replace("c", &[1, 2, 3]).await;
+    assert!(h.is_member("c", 2).await);
+
+    let expect_unavailable = |what: &'static str| {
+        let h = &h;
+        async move {
+            for path in ["/v1/campaigns/c/members/2", "/v1/users/2/campaigns"] {
+                let start = Instant::now();
+                let (status, body) = h.get(path).await;
+                let took = start.elapsed();
+                assert_eq!(
+                    status,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "{what} {path}: {body}"
+                );
+                assert_eq!(body["error"], "store_unavailable");
+                // The deadline is 50 ms; allow scheduling noise but never a hang.
+                assert!(took < Duration::from_secs(1), "{what} {path} took {took:?}");
+            }
+            let (status, body) = h.get("/readyz").await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{what}: {body}");
+            assert_eq!(body["error"], "store_unavailable");
+        }
+    };
+
+    // A hung Redis (stopped, socket open): the deadline must fire.
+    server.signal("STOP");
+    expect_unavailable("stopped").await;
+    server.signal("CONT");
+    assert!(h.is_member("c", 2).await);
+
+    // A dead Redis: save its data so the restarted one has it, then kill it.
+    server.cli(&["SAVE"]);
+    server.kill();
+    expect_unavailable("killed").await;
+    server.restart();
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = h.get("/v1/campaigns/c/members/2").await;
+        if status == StatusCode::OK {
+            assert_eq!(body["member"], true);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!h.is_member("c", 9).await);
+    assert_eq!(h.campaigns_of(3).await, ["c"]);
+    assert_eq!(h.get("/readyz").await.0, StatusCode::OK);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_sees_campaigns_and_audiences_written_by_the_first() {
+    let server = RedisServer::start();
+    let a: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&server.url(), test_options())
+            .await
+            .unwrap(),
+    );
+    let b: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&server.url(), test_options())
+            .await
+            .unwrap(),
+    );
+    let ha = Harness {
+        app: app_for(a.clone(), 1 << 20),
+        store: a,
+        backend: Backend::RedisPerUser,
+        redis: None,
+        data_dir: None,
+    };
+    let hb = Harness {
+        app: app_for(b.clone(), 1 << 20),
+        store: b,
+        backend: Backend::RedisPerUser,
+        redis: None,
+        data_dir: None,
+    };
+    ha.active("shared").await;
+    ha.replace("shared", &[1, 2]).await;
+    assert!(hb.is_member("shared", 1).await);
+    ha.replace("shared", &[3]).await;
+    // B learns the new generation from the catalog poll (once a second).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hb.is_member("shared", 1).await || !hb.is_member("shared", 3).await {
+        assert!(
+            Instant::now() < deadline,
+            "instance B never saw the replace"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hb.campaigns_of(3).await, ["shared"]);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_to_one_campaign_are_refused_not_interleaved() {
+    let h = Harness::new(Backend::RedisSet).await;
+    h.active("c").await;
+    // Hold the writer lease as another instance would.
+    h.redis()
+        .cli(&["SET", "guestlist:{c}:lock", "someone-else", "PX", "60000"]);
+    let (status, body) = h.upload("c", "replace", "text/plain", lines(&[1, 2])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "audience_busy");
+    assert_eq!(h.campaign("c").await["version"], 0);
+    h.redis().cli(&["DEL", "guestlist:{c}:lock"]);
+    h.replace("c", &[1, 2]).await;
+}
