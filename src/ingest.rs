@@ -65,6 +65,10 @@ pub enum IngestError {
     /// A value that is not a user ID. `line` is 1-based.
     #[error("line {line}: {message}")]
     Invalid { line: u64, message: String },
+    /// The body is not the format its content type promised (broken JSON,
+    /// or JSON that is not an array).
+    #[error("line {line}: {message}")]
+    Malformed { line: u64, message: String },
     #[error("the body holds no user ids")]
     Empty,
     #[error("the body is larger than the {limit}-byte upload limit")]
@@ -72,6 +76,8 @@ pub enum IngestError {
     #[error("reading the request body failed: {0}")]
     Body(String),
 }
+
+const NOT_A_USER_ID: &str = " is not a user id";
 
 /// Longest line text echoed back in an error; a pasted megabyte should not be.
 const MAX_ECHO: usize = 40;
@@ -237,9 +243,13 @@ fn parse_json(reader: &mut impl Read) -> Result<Parsed, IngestError> {
             Some(i) => full[..i].to_string(),
             None => full,
         };
-        IngestError::Invalid {
-            line: e.line() as u64,
-            message,
+        let line = e.line() as u64;
+        // Our element visitor's rejections name the value; anything else is
+        // the document's shape or syntax.
+        if e.classify() == serde_json::error::Category::Data && message.contains(NOT_A_USER_ID) {
+            IngestError::Invalid { line, message }
+        } else {
+            IngestError::Malformed { line, message }
         }
     })
 }
@@ -276,7 +286,7 @@ struct IdVisitor;
 
 impl IdVisitor {
     fn reject<E: de::Error>(shown: impl std::fmt::Display, why: &str) -> E {
-        E::custom(format!("{shown} is not a user id{why}"))
+        E::custom(format!("{shown}{NOT_A_USER_ID}{why}"))
     }
 }
 
@@ -293,7 +303,16 @@ impl<'de> Visitor<'de> for IdVisitor {
         u64::try_from(v).map_err(|_| Self::reject(v, " (user ids are unsigned)"))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
-        Err(Self::reject(v, " (user ids are integers below 2^64)"))
+        // serde_json reads integers beyond u64 as floats; echoing the rounded
+        // float would show a number the client never sent.
+        if v.fract() == 0.0 && v >= u64::MAX as f64 {
+            Err(Self::reject(
+                "a number",
+                " (larger than 18446744073709551615)",
+            ))
+        } else {
+            Err(Self::reject(v, " (user ids are integers)"))
+        }
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
         let shown: String = v.chars().take(MAX_ECHO).collect();

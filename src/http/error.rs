@@ -162,6 +162,12 @@ impl From<IngestError> for ApiError {
                 field: None,
                 line: Some(line),
             },
+            IngestError::Malformed { line, .. } => ApiError::BadRequest {
+                code: "invalid_json",
+                message: format!("{e}; nothing was changed"),
+                field: None,
+                line: Some(line),
+            },
             IngestError::Empty => ApiError::bad_request(
                 "empty_audience",
                 "the body holds no user ids; nothing was changed (to clear an audience, PUT the JSON array [])",
