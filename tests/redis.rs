@@ -304,7 +304,13 @@ async fn staging_and_old_generations_do_not_linger() {
             .cli(&["--scan", "--pattern", "guestlist:*"])
             .lines()
         {
-            if key == "guestlist:campaigns" || key == "guestlist:catalog-version" {
+            if [
+                "guestlist:campaigns",
+                "guestlist:catalog-version",
+                "guestlist:generations",
+            ]
+            .contains(&key)
+            {
                 continue;
             }
             let ttl: i64 = h.redis().cli(&["TTL", key]).trim().parse().unwrap();
@@ -470,4 +476,68 @@ async fn concurrent_writers_to_one_campaign_are_refused_not_interleaved() {
     assert_eq!(h.campaign("c").await["version"], 0);
     h.redis().cli(&["DEL", "guestlist:{c}:lock"]);
     h.replace("c", &[1, 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_per_user_campaign_never_inherits_old_members() {
+    let h = Harness::new(Backend::RedisPerUser).await;
+    h.active("flash").await;
+    h.replace("flash", &[42, 43]).await;
+    // Another campaign keeps user 42's key alive after "flash" is gone.
+    h.active("other").await;
+    h.replace("other", &[42]).await;
+    let (status, _) = h.delete("/v1/campaigns/flash").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    h.active("flash").await;
+    h.replace("flash", &[7]).await;
+    assert!(
+        !h.is_member("flash", 42).await,
+        "an old generation came back"
+    );
+    assert!(h.is_member("flash", 7).await);
+    assert_eq!(h.campaigns_of(42).await, ["other"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_instances_keep_answering_from_the_old_generation_until_they_switch() {
+    let server = RedisServer::start();
+    let a: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&server.url(), test_options())
+            .await
+            .unwrap(),
+    );
+    let b: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&server.url(), test_options())
+            .await
+            .unwrap(),
+    );
+    let ha = Harness {
+        app: app_for(a.clone(), 1 << 20),
+        store: a,
+        backend: Backend::RedisPerUser,
+        redis: None,
+        data_dir: None,
+    };
+    let hb = Harness {
+        app: app_for(b.clone(), 1 << 20),
+        store: b,
+        backend: Backend::RedisPerUser,
+        redis: None,
+        data_dir: None,
+    };
+    ha.active("c").await;
+    ha.replace("c", &[1, 2]).await;
+    assert!(hb.is_member("c", 1).await);
+    // User 1 is in both generations: B must never say no while it catches up.
+    ha.replace("c", &[1, 3]).await;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert!(
+            hb.is_member("c", 1).await,
+            "instance B answered false for a user in both lists"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(hb.is_member("c", 3).await);
+    drop(server);
 }

@@ -2,70 +2,106 @@
 //!
 //! `docs/data-model.md` documents each key's type, writer and expiry; keep the
 //! two in step. All keys of one campaign share the hash tag `{<campaign-id>}`
-//! so they live in one Redis Cluster slot: the swap that publishes a new
-//! audience is a single transaction over them. Per-user keys are tagged by
+//! so they can share one Redis Cluster slot and the swap that publishes a
+//! new audience can be one transaction over them. Per-user keys are tagged by
 //! user instead, which spreads login reads over the whole cluster.
 //!
 //! Campaign ids match `^[a-z0-9][a-z0-9_-]{0,63}$`, so they never contain
 //! `{`, `}` or `:` and cannot escape their tag or collide across fields.
+//!
+//! Every name starts with a prefix, `guestlist` unless configured otherwise;
+//! the benchmark uses a private prefix so it can remove exactly what it wrote
+//! from a shared server.
 
 use crate::domain::UserId;
 
+/// The default key prefix. `guestlist:{<id>}:members` is a public contract.
 pub const PREFIX: &str = "guestlist";
 
-/// SET of every campaign id. Small (one member per campaign), admin-rate.
-pub fn campaign_index() -> String {
-    format!("{PREFIX}:campaigns")
+/// Builds key names under one prefix. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
 }
 
-/// STRING counter bumped on every metadata change, so instances can poll one
-/// cheap key to know whether their copy of the catalog is current.
-pub fn catalog_version() -> String {
-    format!("{PREFIX}:catalog-version")
+impl Default for Keys {
+    fn default() -> Self {
+        Keys::new(PREFIX)
+    }
 }
 
-/// HASH of a campaign's metadata (see `FIELD_*`).
-pub fn meta(campaign: &str) -> String {
-    format!("{PREFIX}:{{{campaign}}}:meta")
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Keys {
+        Keys {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// SET of every campaign id. Small (one member per campaign), admin-rate.
+    pub fn campaign_index(&self) -> String {
+        format!("{}:campaigns", self.prefix)
+    }
+
+    /// STRING counter bumped on every metadata change, so instances can poll one
+    /// cheap key to know whether their copy of the catalog is current.
+    pub fn catalog_version(&self) -> String {
+        format!("{}:catalog-version", self.prefix)
+    }
+
+    /// HASH of a campaign's metadata (see `FIELD_*`).
+    pub fn meta(&self, campaign: &str) -> String {
+        format!("{}:{{{campaign}}}:meta", self.prefix)
+    }
+
+    /// SET of the live audience, `set` design. **Public contract**: other
+    /// applications may run `SISMEMBER` on this exact name.
+    pub fn members(&self, campaign: &str) -> String {
+        format!("{}:{{{campaign}}}:members", self.prefix)
+    }
+
+    /// SET being filled by a replace, `set` design, before it is swapped live.
+    pub fn staging(&self, campaign: &str, generation: u64) -> String {
+        format!("{}:{{{campaign}}}:staging:{generation}", self.prefix)
+    }
+
+    /// Name the old live SET takes for the instant between the swap and its UNLINK.
+    /// Renaming onto a name that does not exist is O(1), unlike renaming onto the
+    /// big live key, which would free it synchronously.
+    pub fn trash(&self, campaign: &str, generation: u64) -> String {
+        format!("{}:{{{campaign}}}:trash:{generation}", self.prefix)
+    }
+
+    /// STRING holding the audience at `version` in roaring's portable format.
+    /// Written before the version is published, so a reader that knows a version
+    /// can always fetch exactly that audience.
+    pub fn snapshot(&self, campaign: &str, version: u64) -> String {
+        format!("{}:{{{campaign}}}:snapshot:{version}", self.prefix)
+    }
+
+    /// STRING lease held by the one writer changing a campaign's audience.
+    pub fn lock(&self, campaign: &str) -> String {
+        format!("{}:{{{campaign}}}:lock", self.prefix)
+    }
+
+    /// HASH per user, `per-user` design: one field per campaign generation that
+    /// holds the user (see [`per_user_field`]); value `1`.
+    pub fn user(&self, user: UserId) -> String {
+        format!("{}:user:{{{user}}}:campaigns", self.prefix)
+    }
+
+    /// STRING counter handing out audience generations. Global, so a
+    /// deleted and re-created campaign never reuses a generation and stale
+    /// per-user entries can never come back to life.
+    pub fn generations(&self) -> String {
+        format!("{}:generations", self.prefix)
+    }
 }
 
-/// SET of the live audience, `set` design. **Public contract**: other
-/// applications may run `SISMEMBER` on this exact name.
-pub fn members(campaign: &str) -> String {
-    format!("{PREFIX}:{{{campaign}}}:members")
-}
-
-/// SET being filled by a replace, `set` design, before it is swapped live.
-pub fn staging(campaign: &str, generation: u64) -> String {
-    format!("{PREFIX}:{{{campaign}}}:staging:{generation}")
-}
-
-/// Name the old live SET takes for the instant between the swap and its UNLINK.
-/// Renaming onto a name that does not exist is O(1), unlike renaming onto the
-/// big live key, which would free it synchronously.
-pub fn trash(campaign: &str, generation: u64) -> String {
-    format!("{PREFIX}:{{{campaign}}}:trash:{generation}")
-}
-
-/// STRING holding the audience at `version` in roaring's portable format.
-/// Written before the version is published, so a reader that knows a version
-/// can always fetch exactly that audience.
-pub fn snapshot(campaign: &str, version: u64) -> String {
-    format!("{PREFIX}:{{{campaign}}}:snapshot:{version}")
-}
-
-/// STRING lease held by the one writer changing a campaign's audience.
-pub fn lock(campaign: &str) -> String {
-    format!("{PREFIX}:{{{campaign}}}:lock")
-}
-
-/// HASH per user, `per-user` design: one field per campaign generation that
-/// holds the user (see [`per_user_field`]); value `1`.
-pub fn user(user: UserId) -> String {
-    format!("{PREFIX}:user:{{{user}}}:campaigns")
-}
-
-/// Field of [`user`]: `<campaign-id>:<generation>`. Only the campaign's
+/// Field of [`Keys::user`]: `<campaign-id>:<generation>`. Only the campaign's
 /// current generation counts, so replacing an audience needs no deletes.
 pub fn per_user_field(campaign: &str, generation: u64) -> String {
     format!("{campaign}:{generation}")
@@ -86,9 +122,6 @@ pub const FIELD_SIZE: &str = "audience_size";
 pub const FIELD_VERSION: &str = "version";
 /// Generation of the live audience (see `Campaign::generation`).
 pub const FIELD_GENERATION: &str = "generation";
-/// Counter handing out generations, so a failed attempt's partial writes are
-/// never reused by the next one.
-pub const FIELD_NEXT_GENERATION: &str = "next_generation";
 pub const FIELD_CREATED_AT: &str = "created_at";
 pub const FIELD_UPDATED_AT: &str = "updated_at";
 
@@ -98,7 +131,12 @@ mod tests {
 
     #[test]
     fn the_public_set_key_has_the_documented_name() {
-        assert_eq!(members("spring-sale"), "guestlist:{spring-sale}:members");
+        let keys = Keys::default();
+        assert_eq!(
+            keys.members("spring-sale"),
+            "guestlist:{spring-sale}:members"
+        );
+        assert_eq!(Keys::new("x").meta("c"), "x:{c}:meta");
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod keys;
 mod per_user;
 mod set;
 
-pub use keys::members as set_members_key;
+pub use keys::{Keys, PREFIX};
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -59,6 +59,9 @@ const SNAPSHOT_CHUNK: usize = 1 << 20;
 const LOCK_LEASE: Duration = Duration::from_secs(600);
 /// How often instances poll the catalog version.
 const CATALOG_POLL: Duration = Duration::from_secs(1);
+/// How long a replaced generation stays readable before it is cleaned up:
+/// several catalog polls, so other instances have moved to the new one.
+const RETIRE_DELAY: Duration = Duration::from_secs(5);
 
 /// A Redis connection paired with the deadline every call on it gets.
 #[derive(Clone)]
@@ -264,6 +267,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
+    keys: Keys,
     check: Conn,
     admin: Conn,
     options: StoreOptions,
@@ -274,6 +278,11 @@ struct Inner {
     set: set::SetLayout,
     per_user: per_user::PerUserLayout,
 }
+
+const RENEW_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+";
 
 const CREATE_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -291,6 +300,15 @@ impl RedisStore {
     /// Connects lazily: the service starts (and reports not ready) while Redis
     /// is down, and the connections recover by themselves when it returns.
     pub async fn connect(url: &str, options: StoreOptions) -> anyhow::Result<RedisStore> {
+        Self::connect_with_keys(url, options, Keys::default()).await
+    }
+
+    /// Like [`RedisStore::connect`], with every key under `keys`' prefix.
+    pub async fn connect_with_keys(
+        url: &str,
+        options: StoreOptions,
+        keys: Keys,
+    ) -> anyhow::Result<RedisStore> {
         let info = url
             .into_connection_info()
             .with_context(|| format!("invalid Redis URL {}", super::redact_url(url)))?
@@ -310,12 +328,13 @@ impl RedisStore {
         };
         let store = RedisStore {
             inner: Arc::new(Inner {
+                set: set::SetLayout { keys: keys.clone() },
+                per_user: per_user::PerUserLayout { keys: keys.clone() },
+                keys,
                 check: manager(options.check_timeout)?,
                 admin: manager(options.admin_timeout)?,
                 options,
                 catalog: RwLock::new(Arc::new(Catalog::default())),
-                set: set::SetLayout,
-                per_user: per_user::PerUserLayout,
             }),
         };
         match store.refresh_catalog(true).await {
@@ -339,6 +358,10 @@ impl RedisStore {
             Design::Set => &self.inner.set,
             Design::PerUser => &self.inner.per_user,
         }
+    }
+
+    fn keys(&self) -> &Keys {
+        &self.inner.keys
     }
 
     fn catalog(&self) -> Arc<Catalog> {
@@ -371,7 +394,7 @@ impl RedisStore {
         let version: Option<i64> = admin
             .cmd(
                 "catalog_version",
-                redis::cmd("GET").arg(keys::catalog_version()),
+                redis::cmd("GET").arg(self.keys().catalog_version()),
             )
             .await?;
         let current = self.catalog();
@@ -393,14 +416,17 @@ impl RedisStore {
     async fn load_all(&self) -> StoreResult<Vec<Campaign>> {
         let admin = &self.inner.admin;
         let ids: Vec<String> = admin
-            .cmd("list", redis::cmd("SMEMBERS").arg(keys::campaign_index()))
+            .cmd(
+                "list",
+                redis::cmd("SMEMBERS").arg(self.keys().campaign_index()),
+            )
             .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.hgetall(keys::meta(id));
+            pipe.hgetall(self.keys().meta(id));
         }
         let metas: Vec<HashMap<String, String>> = admin.pipe("list", &pipe).await?;
         let mut campaigns = Vec::with_capacity(ids.len());
@@ -417,7 +443,9 @@ impl RedisStore {
             admin
                 .cmd::<i64>(
                     "list",
-                    redis::cmd("SREM").arg(keys::campaign_index()).arg(&gone),
+                    redis::cmd("SREM")
+                        .arg(self.keys().campaign_index())
+                        .arg(&gone),
                 )
                 .await?;
         }
@@ -428,7 +456,7 @@ impl RedisStore {
     /// The authoritative metadata of one campaign.
     async fn load(&self, conn: &Conn, id: &str) -> StoreResult<Campaign> {
         let meta: HashMap<String, String> = conn
-            .cmd("get", redis::cmd("HGETALL").arg(keys::meta(id)))
+            .cmd("get", redis::cmd("HGETALL").arg(self.keys().meta(id)))
             .await?;
         if meta.is_empty() {
             return Err(StoreError::NotFound(id.to_string()));
@@ -461,7 +489,7 @@ impl RedisStore {
             .admin
             .cmd::<i64>(
                 "catalog_version",
-                redis::cmd("INCR").arg(keys::catalog_version()),
+                redis::cmd("INCR").arg(self.keys().catalog_version()),
             )
             .await;
         if let Err(e) = r {
@@ -482,7 +510,7 @@ impl RedisStore {
             .cmd(
                 "lock",
                 redis::cmd("SET")
-                    .arg(keys::lock(id))
+                    .arg(self.keys().lock(id))
                     .arg(&token)
                     .arg("NX")
                     .arg("PX")
@@ -492,14 +520,39 @@ impl RedisStore {
         if acquired.is_none() {
             return Err(StoreError::Busy(id.to_string()));
         }
-        let result = work.await;
+        // Renew the lease while the work runs, so a long build never loses it.
+        let renew = async {
+            let mut tick = tokio::time::interval(LOCK_LEASE / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let renewed = admin
+                    .cmd::<i64>(
+                        "lock",
+                        redis::cmd("EVAL")
+                            .arg(RENEW_SCRIPT)
+                            .arg(1)
+                            .arg(self.keys().lock(id))
+                            .arg(&token)
+                            .arg(LOCK_LEASE.as_millis() as u64),
+                    )
+                    .await;
+                if let Err(e) = renewed {
+                    tracing::warn!(campaign = id, error = %e, "could not renew the writer lease");
+                }
+            }
+        };
+        let result = tokio::select! {
+            result = work => result,
+            () = renew => unreachable!("the renewal loop never ends"),
+        };
         let released = admin
             .cmd::<i64>(
                 "unlock",
                 redis::cmd("EVAL")
                     .arg(UNLOCK_SCRIPT)
                     .arg(1)
-                    .arg(keys::lock(id))
+                    .arg(self.keys().lock(id))
                     .arg(&token),
             )
             .await;
@@ -517,7 +570,7 @@ impl RedisStore {
         members: &RoaringTreemap,
     ) -> StoreResult<()> {
         let bytes = serialize(members).await?;
-        let key = keys::snapshot(id, version);
+        let key = self.keys().snapshot(id, version);
         let mut cmds = Vec::with_capacity(bytes.len() / SNAPSHOT_CHUNK + 2);
         let mut first = redis::cmd("SET");
         first
@@ -540,7 +593,7 @@ impl RedisStore {
             return Ok(RoaringTreemap::new());
         }
         let admin = &self.inner.admin;
-        let key = keys::snapshot(&campaign.id, campaign.version);
+        let key = self.keys().snapshot(&campaign.id, campaign.version);
         let len: usize = admin
             .cmd("snapshot_read", redis::cmd("STRLEN").arg(&key))
             .await?;
@@ -581,7 +634,7 @@ impl RedisStore {
     fn queue_commit(&self, tx: &mut Pipeline, campaign: &Campaign, expire_at: i64) {
         let id = &campaign.id;
         tx.hset_multiple(
-            keys::meta(id),
+            self.keys().meta(id),
             &[
                 (keys::FIELD_SIZE, campaign.audience_size.to_string()),
                 (keys::FIELD_VERSION, campaign.version.to_string()),
@@ -591,16 +644,16 @@ impl RedisStore {
         )
         .ignore();
         tx.cmd("EXPIREAT")
-            .arg(keys::meta(id))
+            .arg(self.keys().meta(id))
             .arg(expire_at)
             .ignore();
         tx.cmd("EXPIREAT")
-            .arg(keys::snapshot(id, campaign.version))
+            .arg(self.keys().snapshot(id, campaign.version))
             .arg(expire_at)
             .ignore();
         if campaign.version > 1 {
             tx.cmd("EXPIRE")
-                .arg(keys::snapshot(id, campaign.version - 1))
+                .arg(self.keys().snapshot(id, campaign.version - 1))
                 .arg(OLD_SNAPSHOT_TTL_SECS)
                 .ignore();
         }
@@ -612,6 +665,7 @@ impl RedisStore {
         let store = self.clone();
         let campaign = campaign.clone();
         tokio::spawn(async move {
+            tokio::time::sleep(RETIRE_DELAY).await;
             let layout = store.layout(campaign.design);
             let members = match members {
                 Some(m) => m,
@@ -646,10 +700,7 @@ impl RedisStore {
         let generation: u64 = admin
             .cmd(
                 "generation",
-                redis::cmd("HINCRBY")
-                    .arg(keys::meta(id))
-                    .arg(keys::FIELD_NEXT_GENERATION)
-                    .arg(1),
+                redis::cmd("INCR").arg(self.keys().generations()),
             )
             .await?;
         let mut next = current.clone();
@@ -660,10 +711,11 @@ impl RedisStore {
         let expire_at = self.expire_at(&next);
 
         let staged = async {
-            self.write_snapshot(id, next.version, &members).await?;
             layout
                 .stage(admin, id, generation, &members, expire_at)
                 .await?;
+            // Written last, so its staging TTL cannot run out during a long build.
+            self.write_snapshot(id, next.version, &members).await?;
             let mut tx = redis::pipe();
             tx.atomic();
             layout.publish(&mut tx, id, generation, expire_at);
@@ -672,9 +724,13 @@ impl RedisStore {
         }
         .await;
         if let Err(e) = staged {
-            tracing::warn!(campaign = %id, generation, error = %e, "audience rebuild failed; the live audience is unchanged");
-            self.discard(&next, generation, members);
-            return Err(e);
+            if self.published(&next).await {
+                tracing::warn!(campaign = %id, error = %e, "the publish reply was lost but the audience is live");
+            } else {
+                tracing::warn!(campaign = %id, generation, error = %e, "audience rebuild failed; the live audience is unchanged");
+                self.discard(&next, generation, members);
+                return Err(e);
+            }
         }
         tracing::info!(campaign = %id, version = next.version, size = next.audience_size, "audience published");
         // The previous snapshot stays readable for a minute: enough to list
@@ -692,17 +748,54 @@ impl RedisStore {
         })
     }
 
+    /// After a failed publish call: did the transaction land anyway (the reply
+    /// was lost)? Unknown counts as "no" only when Redis says so; if Redis
+    /// cannot be asked, the staged data is left to its TTL rather than
+    /// risking deleting what may now be live.
+    async fn published(&self, next: &Campaign) -> bool {
+        let version: StoreResult<Option<u64>> = self
+            .inner
+            .admin
+            .cmd(
+                "publish",
+                redis::cmd("HGET")
+                    .arg(self.keys().meta(&next.id))
+                    .arg(keys::FIELD_VERSION),
+            )
+            .await;
+        match version {
+            Ok(v) => v == Some(next.version),
+            // Unknowable now: claim success to the caller? No: report the
+            // failure, but do not discard (see `discard_if_unpublished`).
+            Err(_) => false,
+        }
+    }
+
     /// Removes what a failed rebuild staged. Staging data also carries a TTL,
     /// so a crash here still cleans itself up.
     fn discard(&self, next: &Campaign, generation: u64, members: RoaringTreemap) {
         let store = self.clone();
         let next = next.clone();
         tokio::spawn(async move {
+            // Only once Redis confirms the version was not published: a lost
+            // reply must never make us delete a live audience.
             let admin = &store.inner.admin;
+            let version: StoreResult<Option<u64>> = admin
+                .cmd(
+                    "discard",
+                    redis::cmd("HGET")
+                        .arg(store.keys().meta(&next.id))
+                        .arg(keys::FIELD_VERSION),
+                )
+                .await;
+            if !matches!(version, Ok(v) if v != Some(next.version)) {
+                tracing::warn!(campaign = %next.id, "leaving staged data to its TTL");
+                return;
+            }
             let _ = admin
                 .cmd::<i64>(
                     "discard",
-                    redis::cmd("UNLINK").arg(keys::snapshot(&next.id, next.version)),
+                    redis::cmd("UNLINK").arg(store.keys().snapshot(&next.id, next.version)),
                 )
                 .await;
             let _ = store
@@ -743,13 +836,11 @@ impl RedisStore {
         );
         self.queue_commit(&mut tx, &next, expire_at);
         if let Err(e) = admin.pipe::<()>("publish", &tx).await {
-            let _ = admin
-                .cmd::<i64>(
-                    "discard",
-                    redis::cmd("UNLINK").arg(keys::snapshot(id, next.version)),
-                )
-                .await;
-            return Err(e);
+            if !self.published(&next).await {
+                // The unpublished version's snapshot expires with its staging TTL.
+                return Err(e);
+            }
+            tracing::warn!(campaign = %id, error = %e, "the publish reply was lost but the change is live");
         }
         self.remember(id, Some(next.clone()));
         self.bump_catalog().await;
@@ -882,7 +973,7 @@ impl Store for RedisStore {
         script
             .arg(CREATE_SCRIPT)
             .arg(1)
-            .arg(keys::meta(id))
+            .arg(self.keys().meta(id))
             .arg(self.expire_at(&campaign))
             .arg(keys::FIELD_NAME)
             .arg(&campaign.name)
@@ -909,7 +1000,7 @@ impl Store for RedisStore {
         admin
             .cmd::<i64>(
                 "create",
-                redis::cmd("SADD").arg(keys::campaign_index()).arg(id),
+                redis::cmd("SADD").arg(self.keys().campaign_index()).arg(id),
             )
             .await?;
         self.remember(id, Some(campaign.clone()));
@@ -935,7 +1026,7 @@ impl Store for RedisStore {
             let mut tx = redis::pipe();
             tx.atomic();
             tx.hset_multiple(
-                keys::meta(id),
+                self.keys().meta(id),
                 &[
                     (keys::FIELD_NAME, next.name.clone()),
                     (keys::FIELD_STARTS_AT, fmt_time(next.starts_at)),
@@ -945,17 +1036,19 @@ impl Store for RedisStore {
             )
             .ignore();
             tx.cmd("EXPIREAT")
-                .arg(keys::meta(id))
+                .arg(self.keys().meta(id))
                 .arg(expire_at)
                 .ignore();
             if next.version > 0 {
                 tx.cmd("EXPIREAT")
-                    .arg(keys::snapshot(id, next.version))
+                    .arg(self.keys().snapshot(id, next.version))
                     .arg(expire_at)
                     .ignore();
             }
             admin.pipe::<()>("update", &tx).await?;
-            if next.ends_at != current.ends_at && next.audience_size > 0 {
+            // The expiry follows max(ends_at, now), so any window edit moves it.
+            let window_changed = patch.starts_at.is_some() || patch.ends_at.is_some();
+            if window_changed && next.audience_size > 0 {
                 let layout = self.layout(next.design);
                 let members = if layout.keys_per_member() {
                     self.read_snapshot(&next).await?
@@ -979,17 +1072,27 @@ impl Store for RedisStore {
             let layout = self.layout(current.design);
             let mut tx = redis::pipe();
             tx.atomic();
-            tx.cmd("UNLINK").arg(keys::meta(id)).ignore();
-            tx.cmd("SREM").arg(keys::campaign_index()).arg(id).ignore();
+            tx.cmd("UNLINK").arg(self.keys().meta(id)).ignore();
             layout.delete(&mut tx, id);
             // Kept a minute so per-user entries can be listed for clean-up.
             if current.version > 0 {
                 tx.cmd("EXPIRE")
-                    .arg(keys::snapshot(id, current.version))
+                    .arg(self.keys().snapshot(id, current.version))
                     .arg(OLD_SNAPSHOT_TTL_SECS)
                     .ignore();
             }
             admin.pipe::<()>("delete", &tx).await?;
+            // Outside the transaction: the index lives in another cluster slot,
+            // and a campaign whose metadata is gone is pruned from it on reload.
+            if let Err(e) = admin
+                .cmd::<i64>(
+                    "delete",
+                    redis::cmd("SREM").arg(self.keys().campaign_index()).arg(id),
+                )
+                .await
+            {
+                tracing::warn!(campaign = %id, error = %e, "index entry left behind; the next catalog reload prunes it");
+            }
             self.remember(id, None);
             self.bump_catalog().await;
             if current.version > 0 && layout.keys_per_member() {

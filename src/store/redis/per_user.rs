@@ -17,19 +17,21 @@ use async_trait::async_trait;
 use redis::{Pipeline, Value};
 use roaring::RoaringTreemap;
 
-use super::{CHUNK, Conn, Layout, keys, next_reply, parse};
+use super::keys::{self, Keys};
+use super::{CHUNK, Conn, Layout, next_reply, parse};
 use crate::domain::{Campaign, UserId};
 use crate::store::StoreResult;
 
-pub(crate) struct PerUserLayout;
+pub(crate) struct PerUserLayout {
+    pub(crate) keys: Keys,
+}
 
 /// Queues the writes that put `user` in `field`, with an expiry that only grows:
 /// `NX` sets it on a new key, `GT` extends it on an existing one (a key holding
 /// several campaigns lives as long as the longest).
-fn queue_add(pipe: &mut Pipeline, user: u64, field: &str, expire_at: i64) {
-    let key = keys::user(user);
-    pipe.cmd("HSET").arg(&key).arg(field).arg(1).ignore();
-    queue_expiry(pipe, &key, expire_at);
+fn queue_add(pipe: &mut Pipeline, key: &str, field: &str, expire_at: i64) {
+    pipe.cmd("HSET").arg(key).arg(field).arg(1).ignore();
+    queue_expiry(pipe, key, expire_at);
 }
 
 fn queue_expiry(pipe: &mut Pipeline, key: &str, expire_at: i64) {
@@ -81,7 +83,7 @@ impl Layout for PerUserLayout {
     ) -> StoreResult<()> {
         let field = keys::per_user_field(campaign, generation);
         for_members(conn, "stage", members, |pipe, user| {
-            queue_add(pipe, user, &field, expire_at)
+            queue_add(pipe, &self.keys.user(user), &field, expire_at)
         })
         .await
     }
@@ -101,10 +103,13 @@ impl Layout for PerUserLayout {
     ) {
         let field = keys::per_user_field(campaign, generation);
         for &user in add {
-            queue_add(tx, user, &field, expire_at);
+            queue_add(tx, &self.keys.user(user), &field, expire_at);
         }
         for &user in remove {
-            tx.cmd("HDEL").arg(keys::user(user)).arg(&field).ignore();
+            tx.cmd("HDEL")
+                .arg(self.keys.user(user))
+                .arg(&field)
+                .ignore();
         }
     }
 
@@ -117,7 +122,10 @@ impl Layout for PerUserLayout {
     ) -> StoreResult<()> {
         let field = keys::per_user_field(campaign, generation);
         for_members(conn, "retire", members, |pipe, user| {
-            pipe.cmd("HDEL").arg(keys::user(user)).arg(&field).ignore();
+            pipe.cmd("HDEL")
+                .arg(self.keys.user(user))
+                .arg(&field)
+                .ignore();
         })
         .await
     }
@@ -137,7 +145,7 @@ impl Layout for PerUserLayout {
         // An earlier end cannot shorten a key another campaign may still need;
         // a later one extends every member's key.
         for_members(conn, "expire", members, |pipe, user| {
-            queue_expiry(pipe, &keys::user(user), expire_at)
+            queue_expiry(pipe, &self.keys.user(user), expire_at)
         })
         .await
     }
@@ -149,7 +157,7 @@ impl Layout for PerUserLayout {
     fn queue_membership(&self, pipe: &mut Pipeline, campaign: &Campaign, users: &[UserId]) {
         let field = keys::per_user_field(&campaign.id, campaign.generation);
         for &user in users {
-            pipe.cmd("HEXISTS").arg(keys::user(user)).arg(&field);
+            pipe.cmd("HEXISTS").arg(self.keys.user(user)).arg(&field);
         }
     }
 
@@ -167,7 +175,7 @@ impl Layout for PerUserLayout {
     fn queue_campaigns_for(&self, pipe: &mut Pipeline, _campaigns: &[&Campaign], users: &[UserId]) {
         // One read per user answers for every per-user campaign at once.
         for &user in users {
-            pipe.cmd("HKEYS").arg(keys::user(user));
+            pipe.cmd("HKEYS").arg(self.keys.user(user));
         }
     }
 

@@ -11,11 +11,14 @@ use async_trait::async_trait;
 use redis::{Pipeline, Value};
 use roaring::RoaringTreemap;
 
-use super::{CHUNK, Conn, Layout, STAGING_TTL_SECS, keys, next_reply, parse};
+use super::keys::Keys;
+use super::{CHUNK, Conn, Layout, STAGING_TTL_SECS, next_reply, parse};
 use crate::domain::{Campaign, UserId};
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
-pub(crate) struct SetLayout;
+pub(crate) struct SetLayout {
+    pub(crate) keys: Keys,
+}
 
 /// Swaps staging onto live without RENAME ever overwriting a big key. An
 /// empty new audience has no staging key; then the live key simply goes.
@@ -41,33 +44,45 @@ impl Layout for SetLayout {
         members: &RoaringTreemap,
         _expire_at: i64,
     ) -> StoreResult<()> {
-        let key = keys::staging(campaign, generation);
+        let key = self.keys.staging(campaign, generation);
         // Start from nothing even if a crashed attempt left this name behind.
         conn.cmd::<i64>("stage", redis::cmd("UNLINK").arg(&key))
             .await?;
         let ids: Vec<u64> = members.iter().collect();
-        let mut cmds = Vec::with_capacity(ids.len() / CHUNK + 2);
+        let mut cmds = Vec::with_capacity(ids.len() / CHUNK + ids.len() / (CHUNK * 16) + 2);
         for (i, chunk) in ids.chunks(CHUNK).enumerate() {
             let mut sadd = redis::cmd("SADD");
             sadd.arg(&key).arg(chunk);
             cmds.push(sadd);
-            if i == 0 {
-                // The TTL goes on with the first chunk, so staging never outlives a crash.
+            if i % 16 == 0 {
+                // The TTL goes on with the first chunk and is refreshed as the
+                // build goes on: staging never outlives a crash, and never
+                // expires under a long build either.
                 let mut expire = redis::cmd("EXPIRE");
                 expire.arg(&key).arg(STAGING_TTL_SECS);
                 cmds.push(expire);
             }
         }
-        conn.bulk("stage", cmds).await
+        conn.bulk("stage", cmds).await?;
+        // The swap treats a missing staging key as an empty audience, so make
+        // sure every chunk landed before anything is published.
+        let staged: u64 = conn.cmd("stage", redis::cmd("SCARD").arg(&key)).await?;
+        if staged != members.len() {
+            return Err(StoreError::Corrupt(format!(
+                "staging {key} holds {staged} members, expected {}",
+                members.len()
+            )));
+        }
+        Ok(())
     }
 
     fn publish(&self, tx: &mut Pipeline, campaign: &str, generation: u64, expire_at: i64) {
         tx.cmd("EVAL")
             .arg(SWAP_SCRIPT)
             .arg(3)
-            .arg(keys::members(campaign))
-            .arg(keys::staging(campaign, generation))
-            .arg(keys::trash(campaign, generation))
+            .arg(self.keys.members(campaign))
+            .arg(self.keys.staging(campaign, generation))
+            .arg(self.keys.trash(campaign, generation))
             .arg(expire_at)
             .ignore();
     }
@@ -81,7 +96,7 @@ impl Layout for SetLayout {
         remove: &[u64],
         expire_at: i64,
     ) {
-        let key = keys::members(campaign);
+        let key = self.keys.members(campaign);
         if !add.is_empty() {
             tx.cmd("SADD").arg(&key).arg(add).ignore();
         }
@@ -102,14 +117,14 @@ impl Layout for SetLayout {
         // only matters for a staged one that never went live.
         conn.cmd::<i64>(
             "retire",
-            redis::cmd("UNLINK").arg(keys::staging(campaign, generation)),
+            redis::cmd("UNLINK").arg(self.keys.staging(campaign, generation)),
         )
         .await
         .map(drop)
     }
 
     fn delete(&self, tx: &mut Pipeline, campaign: &str) {
-        tx.cmd("UNLINK").arg(keys::members(campaign)).ignore();
+        tx.cmd("UNLINK").arg(self.keys.members(campaign)).ignore();
     }
 
     async fn move_expiry(
@@ -122,7 +137,7 @@ impl Layout for SetLayout {
         conn.cmd::<i64>(
             "expire",
             redis::cmd("EXPIREAT")
-                .arg(keys::members(campaign))
+                .arg(self.keys.members(campaign))
                 .arg(expire_at),
         )
         .await
@@ -134,7 +149,7 @@ impl Layout for SetLayout {
     }
 
     fn queue_membership(&self, pipe: &mut Pipeline, campaign: &Campaign, users: &[UserId]) {
-        let key = keys::members(&campaign.id);
+        let key = self.keys.members(&campaign.id);
         if let [user] = users {
             pipe.cmd("SISMEMBER").arg(&key).arg(user);
         } else {
