@@ -20,6 +20,61 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service.
     Serve(ServeArgs),
+    /// Replay the login storm against each Redis design and print the comparison table.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Designs to compare: json (the original single-key array), set, per-user, bitmap.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "json,set,per-user,bitmap"
+    )]
+    pub designs: Vec<String>,
+
+    /// Audience sizes, in IDs.
+    #[arg(long, value_delimiter = ',', default_value = "100,30000,1000000")]
+    pub audience: Vec<u64>,
+
+    /// Concurrent virtual users (closed loop: each waits for its answer).
+    #[arg(long, value_delimiter = ',', default_value = "1,64,256")]
+    pub concurrency: Vec<usize>,
+
+    /// How long each design × audience × concurrency run lasts.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Seed for audiences and workloads; the same seed replays the same checks.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Share of checks asking about a member of the audience.
+    #[arg(long, default_value_t = 0.1)]
+    pub hit_ratio: f64,
+
+    /// IDs are drawn from [0, audience × this).
+    #[arg(long, default_value_t = 10)]
+    pub id_space_factor: u64,
+
+    /// Deadline of one check; slower answers count as timeouts.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub check_timeout: Duration,
+
+    /// A running Redis on loopback to measure. Without it, a private
+    /// redis-server is started from PATH and stopped afterwards.
+    #[arg(long, env = "GUESTLIST_BENCH_REDIS")]
+    pub redis: Option<String>,
+
+    /// Directory for results.json, report.md and the SVG charts.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+
+    /// A small matrix (audiences 100 and 30,000; concurrency 1 and 64; 2 s
+    /// per run) that finishes in about a minute.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -26,6 +26,9 @@ pub enum Design {
     Set,
     /// One small hash per user naming the campaigns (and generations) that hold it.
     PerUser,
+    /// One bitmap per campaign, bit N set when user N is in the audience.
+    /// Compact for dense integer ID spaces; IDs must be below 2^32.
+    Bitmap,
 }
 
 impl Design {
@@ -33,6 +36,30 @@ impl Design {
         match self {
             Design::Set => "set",
             Design::PerUser => "per-user",
+            Design::Bitmap => "bitmap",
+        }
+    }
+
+    /// The largest user ID the design can hold, if it has a limit.
+    pub fn max_user_id(self) -> Option<UserId> {
+        match self {
+            // Redis strings stop at 512 MiB = 2^32 bits.
+            Design::Bitmap => Some(u32::MAX as UserId),
+            Design::Set | Design::PerUser => None,
+        }
+    }
+
+    /// Rejects an audience holding an ID the design cannot store.
+    pub fn check_ids(self, ids: &roaring::RoaringTreemap) -> Result<(), Invalid> {
+        match (self.max_user_id(), ids.max()) {
+            (Some(limit), Some(max)) if max > limit => Err(invalid(
+                "user_id",
+                format!(
+                    "user id {max} is above {limit} (2^32 - 1), the largest the {} design can hold; use the set or per-user design for larger ids",
+                    self.as_str()
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -40,6 +67,7 @@ impl Design {
         match s {
             "set" => Some(Design::Set),
             "per-user" => Some(Design::PerUser),
+            "bitmap" => Some(Design::Bitmap),
             _ => None,
         }
     }
@@ -222,7 +250,7 @@ impl NewCampaign {
             Some(d) => Design::parse(d).ok_or_else(|| {
                 invalid(
                     "design",
-                    format!("design {d:?} is not one of \"set\", \"per-user\""),
+                    format!("design {d:?} is not one of \"set\", \"per-user\", \"bitmap\""),
                 )
             })?,
         };
@@ -362,6 +390,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(patch.apply(&c, Utc::now()).unwrap_err().field, "ends_at");
+    }
+
+    #[test]
+    fn the_bitmap_design_names_its_id_limit() {
+        let mut ids = roaring::RoaringTreemap::new();
+        ids.insert(u32::MAX as u64);
+        assert!(Design::Bitmap.check_ids(&ids).is_ok());
+        ids.insert(1 << 32);
+        let e = Design::Bitmap.check_ids(&ids).unwrap_err();
+        assert!(e.message.contains("4294967296 is above 4294967295"), "{e}");
+        assert!(Design::Set.check_ids(&ids).is_ok());
     }
 
     #[test]

@@ -26,11 +26,15 @@
 //! - [`http`]: the JSON API, its error type and auth policy.
 //! - [`config`]: the command line; [`telemetry`]: logs and metrics set-up.
 //! - [`server`]: wires config, store and router into a running service.
+//! - [`bench`]: `guestlist bench`, the incident replayed against every design;
+//!   [`redis_server`]: the private `redis-server` it (and the tests) start.
 
+pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod redis_server;
 pub mod server;
 pub mod store;
 pub mod telemetry;

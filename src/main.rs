@@ -12,8 +12,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Serve(args) => {
-            guestlist::telemetry::init_logs(args.log_format);
+            guestlist::telemetry::init_logs(args.log_format, "info");
             guestlist::server::serve(args, shutdown_signal()).await
+        }
+        Command::Bench(args) => {
+            // Warnings only: the progress bar and the tables are the output.
+            guestlist::telemetry::init_logs(guestlist::config::LogFormat::Text, "warn");
+            guestlist::bench::main(args).await
         }
     }
 }

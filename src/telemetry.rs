@@ -28,10 +28,10 @@ pub fn metrics() -> PrometheusHandle {
         .clone()
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default `info` level.
-pub fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
+/// Logs go to stderr; `RUST_LOG` overrides `default_filter`.
+pub fn init_logs(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

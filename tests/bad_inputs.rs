@@ -618,3 +618,8 @@ async fn the_redis_set_store_refuses_every_bad_input_and_changes_nothing() {
 async fn the_redis_per_user_store_refuses_every_bad_input_and_changes_nothing() {
     every_bad_input_is_refused_and_changes_nothing(Backend::RedisPerUser).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_bitmap_store_refuses_every_bad_input_and_changes_nothing() {
+    every_bad_input_is_refused_and_changes_nothing(Backend::RedisBitmap).await;
+}

@@ -1,4 +1,5 @@
-//! One contract, every store: embedded, Redis `set` and Redis `per-user`.
+//! One contract, every store: embedded, and Redis with the `set`, `per-user`
+//! and `bitmap` designs.
 //!
 //! Each case is written once against the HTTP API and instantiated for each
 //! backend by `suite!`, so the backends cannot drift apart.
@@ -23,6 +24,10 @@ macro_rules! suite {
         mod redis_per_user {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisPerUser).await).await })*
+        }
+        mod redis_bitmap {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisBitmap).await).await })*
         }
     };
 }
@@ -50,6 +55,7 @@ suite!(
     versions_increase_on_every_audience_change,
     health_and_readiness_answer,
     reads_need_the_check_token_when_one_is_set,
+    ids_beyond_a_design_limit_are_refused_and_change_nothing,
 );
 
 async fn creating_a_campaign_returns_it_with_its_status(h: &Harness) {
@@ -263,12 +269,17 @@ async fn large_incremental_changes_are_applied_whole(h: &Harness) {
 
 async fn json_bodies_are_accepted(h: &Harness) {
     h.active("c").await;
+    let top = if h.design() == "bitmap" {
+        u32::MAX as u64
+    } else {
+        u64::MAX
+    };
     let (status, r) = h
         .upload(
             "c",
             "replace",
             "application/json; charset=utf-8",
-            "[7, 8, 8, 18446744073709551615]",
+            format!("[7, 8, 8, {top}]"),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{r}");
@@ -276,7 +287,8 @@ async fn json_bodies_are_accepted(h: &Harness) {
         (r["received"].as_u64(), r["duplicates"].as_u64()),
         (Some(4), Some(1))
     );
-    assert!(h.is_member("c", u64::MAX).await);
+    assert!(h.is_member("c", top).await);
+    assert!(!h.is_member("c", top - 1).await);
 }
 
 async fn an_empty_json_array_clears_the_audience(h: &Harness) {
@@ -505,4 +517,44 @@ async fn reads_need_the_check_token_when_one_is_set(h: &Harness) {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(guarded.campaign("c").await["id"], "c");
+}
+
+async fn ids_beyond_a_design_limit_are_refused_and_change_nothing(h: &Harness) {
+    h.active("c").await;
+    h.replace("c", &[1, 2]).await;
+    let before = h.campaign("c").await;
+    let big = 1u64 << 32;
+    for op in ["replace", "add"] {
+        let (status, body) = h.upload("c", op, "text/plain", format!("3\n{big}\n")).await;
+        if h.design() == "bitmap" {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{op}: {body}");
+            assert_eq!(body["error"], "user_id_out_of_range");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains("4294967295"), "{message}");
+            assert_eq!(h.campaign("c").await, before);
+            assert_eq!(h.export("c").await, [1, 2]);
+        } else {
+            assert_eq!(status, StatusCode::OK, "{op}: {body}");
+        }
+    }
+    // A check for such a user is simply "not a member", never an error.
+    if h.design() == "bitmap" {
+        assert!(!h.is_member("c", big).await);
+        assert!(!h.is_member("c", u64::MAX).await);
+        let (status, body) = h
+            .post_json(
+                "/v1/check",
+                json!({"user_ids": [1, big, 2], "campaign": "c"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let answers: Vec<bool> = body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["member"].as_bool().unwrap())
+            .collect();
+        assert_eq!(answers, [true, false, true]);
+        assert_eq!(h.campaigns_of(big).await, Vec::<String>::new());
+    }
 }

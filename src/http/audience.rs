@@ -30,7 +30,7 @@ pub fn router() -> Router<AppState> {
 /// Checks the campaign exists, then parses the body. The existence check
 /// comes first so a typo in the id fails before a long upload is read.
 async fn read_upload(state: &AppState, id: &str, request: Request) -> Result<Parsed, ApiError> {
-    state.store.get_campaign(id).await?;
+    let campaign = state.store.get_campaign(id).await?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -50,7 +50,17 @@ async fn read_upload(state: &AppState, id: &str, request: Request) -> Result<Par
     if declared.is_some_and(|n| n > limit) {
         return Err(ingest::IngestError::TooLarge { limit }.into());
     }
-    Ok(ingest::parse_body(request.into_body(), format, limit).await?)
+    let parsed = ingest::parse_body(request.into_body(), format, limit).await?;
+    campaign
+        .design
+        .check_ids(&parsed.members)
+        .map_err(|e| ApiError::BadRequest {
+            code: "user_id_out_of_range",
+            message: format!("{}; nothing was changed", e.message),
+            field: None,
+            line: None,
+        })?;
+    Ok(parsed)
 }
 
 async fn replace(

@@ -2,11 +2,10 @@
 //! harness that drives the router without a socket.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -22,70 +21,32 @@ use tower::ServiceExt;
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
 
-/// A private redis-server: loopback only, no persistence, its own temp dir.
-/// Killed on drop.
+/// A private redis-server (see `guestlist::redis_server`) plus the test-only
+/// controls: `redis-cli`, signals, a restart that must succeed.
 pub struct RedisServer {
+    inner: guestlist::redis_server::RedisServer,
     pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-/// Picks a free loopback port below 55536 (a cluster bus needs port + 10000).
-pub fn free_port() -> u16 {
-    loop {
-        let l = StdListener::bind("127.0.0.1:0").expect("bind loopback");
-        let port = l.local_addr().unwrap().port();
-        if port < 55536 {
-            return port;
-        }
-    }
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = RedisServer {
-            port: free_port(),
-            dir,
-            child: None,
-        };
-        server.restart();
-        server
+        let inner = guestlist::redis_server::RedisServer::start().expect("redis-server starts");
+        let port = inner.port();
+        RedisServer { inner, port }
     }
 
-    /// Starts (again) on the same port and directory. A `dump.rdb` left by an
-    /// explicit `SAVE` is loaded, which lets tests survive a restart.
+    /// Starts again on the same port and directory, loading a `SAVE`d dump.
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "server already running");
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(["--daemonize", "no", "--loglevel", "warning"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be on PATH (apt-get install redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.cli(&["PING"]).trim() != "PONG" {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.inner.restart().expect("redis-server restarts");
     }
 
-    /// Kills the server (SIGKILL) and waits for it to go.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.inner.kill();
     }
 
     /// Sends a signal by name (e.g. STOP, CONT) to the server process.
     pub fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("server running").id();
+        let pid = self.inner.pid().expect("server running");
         let status = Command::new("kill")
             .args([format!("-{name}"), pid.to_string()])
             .status()
@@ -94,11 +55,11 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.inner.url()
     }
 
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.inner.dir()
     }
 
     /// Runs `redis-cli` against this server and returns its stdout.
@@ -112,18 +73,13 @@ impl RedisServer {
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Which backend (and Redis design) a harness runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Embedded,
     RedisSet,
     RedisPerUser,
+    RedisBitmap,
 }
 
 /// A router over a real store, driven in-process with `oneshot`.
@@ -165,7 +121,7 @@ impl Harness {
                 let store = EmbeddedStore::open(dir.path()).await.unwrap();
                 (Arc::new(store), None, Some(dir))
             }
-            Backend::RedisSet | Backend::RedisPerUser => {
+            Backend::RedisSet | Backend::RedisPerUser | Backend::RedisBitmap => {
                 let server = RedisServer::start();
                 let store = RedisStore::connect(&server.url(), test_options())
                     .await
@@ -185,6 +141,7 @@ impl Harness {
     pub fn design(&self) -> &'static str {
         match self.backend {
             Backend::RedisPerUser => "per-user",
+            Backend::RedisBitmap => "bitmap",
             _ => "set",
         }
     }

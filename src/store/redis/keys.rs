@@ -68,7 +68,18 @@ impl Keys {
         format!("{}:{{{campaign}}}:staging:{generation}", self.prefix)
     }
 
-    /// Name the old live SET takes for the instant between the swap and its UNLINK.
+    /// STRING bitmap of the live audience, `bitmap` design: bit N is set
+    /// when user N is a member. Also a public name: `GETBIT` on it answers.
+    pub fn bitmap(&self, campaign: &str) -> String {
+        format!("{}:{{{campaign}}}:bitmap", self.prefix)
+    }
+
+    /// STRING bitmap being filled by a replace, `bitmap` design.
+    pub fn bitmap_staging(&self, campaign: &str, generation: u64) -> String {
+        format!("{}:{{{campaign}}}:bitmap-staging:{generation}", self.prefix)
+    }
+
+    /// Name the old live SET (or bitmap) takes for the instant between the swap and its UNLINK.
     /// Renaming onto a name that does not exist is O(1), unlike renaming onto the
     /// big live key, which would free it synchronously.
     pub fn trash(&self, campaign: &str, generation: u64) -> String {

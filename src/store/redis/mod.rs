@@ -19,6 +19,7 @@
 //! Checks use their own connection with a short deadline; bulk writes use
 //! another with a long one, so a million-ID upload never queues ahead of a login.
 
+mod bitmap;
 mod keys;
 mod per_user;
 mod set;
@@ -238,6 +239,40 @@ pub(crate) trait Layout: Send + Sync {
     }
 }
 
+/// Swaps staging onto live without RENAME ever overwriting a big key: the
+/// live key first moves to a fresh trash name (O(1), the name is free) and is
+/// UNLINKed, which frees it off the main thread. An empty new audience has no
+/// staging key; then the live key simply goes.
+const SWAP_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[3])
+  redis.call('UNLINK', KEYS[3])
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('RENAME', KEYS[2], KEYS[1])
+  redis.call('EXPIREAT', KEYS[1], ARGV[1])
+end
+return 1
+";
+
+/// Queues the swap of `staging` onto `live` inside a publish transaction.
+pub(crate) fn queue_swap(
+    tx: &mut Pipeline,
+    live: &str,
+    staging: &str,
+    trash: &str,
+    expire_at: i64,
+) {
+    tx.cmd("EVAL")
+        .arg(SWAP_SCRIPT)
+        .arg(3)
+        .arg(live)
+        .arg(staging)
+        .arg(trash)
+        .arg(expire_at)
+        .ignore();
+}
+
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
@@ -277,6 +312,7 @@ struct Inner {
     catalog: RwLock<Arc<Catalog>>,
     set: set::SetLayout,
     per_user: per_user::PerUserLayout,
+    bitmap: bitmap::BitmapLayout,
 }
 
 const RENEW_SCRIPT: &str = r"
@@ -330,6 +366,7 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 set: set::SetLayout { keys: keys.clone() },
                 per_user: per_user::PerUserLayout { keys: keys.clone() },
+                bitmap: bitmap::BitmapLayout { keys: keys.clone() },
                 keys,
                 check: manager(options.check_timeout)?,
                 admin: manager(options.admin_timeout)?,
@@ -357,6 +394,7 @@ impl RedisStore {
         match design {
             Design::Set => &self.inner.set,
             Design::PerUser => &self.inner.per_user,
+            Design::Bitmap => &self.inner.bitmap,
         }
     }
 
@@ -474,6 +512,15 @@ impl RedisStore {
         let c = self.load(&self.inner.check, id).await?;
         self.remember(id, Some(c.clone()));
         Ok(c)
+    }
+
+    /// Sends a pipeline of check commands; one that queued nothing (every user
+    /// outside a design's range) needs no round trip.
+    async fn check_replies(&self, pipe: &Pipeline) -> StoreResult<Vec<Value>> {
+        if pipe.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner.check.pipe("check", pipe).await
     }
 
     fn expire_at(&self, campaign: &Campaign) -> i64 {
@@ -861,6 +908,9 @@ impl RedisStore {
     ) -> StoreResult<AudienceChange> {
         self.locked(id, async {
             let (current, old) = self.current_audience(id).await?;
+            if adding {
+                current.design.check_ids(&ids)?;
+            }
             let (next, delta) = tokio::task::spawn_blocking(move || {
                 let delta = if adding { &ids - &old } else { &ids & &old };
                 let next = if adding { &old | &delta } else { &old - &delta };
@@ -1111,6 +1161,7 @@ impl Store for RedisStore {
     ) -> StoreResult<AudienceChange> {
         self.locked(id, async {
             let current = self.load(&self.inner.admin, id).await?;
+            current.design.check_ids(&members)?;
             let received = members.len();
             self.rebuild(&current, members, received).await
         })
@@ -1143,7 +1194,7 @@ impl Store for RedisStore {
         let layout = self.layout(campaign.design);
         let mut pipe = redis::pipe();
         layout.queue_membership(&mut pipe, &campaign, users);
-        let replies: Vec<Value> = self.inner.check.pipe("check", &pipe).await?;
+        let replies = self.check_replies(&pipe).await?;
         let answers = layout.read_membership(&mut replies.into_iter(), users)?;
         Ok((campaign, answers))
     }
@@ -1175,7 +1226,7 @@ impl Store for RedisStore {
         }
         // One round trip for every campaign and every user, grouped by design
         // so a design can answer for all its campaigns at once.
-        let groups: Vec<(Design, Vec<&Campaign>)> = [Design::Set, Design::PerUser]
+        let groups: Vec<(Design, Vec<&Campaign>)> = [Design::Set, Design::PerUser, Design::Bitmap]
             .into_iter()
             .map(|d| {
                 (
@@ -1190,7 +1241,7 @@ impl Store for RedisStore {
             self.layout(*design)
                 .queue_campaigns_for(&mut pipe, campaigns, users);
         }
-        let replies: Vec<Value> = self.inner.check.pipe("check", &pipe).await?;
+        let replies = self.check_replies(&pipe).await?;
         let mut replies = replies.into_iter();
         let mut hits: Vec<(&str, Vec<bool>)> = Vec::new();
         for (design, campaigns) in &groups {

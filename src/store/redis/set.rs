@@ -12,27 +12,13 @@ use redis::{Pipeline, Value};
 use roaring::RoaringTreemap;
 
 use super::keys::Keys;
-use super::{CHUNK, Conn, Layout, STAGING_TTL_SECS, next_reply, parse};
+use super::{CHUNK, Conn, Layout, STAGING_TTL_SECS, next_reply, parse, queue_swap};
 use crate::domain::{Campaign, UserId};
 use crate::store::{StoreError, StoreResult};
 
 pub(crate) struct SetLayout {
     pub(crate) keys: Keys,
 }
-
-/// Swaps staging onto live without RENAME ever overwriting a big key. An
-/// empty new audience has no staging key; then the live key simply goes.
-const SWAP_SCRIPT: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('RENAME', KEYS[1], KEYS[3])
-  redis.call('UNLINK', KEYS[3])
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('RENAME', KEYS[2], KEYS[1])
-  redis.call('EXPIREAT', KEYS[1], ARGV[1])
-end
-return 1
-";
 
 #[async_trait]
 impl Layout for SetLayout {
@@ -77,14 +63,13 @@ impl Layout for SetLayout {
     }
 
     fn publish(&self, tx: &mut Pipeline, campaign: &str, generation: u64, expire_at: i64) {
-        tx.cmd("EVAL")
-            .arg(SWAP_SCRIPT)
-            .arg(3)
-            .arg(self.keys.members(campaign))
-            .arg(self.keys.staging(campaign, generation))
-            .arg(self.keys.trash(campaign, generation))
-            .arg(expire_at)
-            .ignore();
+        queue_swap(
+            tx,
+            &self.keys.members(campaign),
+            &self.keys.staging(campaign, generation),
+            &self.keys.trash(campaign, generation),
+            expire_at,
+        );
     }
 
     fn apply_delta(

@@ -1,0 +1,57 @@
+//! What a benchmark run measured, in the shape `results.json` stores.
+
+use serde::{Deserialize, Serialize};
+
+/// The machine the figures came from; they mean little without it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Machine {
+    pub cpus: usize,
+    pub memory_bytes: u64,
+    pub os: String,
+    pub kernel: String,
+    pub cpu_model: String,
+}
+
+/// One design × audience × concurrency run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Run {
+    pub design: String,
+    pub audience: u64,
+    pub concurrency: usize,
+    /// Checks answered (successfully or not) during the measured window.
+    pub checks: u64,
+    /// Checks that failed, timeouts included.
+    pub errors: u64,
+    /// Checks that missed the deadline (a subset of `errors`).
+    pub timeouts: u64,
+    pub checks_per_sec: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    /// Bytes Redis sent to clients per check (`INFO stats` delta).
+    pub redis_bytes_per_check: f64,
+    /// Redis CPU time (user + sys) per check, in µs (`INFO cpu` delta).
+    pub redis_cpu_us_per_check: f64,
+    /// Redis memory per audience ID for this design and size (`used_memory` delta).
+    pub redis_bytes_per_id: f64,
+    /// Client CPU time (user + sys) per check, in µs.
+    pub client_cpu_us_per_check: f64,
+    /// Peak resident memory of the client during the run.
+    pub client_peak_rss_bytes: u64,
+}
+
+/// Everything one `guestlist bench` invocation produced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Results {
+    pub machine: Machine,
+    pub redis_version: String,
+    /// RFC 3339, UTC.
+    pub date: String,
+    /// The command line that reproduces the run.
+    pub command: String,
+    pub seed: u64,
+    pub duration_secs: f64,
+    pub runs: Vec<Run>,
+}
