@@ -118,12 +118,10 @@ impl Layout for BitmapLayout {
         generation: u64,
         _members: &RoaringTreemap,
     ) -> StoreResult<()> {
-        conn.cmd::<i64>(
-            "retire",
-            redis::cmd("UNLINK").arg(self.keys.bitmap_staging(campaign, generation)),
-        )
-        .await
-        .map(drop)
+        // A published generation was already unlinked by the swap; this
+        // only matters for a staged one that never went live.
+        conn.unlink("retire", &self.keys.bitmap_staging(campaign, generation))
+            .await
     }
 
     fn delete(&self, tx: &mut Pipeline, campaign: &str) {
@@ -137,14 +135,8 @@ impl Layout for BitmapLayout {
         _members: &RoaringTreemap,
         expire_at: i64,
     ) -> StoreResult<()> {
-        conn.cmd::<i64>(
-            "expire",
-            redis::cmd("EXPIREAT")
-                .arg(self.keys.bitmap(campaign))
-                .arg(expire_at),
-        )
-        .await
-        .map(drop)
+        conn.expire_at("expire", &self.keys.bitmap(campaign), expire_at)
+            .await
     }
 
     fn keys_per_member(&self) -> bool {

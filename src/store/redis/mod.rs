@@ -102,6 +102,20 @@ impl Conn {
         .await
     }
 
+    /// UNLINKs `key`: freed off Redis's main thread, whatever its size.
+    pub(crate) async fn unlink(&self, op: &'static str, key: &str) -> StoreResult<()> {
+        self.cmd::<i64>(op, redis::cmd("UNLINK").arg(key))
+            .await
+            .map(drop)
+    }
+
+    /// Sets `key` to expire at the Unix time `at`.
+    pub(crate) async fn expire_at(&self, op: &'static str, key: &str, at: i64) -> StoreResult<()> {
+        self.cmd::<i64>(op, redis::cmd("EXPIREAT").arg(key).arg(at))
+            .await
+            .map(drop)
+    }
+
     /// Sends `cmds` in round trips of [`PIPELINE_DEPTH`] commands, discarding replies.
     pub(crate) async fn bulk(
         &self,

@@ -100,12 +100,8 @@ impl Layout for SetLayout {
     ) -> StoreResult<()> {
         // A published generation was already unlinked by the swap; this
         // only matters for a staged one that never went live.
-        conn.cmd::<i64>(
-            "retire",
-            redis::cmd("UNLINK").arg(self.keys.staging(campaign, generation)),
-        )
-        .await
-        .map(drop)
+        conn.unlink("retire", &self.keys.staging(campaign, generation))
+            .await
     }
 
     fn delete(&self, tx: &mut Pipeline, campaign: &str) {
@@ -119,14 +115,8 @@ impl Layout for SetLayout {
         _members: &RoaringTreemap,
         expire_at: i64,
     ) -> StoreResult<()> {
-        conn.cmd::<i64>(
-            "expire",
-            redis::cmd("EXPIREAT")
-                .arg(self.keys.members(campaign))
-                .arg(expire_at),
-        )
-        .await
-        .map(drop)
+        conn.expire_at("expire", &self.keys.members(campaign), expire_at)
+            .await
     }
 
     fn keys_per_member(&self) -> bool {
