@@ -26,7 +26,8 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Designs to compare: json (the original single-key array), set, per-user, bitmap.
+    /// Designs to compare: json (the original single-key array), set,
+    /// per-user, bitmap, and near-cache (a set read through the in-process cache).
     #[arg(
         long,
         value_delimiter = ',',
@@ -78,6 +79,12 @@ pub struct BenchArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Toggle {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -110,6 +117,25 @@ pub struct ServeArgs {
     /// Largest audience upload accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "GUESTLIST_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_upload_bytes: u64,
+
+    /// Answer checks from in-process bitmaps of the scheduled and active
+    /// audiences, reloaded from Redis on every change (Redis store only).
+    #[arg(long, env = "GUESTLIST_NEAR_CACHE", value_enum, default_value = "on")]
+    pub near_cache: Toggle,
+
+    /// Largest total size of the near-cache's bitmaps, in bytes; campaigns
+    /// that do not fit are answered by Redis.
+    #[arg(long, env = "GUESTLIST_NEAR_CACHE_MAX_BYTES", default_value_t = 1 << 30)]
+    pub near_cache_max_bytes: u64,
+
+    /// Age past which a cached audience not confirmed against Redis is stale.
+    #[arg(long, env = "GUESTLIST_MAX_STALENESS", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub max_staleness: Duration,
+
+    /// What a stale cached answer does: serve it flagged "stale": true (login
+    /// keeps working through an outage), or error with 503.
+    #[arg(long, env = "GUESTLIST_ON_STALE", value_enum, default_value = "serve")]
+    pub on_stale: crate::nearcache::StalePolicy,
 
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "GUESTLIST_LOG_FORMAT", value_enum, default_value = "text")]

@@ -30,10 +30,13 @@
 //!   [`redis_server`]: the private `redis-server` it (and the tests) start.
 
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod lookup;
+pub mod nearcache;
 pub mod redis_server;
 pub mod server;
 pub mod store;

@@ -5,9 +5,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::config::ServeArgs;
+use crate::config::{ServeArgs, Toggle};
 use crate::http::{self, AppState, Tokens};
-use crate::store::{self, StoreSpec};
+use crate::lookup::Checker;
+use crate::nearcache::{NearCache, NearCacheOptions};
+use crate::store::redis::RedisStore;
+use crate::store::{self, Store, StoreSpec};
 
 /// Builds the token set from the arguments, generating an admin token when
 /// none is configured. A generated token is printed once, to stderr only.
@@ -31,10 +34,33 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let spec = StoreSpec::parse(&args.store);
-    let store = store::open(&spec, args.store_options())
-        .await
-        .with_context(|| format!("opening the store {}", spec.redacted()))?;
+    let (store, cache): (Arc<dyn Store>, Option<NearCache>) = match &spec {
+        StoreSpec::Redis(url) => {
+            let redis = RedisStore::connect(url, args.store_options())
+                .await
+                .with_context(|| format!("opening the store {}", spec.redacted()))?;
+            let cache = (args.near_cache == Toggle::On).then(|| {
+                NearCache::start(
+                    redis.clone(),
+                    NearCacheOptions {
+                        max_bytes: args.near_cache_max_bytes,
+                        max_staleness: args.max_staleness,
+                        on_stale: args.on_stale,
+                    },
+                )
+            });
+            (Arc::new(redis), cache)
+        }
+        // The embedded store already answers from in-memory bitmaps.
+        StoreSpec::Embedded(_) => (
+            store::open(&spec, args.store_options())
+                .await
+                .with_context(|| format!("opening the store {}", spec.redacted()))?,
+            None,
+        ),
+    };
     let state = AppState {
+        checker: Checker::new(store.clone(), cache.clone()),
         store,
         tokens: Arc::new(tokens(&args)?),
         max_upload_bytes: args.max_upload_bytes,
@@ -48,6 +74,7 @@ pub async fn serve(
         store = %spec.redacted(),
         kind = state.store.kind(),
         check_timeout = ?args.check_timeout,
+        near_cache = cache.is_some(),
         "guestlist serving"
     );
     http::run(listener, http::router(state), shutdown).await?;

@@ -334,7 +334,10 @@ async fn member_checks_report_whether_the_campaign_is_active(h: &Harness) {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             body,
-            json!({"campaign": id, "user_id": 42, "member": true, "active": active})
+            json!({
+                "campaign": id, "user_id": 42, "member": true, "active": active,
+                "source": "store", "stale": false,
+            })
         );
     }
     let (status, body) = h.get("/v1/campaigns/now/members/abc").await;
@@ -391,7 +394,7 @@ async fn batch_checks_answer_per_user(h: &Harness) {
             {"user_id": 1, "member": true},
             {"user_id": 2, "member": true},
             {"user_id": 3, "member": false},
-        ]})
+        ], "source": "store", "stale": false})
     );
     let (status, body) = h
         .post_json("/v1/check", json!({"user_ids": [1, 2, 3]}))
@@ -403,7 +406,7 @@ async fn batch_checks_answer_per_user(h: &Harness) {
             {"user_id": 1, "campaigns": ["a"]},
             {"user_id": 2, "campaigns": ["a", "b"]},
             {"user_id": 3, "campaigns": []},
-        ]})
+        ], "source": "store", "stale": false})
     );
     let many: Vec<u64> = (0..2_500).collect();
     let (status, body) = h
@@ -473,13 +476,11 @@ async fn health_and_readiness_answer(h: &Harness) {
 
 async fn reads_need_the_check_token_when_one_is_set(h: &Harness) {
     use guestlist::http::{AppState, Tokens, router};
-    use std::sync::Arc;
-    let app = router(AppState {
-        store: h.store.clone(),
-        tokens: Arc::new(Tokens::single(ADMIN).with_check_token("reader-token")),
-        max_upload_bytes: 1 << 20,
-        metrics: None,
-    });
+    let app = router(AppState::new(
+        h.store.clone(),
+        Tokens::single(ADMIN).with_check_token("reader-token"),
+        1 << 20,
+    ));
     let guarded = Harness {
         app,
         store: h.store.clone(),

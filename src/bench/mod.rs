@@ -5,6 +5,8 @@
 //!   scan it. It exists only here, never as a store design.
 //! - `set`, `per-user` and `bitmap` go through [`RedisStore`], the same code the
 //!   service runs, so the figures are the service's own.
+//! - `near-cache` reads a `set` campaign through the service's near-cache and
+//!   [`Checker`]: answers from process memory, Redis only on a change.
 //!
 //! Each design and audience size is loaded once; every concurrency level then
 //! runs for the same duration with closed-loop virtual users. Everything the
@@ -31,6 +33,8 @@ use roaring::RoaringTreemap;
 
 use crate::config::BenchArgs;
 use crate::domain::{Campaign, Design};
+use crate::lookup::{CheckError as LookupError, Checker, Source};
+use crate::nearcache::{NearCache, NearCacheOptions};
 use crate::redis_server::RedisServer;
 use crate::store::redis::{Keys, RedisStore};
 use crate::store::{Store, StoreError, StoreOptions};
@@ -41,16 +45,22 @@ use results::{Machine, Results, Run};
 pub enum BenchDesign {
     Json,
     Store(Design),
+    /// The `set` design read through an in-process near-cache, as `serve`
+    /// and the library client do.
+    NearCache,
 }
 
 impl BenchDesign {
     pub fn parse(s: &str) -> anyhow::Result<BenchDesign> {
         match s {
             "json" => Ok(BenchDesign::Json),
+            "near-cache" => Ok(BenchDesign::NearCache),
             other => Design::parse(other)
                 .map(BenchDesign::Store)
                 .with_context(|| {
-                    format!("unknown design {other:?}; choose from json, set, per-user, bitmap")
+                    format!(
+                    "unknown design {other:?}; choose from json, set, per-user, bitmap, near-cache"
+                )
                 }),
         }
     }
@@ -59,6 +69,7 @@ impl BenchDesign {
         match self {
             BenchDesign::Json => "json",
             BenchDesign::Store(d) => d.as_str(),
+            BenchDesign::NearCache => "near-cache",
         }
     }
 }
@@ -196,7 +207,6 @@ pub async fn run(url: &str, plan: &Plan, command: String) -> anyhow::Result<Resu
     };
     let store = RedisStore::connect_with_keys(url, options, keys).await?;
     let admin = connect(url, Duration::from_secs(30)).await?;
-    let checker = connect(url, plan.deadline).await?;
     let redis_version = info_field(&admin, "server", "redis_version")
         .await?
         .unwrap_or_default();
@@ -210,7 +220,12 @@ pub async fn run(url: &str, plan: &Plan, command: String) -> anyhow::Result<Resu
 
     let mut runs = Vec::with_capacity(plan.runs());
     let outcome = async {
-        for &design in &plan.designs {
+        // `json` goes last: its big replies leave the allocator holding
+        // hundreds of megabytes, which would show up as every later design's
+        // peak RSS. Results keep the order the designs were asked in.
+        let mut order = plan.designs.clone();
+        order.sort_by_key(|d| *d == BenchDesign::Json);
+        for &design in &order {
             for &size in &plan.audiences {
                 let audience = Audience::generate(plan, size);
                 progress.set_message(format!("{} × {size}: loading", design.name()));
@@ -218,14 +233,22 @@ pub async fn run(url: &str, plan: &Plan, command: String) -> anyhow::Result<Resu
                 for &workers in &plan.concurrency {
                     progress
                         .set_message(format!("{} × {size} × {workers} concurrent", design.name()));
+                    // A fresh connection per run: when a run ends with replies
+                    // still queued (json at high concurrency queues gigabytes),
+                    // closing it makes Redis drop them instead of streaming
+                    // them into the next run's measurements.
+                    let checker = connect(url, plan.deadline).await?;
                     let target = Target {
                         design,
+                        lookup: Checker::new(Arc::new(store.clone()), loaded.cache.clone()),
                         store: store.clone(),
-                        checker: checker.clone(),
+                        json_conn: checker,
                         json_key: loaded.json_key.clone(),
                         campaign: loaded.campaign.clone(),
                     };
                     let mut measured = measure(plan, &admin, &target, &audience, workers).await?;
+                    drop(target);
+                    settle().await;
                     measured.redis_bytes_per_id = loaded.bytes_per_id;
                     runs.push(measured);
                     progress.inc(1);
@@ -239,6 +262,8 @@ pub async fn run(url: &str, plan: &Plan, command: String) -> anyhow::Result<Resu
     }
     .await;
     progress.finish_and_clear();
+    let position = |name: &str| plan.designs.iter().position(|d| d.name() == name);
+    runs.sort_by_key(|r| position(&r.design));
     // Leave nothing behind, whether the runs succeeded or not.
     let cleaned = remove_prefix(&admin, &prefix).await;
     outcome?;
@@ -310,6 +335,9 @@ impl Audience {
 struct Loaded {
     json_key: Option<String>,
     campaign: Option<String>,
+    /// For `near-cache`: the cache over the loaded campaign. Dropping it
+    /// stops its sync task.
+    cache: Option<NearCache>,
     bytes_per_id: f64,
 }
 
@@ -337,10 +365,16 @@ async fn load(
             Loaded {
                 json_key: Some(key),
                 campaign: None,
+                cache: None,
                 bytes_per_id: 0.0,
             }
         }
-        BenchDesign::Store(d) => {
+        BenchDesign::Store(_) | BenchDesign::NearCache => {
+            // The near-cache follows a `set` campaign, as `serve` does by default.
+            let d = match design {
+                BenchDesign::Store(d) => d,
+                _ => Design::Set,
+            };
             let id = format!("bench-{}-{}", d.as_str(), audience.list.len());
             let now = Utc::now();
             let campaign = Campaign {
@@ -360,9 +394,24 @@ async fn load(
                 .replace_audience(&id, audience.members.clone())
                 .await
                 .with_context(|| format!("loading {} IDs into {id}", audience.list.len()))?;
+            let cache = if design == BenchDesign::NearCache {
+                let cache = NearCache::start(store.clone(), NearCacheOptions::default());
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while cache.is_member(&id, 0).is_none() {
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "the near-cache never loaded {id}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Some(cache)
+            } else {
+                None
+            };
             Loaded {
                 json_key: None,
                 campaign: Some(id),
+                cache,
                 bytes_per_id: 0.0,
             }
         }
@@ -478,8 +527,9 @@ async fn unload(
 /// What a virtual user checks against.
 struct Target {
     design: BenchDesign,
+    lookup: Checker,
     store: RedisStore,
-    checker: ConnectionManager,
+    json_conn: ConnectionManager,
     json_key: Option<String>,
     campaign: Option<String>,
 }
@@ -498,7 +548,7 @@ impl Target {
                 // Exactly what the original login path did: fetch everything,
                 // parse everything, scan until found.
                 let key = self.json_key.as_deref().expect("json key loaded");
-                let mut conn = self.checker.clone();
+                let mut conn = self.json_conn.clone();
                 let bytes: Vec<u8> = redis::cmd("GET")
                     .arg(key)
                     .query_async(&mut conn)
@@ -519,6 +569,16 @@ impl Target {
                 match self.store.is_member(id, user).await {
                     Ok((_, member)) => Ok(member),
                     Err(StoreError::Timeout(_)) => Err(CheckError::Timeout),
+                    Err(_) => Err(CheckError::Failed),
+                }
+            }
+            BenchDesign::NearCache => {
+                let id = self.campaign.as_deref().expect("campaign loaded");
+                match self.lookup.is_member(id, user).await {
+                    // A check the cache could not answer is not a cache check.
+                    Ok(m) if m.source == Source::Cache => Ok(m.member),
+                    Ok(_) => Err(CheckError::Failed),
+                    Err(LookupError::Store(StoreError::Timeout(_))) => Err(CheckError::Timeout),
                     Err(_) => Err(CheckError::Failed),
                 }
             }

@@ -5,7 +5,6 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -38,22 +37,24 @@ async fn member(
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
     let user = parse_user_id(&user)?;
-    let (campaign, member) = counted(
+    let answer = counted(
         "member",
         state
-            .store
+            .checker
             .is_member(id, user)
             .await
             .map_err(ApiError::from),
     )?;
-    count("member", if member { "member" } else { "not_member" }, 1);
-    Ok(Json(json!({
-        "campaign": campaign.id,
-        "user_id": user,
-        "member": member,
-        "active": campaign.is_active_at(Utc::now()),
-    }))
-    .into_response())
+    count(
+        "member",
+        if answer.member {
+            "member"
+        } else {
+            "not_member"
+        },
+        1,
+    );
+    Ok(Json(answer).into_response())
 }
 
 async fn campaigns_for(
@@ -61,20 +62,24 @@ async fn campaigns_for(
     Path(user): Path<String>,
 ) -> Result<Response, ApiError> {
     let user = parse_user_id(&user)?;
-    let campaigns = counted(
+    let answer = counted(
         "campaigns_for",
         state
-            .store
-            .campaigns_for(user, Utc::now())
+            .checker
+            .campaigns_for(user)
             .await
             .map_err(ApiError::from),
     )?;
     count(
         "campaigns_for",
-        if campaigns.is_empty() { "none" } else { "some" },
+        if answer.campaigns.is_empty() {
+            "none"
+        } else {
+            "some"
+        },
         1,
     );
-    Ok(Json(json!({ "user_id": user, "campaigns": campaigns })).into_response())
+    Ok(Json(answer).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,39 +104,41 @@ async fn batch(
         ));
     }
     let users = &body.user_ids;
-    let results: Vec<Value> = match &body.campaign {
+    let (results, source, stale): (Vec<Value>, _, _) = match &body.campaign {
         Some(id) => {
             let id = checked_campaign_id(id)?;
-            let (_, answers) = counted(
+            let (answers, source, stale) = counted(
                 "batch",
                 state
-                    .store
+                    .checker
                     .are_members(id, users)
                     .await
                     .map_err(ApiError::from),
             )?;
-            users
+            let results = users
                 .iter()
                 .zip(answers)
                 .map(|(u, member)| json!({ "user_id": u, "member": member }))
-                .collect()
+                .collect();
+            (results, source, stale)
         }
         None => {
-            let lists = counted(
+            let (lists, source, stale) = counted(
                 "batch",
                 state
-                    .store
-                    .campaigns_for_many(users, Utc::now())
+                    .checker
+                    .campaigns_for_many(users)
                     .await
                     .map_err(ApiError::from),
             )?;
-            users
+            let results = users
                 .iter()
                 .zip(lists)
                 .map(|(u, campaigns)| json!({ "user_id": u, "campaigns": campaigns }))
-                .collect()
+                .collect();
+            (results, source, stale)
         }
     };
     count("batch", "ok", users.len() as u64);
-    Ok(Json(json!({ "results": results })).into_response())
+    Ok(Json(json!({ "results": results, "source": source, "stale": stale })).into_response())
 }

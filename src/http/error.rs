@@ -42,6 +42,9 @@ pub enum ApiError {
     /// 503: the store did not answer (in time).
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the near-cache's answer is too old and the policy refuses it.
+    #[error("{0}")]
+    Stale(String),
     /// 500: a bug or corrupt data; the detail is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -65,7 +68,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Stale(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable(_) => "store_unavailable",
+            ApiError::Stale(_) => "cache_stale",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -143,6 +147,15 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Corrupt(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<crate::lookup::CheckError> for ApiError {
+    fn from(e: crate::lookup::CheckError) -> ApiError {
+        match e {
+            crate::lookup::CheckError::Store(e) => e.into(),
+            stale @ crate::lookup::CheckError::Stale(_) => ApiError::Stale(stale.to_string()),
         }
     }
 }

@@ -25,6 +25,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+use crate::lookup::Checker;
 use crate::store::Store;
 pub use auth::Tokens;
 pub use error::ApiError;
@@ -36,6 +37,8 @@ pub const JSON_BODY_LIMIT: usize = 1 << 20;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// The login path: near-cache first (when there is one), then the store.
+    pub checker: Checker,
     pub tokens: Arc<Tokens>,
     /// Largest audience upload, in bytes.
     pub max_upload_bytes: u64,
@@ -98,6 +101,19 @@ async fn record_metrics(request: Request, next: Next) -> Response {
 
 /// `axum::Json` with our error body on rejection.
 pub struct ApiJson<T>(pub T);
+
+impl AppState {
+    /// State for `store` with no near-cache, the usual test and embedded set-up.
+    pub fn new(store: Arc<dyn Store>, tokens: Tokens, max_upload_bytes: u64) -> AppState {
+        AppState {
+            checker: Checker::new(store.clone(), None),
+            store,
+            tokens: Arc::new(tokens),
+            max_upload_bytes,
+            metrics: None,
+        }
+    }
+}
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where

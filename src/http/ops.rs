@@ -24,15 +24,24 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// Ready when the store answers; 503 with the reason otherwise, so a load
 /// balancer takes the instance out while Redis is unreachable.
+/// The near-cache's state (loaded campaigns, versions, staleness) is part of
+/// the answer either way, since it is what answers logins during an outage.
 async fn readyz(State(state): State<AppState>) -> Response {
+    let cache = state.checker.cache().map(|c| c.status());
     match state.store.ready().await {
-        Ok(()) => Json(json!({ "status": "ready", "store": state.store.kind() })).into_response(),
+        Ok(()) => Json(json!({
+            "status": "ready",
+            "store": state.store.kind(),
+            "near_cache": cache,
+        }))
+        .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({
                 "error": "store_unavailable",
                 "message": format!("the {} store is not ready: {e}", state.store.kind()),
                 "store": state.store.kind(),
+                "near_cache": cache,
             })),
         )
             .into_response(),

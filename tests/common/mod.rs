@@ -101,12 +101,9 @@ pub fn test_options() -> StoreOptions {
 }
 
 pub fn app_for(store: Arc<dyn Store>, max_upload_bytes: u64) -> Router {
-    router(AppState {
-        store,
-        tokens: Arc::new(Tokens::single(ADMIN)),
-        max_upload_bytes,
-        metrics: Some(guestlist::telemetry::metrics()),
-    })
+    let mut state = AppState::new(store, Tokens::single(ADMIN), max_upload_bytes);
+    state.metrics = Some(guestlist::telemetry::metrics());
+    router(state)
 }
 
 impl Harness {

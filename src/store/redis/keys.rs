@@ -104,6 +104,12 @@ impl Keys {
         format!("{}:user:{{{user}}}:campaigns", self.prefix)
     }
 
+    /// Pub/sub channel announcing every change, so instances (and their
+    /// near-caches) reload at once instead of at their next poll.
+    pub fn changes(&self) -> String {
+        format!("{}:changes", self.prefix)
+    }
+
     /// STRING counter handing out audience generations. Global, so a
     /// deleted and re-created campaign never reuses a generation and stale
     /// per-user entries can never come back to life.

@@ -317,6 +317,16 @@ pub struct RedisStore {
 
 struct Inner {
     keys: Keys,
+    client: redis::Client,
+    /// Ticks after every successful catalog refresh, changed or not; the
+    /// near-cache listens to it to reload or to confirm what it holds.
+    refreshed: tokio::sync::watch::Sender<u64>,
+    /// When the catalog was last confirmed against Redis. Written once a
+    /// second at most; a std `Mutex` is enough.
+    confirmed_at: std::sync::Mutex<Option<Instant>>,
+    /// Publish times of announced changes, by campaign: (version, unix ms).
+    /// Lets a cache measure write-to-applied lag. Bounded: one per campaign.
+    announced: std::sync::Mutex<HashMap<String, (u64, i64)>>,
     check: Conn,
     admin: Conn,
     options: StoreOptions,
@@ -378,6 +388,10 @@ impl RedisStore {
         };
         let store = RedisStore {
             inner: Arc::new(Inner {
+                client: client.clone(),
+                refreshed: tokio::sync::watch::channel(0).0,
+                confirmed_at: std::sync::Mutex::new(None),
+                announced: std::sync::Mutex::new(HashMap::new()),
                 set: set::SetLayout { keys: keys.clone() },
                 per_user: per_user::PerUserLayout { keys: keys.clone() },
                 bitmap: bitmap::BitmapLayout { keys: keys.clone() },
@@ -401,6 +415,7 @@ impl RedisStore {
             ),
         }
         spawn_catalog_poller(Arc::downgrade(&store.inner));
+        spawn_change_listener(Arc::downgrade(&store.inner));
         Ok(store)
     }
 
@@ -451,6 +466,7 @@ impl RedisStore {
             .await?;
         let current = self.catalog();
         if !force && current.loaded && current.version == version {
+            self.confirmed();
             return Ok(());
         }
         let campaigns = self.load_all().await?;
@@ -461,7 +477,51 @@ impl RedisStore {
             campaigns: campaigns.into_iter().map(|c| (c.id.clone(), c)).collect(),
         });
         tracing::debug!(?version, campaigns = count, "catalog reloaded");
+        self.confirmed();
         Ok(())
+    }
+
+    fn confirmed(&self) {
+        *self.inner.confirmed_at.lock().expect("lock poisoned") = Some(Instant::now());
+        self.inner.refreshed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Ticks after every successful catalog refresh (see [`RedisStore::known_campaigns`]).
+    pub fn subscribe_catalog(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.refreshed.subscribe()
+    }
+
+    /// The campaigns as of the last catalog refresh, or `None` before the first.
+    pub fn known_campaigns(&self) -> Option<Vec<Campaign>> {
+        let catalog = self.catalog();
+        catalog
+            .loaded
+            .then(|| catalog.campaigns.values().cloned().collect())
+    }
+
+    /// When the catalog was last confirmed current against Redis.
+    pub fn confirmed_at(&self) -> Option<Instant> {
+        *self.inner.confirmed_at.lock().expect("lock poisoned")
+    }
+
+    /// The publish time (unix ms) of the change that produced `version` of
+    /// `campaign`, if this instance heard it announced. Taken once.
+    pub fn take_announced(&self, campaign: &str, version: u64) -> Option<i64> {
+        let mut announced = self.inner.announced.lock().expect("lock poisoned");
+        match announced.get(campaign) {
+            Some((v, at)) if *v <= version => {
+                let at = *at;
+                announced.remove(campaign);
+                Some(at)
+            }
+            _ => None,
+        }
+    }
+
+    /// The audience of `campaign` at its version, from the compact snapshot:
+    /// a few bytes per ID, never a scan of the live data.
+    pub async fn snapshot(&self, campaign: &Campaign) -> StoreResult<RoaringTreemap> {
+        self.read_snapshot(campaign).await
     }
 
     /// Reads every campaign's metadata; prunes index entries whose metadata expired.
@@ -544,18 +604,24 @@ impl RedisStore {
         base.timestamp() + self.inner.options.retention.as_secs() as i64
     }
 
-    async fn bump_catalog(&self) {
-        let r = self
-            .inner
-            .admin
-            .cmd::<i64>(
-                "catalog_version",
-                redis::cmd("INCR").arg(self.keys().catalog_version()),
-            )
-            .await;
-        if let Err(e) = r {
+    /// Tells every instance that `campaign` changed (now at `version`): bumps
+    /// the catalog version they poll and announces it on the changes channel.
+    async fn bump_catalog(&self, campaign: &str, version: u64) {
+        let message = serde_json::json!({
+            "campaign": campaign,
+            "version": version,
+            "published_at_ms": Utc::now().timestamp_millis(),
+        })
+        .to_string();
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR").arg(self.keys().catalog_version()).ignore();
+        pipe.cmd("PUBLISH")
+            .arg(self.keys().changes())
+            .arg(message)
+            .ignore();
+        if let Err(e) = self.inner.admin.pipe::<()>("catalog_version", &pipe).await {
             // Other instances still catch up when their poll next succeeds.
-            tracing::warn!(error = %e, "could not bump the catalog version");
+            tracing::warn!(error = %e, "could not announce a change");
         }
     }
 
@@ -798,7 +864,7 @@ impl RedisStore {
         // the old generation's per-user entries for clean-up.
         let old = current.clone();
         self.remember(id, Some(next.clone()));
-        self.bump_catalog().await;
+        self.bump_catalog(id, next.version).await;
         if old.version > 0 {
             self.retire_later(&old, old.generation, None);
         }
@@ -904,7 +970,7 @@ impl RedisStore {
             tracing::warn!(campaign = %id, error = %e, "the publish reply was lost but the change is live");
         }
         self.remember(id, Some(next.clone()));
-        self.bump_catalog().await;
+        self.bump_catalog(id, next.version).await;
         Ok(AudienceChange {
             audience_size: next.audience_size,
             version: next.version,
@@ -977,6 +1043,59 @@ fn spawn_catalog_poller(inner: Weak<Inner>) {
                 }
                 Err(_) => {}
             }
+        }
+    });
+}
+
+/// Listens on the changes channel and refreshes the catalog as soon as any
+/// instance announces a change. Reconnects by itself and resynchronises in
+/// full after every (re)subscription, since messages sent meanwhile are lost.
+fn spawn_change_listener(inner: Weak<Inner>) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            let client = strong.client.clone();
+            let channel = strong.keys.changes();
+            drop(strong);
+            let subscribed = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                redis::RedisResult::Ok(pubsub)
+            };
+            let pubsub = match tokio::time::timeout(Duration::from_secs(5), subscribed).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(250);
+            if let Some(inner) = inner.upgrade() {
+                let _ = RedisStore { inner }.refresh_catalog(true).await;
+            }
+            let mut messages = pubsub.into_on_message();
+            while let Some(msg) = futures_util::StreamExt::next(&mut messages).await {
+                let Some(inner) = inner.upgrade() else { return };
+                let store = RedisStore { inner };
+                let change: serde_json::Value =
+                    serde_json::from_slice(msg.get_payload_bytes()).unwrap_or_default();
+                if let (Some(id), Some(version), Some(at)) = (
+                    change["campaign"].as_str(),
+                    change["version"].as_u64(),
+                    change["published_at_ms"].as_i64(),
+                ) {
+                    let mut announced = store.inner.announced.lock().expect("lock poisoned");
+                    announced.insert(id.to_string(), (version, at));
+                }
+                if let Err(e) = store.refresh_catalog(false).await {
+                    tracing::debug!(error = %e, "refresh after a change announcement failed");
+                }
+            }
+            tracing::debug!("changes subscription ended; reconnecting");
         }
     });
 }
@@ -1068,7 +1187,7 @@ impl Store for RedisStore {
             )
             .await?;
         self.remember(id, Some(campaign.clone()));
-        self.bump_catalog().await;
+        self.bump_catalog(id, 0).await;
         tracing::info!(campaign = %id, design = campaign.design.as_str(), "campaign created");
         Ok(campaign)
     }
@@ -1122,7 +1241,7 @@ impl Store for RedisStore {
                 layout.move_expiry(admin, id, &members, expire_at).await?;
             }
             self.remember(id, Some(next.clone()));
-            self.bump_catalog().await;
+            self.bump_catalog(id, next.version).await;
             tracing::info!(campaign = %id, "campaign updated");
             Ok(next)
         })
@@ -1158,7 +1277,7 @@ impl Store for RedisStore {
                 tracing::warn!(campaign = %id, error = %e, "index entry left behind; the next catalog reload prunes it");
             }
             self.remember(id, None);
-            self.bump_catalog().await;
+            self.bump_catalog(id, current.version).await;
             if current.version > 0 && layout.keys_per_member() {
                 self.retire_later(&current, current.generation, None);
             }

@@ -1,0 +1,168 @@
+//! The login path in one place: answer from the near-cache when it holds the
+//! campaign, from the store otherwise, and say which (and how fresh) in the
+//! answer. The HTTP handlers and the library [`crate::client::Client`] both
+//! go through [`Checker`], so they behave the same.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::domain::UserId;
+use crate::nearcache::{NearCache, StalePolicy};
+use crate::store::{Store, StoreError};
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The in-process near-cache: no network.
+    Cache,
+    /// The store (Redis or embedded).
+    Store,
+}
+
+/// "Is this user in this campaign?"
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    pub campaign: String,
+    pub user_id: UserId,
+    pub member: bool,
+    /// Whether the campaign is active now.
+    pub active: bool,
+    pub source: Source,
+    /// The cached answer is older than the staleness bound.
+    pub stale: bool,
+}
+
+/// "Which active campaigns is this user in?"
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserCampaigns {
+    pub user_id: UserId,
+    pub campaigns: Vec<String>,
+    pub source: Source,
+    pub stale: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The near-cache's answer is past its staleness bound and the policy is
+    /// to refuse rather than serve it.
+    #[error(
+        "the cached audience of {0:?} has not been confirmed within the staleness bound and the store cannot answer; retry shortly"
+    )]
+    Stale(String),
+}
+
+/// Answers checks from the near-cache or the store. Cheap to clone.
+#[derive(Clone)]
+pub struct Checker {
+    store: Arc<dyn Store>,
+    cache: Option<NearCache>,
+}
+
+impl Checker {
+    pub fn new(store: Arc<dyn Store>, cache: Option<NearCache>) -> Checker {
+        Checker { store, cache }
+    }
+
+    pub fn cache(&self) -> Option<&NearCache> {
+        self.cache.as_ref()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Applies the stale policy to a cached answer: may it be served?
+    fn may_serve(&self, stale: bool) -> bool {
+        !stale
+            || self
+                .cache
+                .as_ref()
+                .is_none_or(|c| c.options().on_stale == StalePolicy::Serve)
+    }
+
+    pub async fn is_member(&self, campaign: &str, user: UserId) -> Result<Membership, CheckError> {
+        if let Some(hit) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.is_member(campaign, user))
+        {
+            if !self.may_serve(hit.stale) {
+                return Err(CheckError::Stale(campaign.to_string()));
+            }
+            let now = Utc::now();
+            return Ok(Membership {
+                campaign: campaign.to_string(),
+                user_id: user,
+                member: hit.member,
+                active: hit.starts_at <= now && now < hit.ends_at,
+                source: Source::Cache,
+                stale: hit.stale,
+            });
+        }
+        let (c, member) = self.store.is_member(campaign, user).await?;
+        Ok(Membership {
+            campaign: c.id.clone(),
+            user_id: user,
+            member,
+            active: c.is_active_at(Utc::now()),
+            source: Source::Store,
+            stale: false,
+        })
+    }
+
+    /// One answer per user, in order, plus where they came from.
+    pub async fn are_members(
+        &self,
+        campaign: &str,
+        users: &[UserId],
+    ) -> Result<(Vec<bool>, Source, bool), CheckError> {
+        if let Some((answers, stale)) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.are_members(campaign, users))
+        {
+            if !self.may_serve(stale) {
+                return Err(CheckError::Stale(campaign.to_string()));
+            }
+            return Ok((answers, Source::Cache, stale));
+        }
+        let (_, answers) = self.store.are_members(campaign, users).await?;
+        Ok((answers, Source::Store, false))
+    }
+
+    pub async fn campaigns_for(&self, user: UserId) -> Result<UserCampaigns, CheckError> {
+        let (mut lists, source, stale) = self.campaigns_for_many(&[user]).await?;
+        Ok(UserCampaigns {
+            user_id: user,
+            campaigns: lists.pop().unwrap_or_default(),
+            source,
+            stale,
+        })
+    }
+
+    /// Active campaigns per user, in order, plus where they came from. The
+    /// cache answers only when it holds every campaign that could be active.
+    pub async fn campaigns_for_many(
+        &self,
+        users: &[UserId],
+    ) -> Result<(Vec<Vec<String>>, Source, bool), CheckError> {
+        let now = Utc::now();
+        if let Some((lists, stale)) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.campaigns_for_many(users, now))
+        {
+            if !self.may_serve(stale) {
+                return Err(CheckError::Stale("one or more campaigns".into()));
+            }
+            return Ok((lists, Source::Cache, stale));
+        }
+        let lists = self.store.campaigns_for_many(users, now).await?;
+        Ok((lists, Source::Store, false))
+    }
+}

@@ -1,0 +1,501 @@
+//! The near-cache: in-process replicas of every scheduled or active audience.
+//!
+//! Login checks answered here cost a hash lookup and a bitmap probe (tens of
+//! nanoseconds) and no network at all. The cache follows the Redis store:
+//!
+//! - **What it holds**: the audience of each scheduled or active campaign as a
+//!   `RoaringTreemap`, loaded from the compact snapshot the store publishes
+//!   with every version (a few bytes per ID, one fetch per version).
+//! - **When it reloads**: whenever the store's catalog refreshes, which happens
+//!   at once when a change is announced on pub/sub and at least once a second
+//!   by the version poll, so a lost message costs at most a second.
+//! - **How stale it may be**: each entry remembers when its version was last
+//!   confirmed against Redis. Past `max_staleness` the entry is flagged stale;
+//!   the caller's policy decides whether to serve it or refuse.
+//! - **How big it may grow**: entries are admitted, active campaigns first,
+//!   until `max_bytes`; campaigns that do not fit are answered by the store.
+//!
+//! The map is published through an `ArcSwap`: readers never lock and never
+//! wait for a reload, which builds a new map beside the old one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use roaring::RoaringTreemap;
+use serde::Serialize;
+
+use crate::domain::{Campaign, Status, UserId};
+use crate::store::redis::RedisStore;
+
+/// What to do with an answer from an entry that is past its staleness bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StalePolicy {
+    /// Answer anyway, flagged `stale`: login keeps working through an outage.
+    #[default]
+    Serve,
+    /// Refuse (503), for callers that prefer no answer to an old one.
+    Error,
+}
+
+#[derive(Debug, Clone)]
+pub struct NearCacheOptions {
+    /// Upper bound on the bitmaps held, in bytes.
+    pub max_bytes: u64,
+    /// Age past which an unconfirmed entry is stale.
+    pub max_staleness: Duration,
+    pub on_stale: StalePolicy,
+}
+
+impl Default for NearCacheOptions {
+    fn default() -> Self {
+        NearCacheOptions {
+            max_bytes: 1 << 30,
+            max_staleness: Duration::from_secs(5),
+            on_stale: StalePolicy::Serve,
+        }
+    }
+}
+
+/// How often staleness flags and gauges are recomputed. Checks read a flag
+/// instead of the clock, which keeps a lookup to a few nanoseconds.
+const TICK: Duration = Duration::from_millis(100);
+
+type Map = HashMap<String, Arc<Entry>, foldhash::fast::RandomState>;
+
+/// One cached audience.
+struct Entry {
+    campaign: Campaign,
+    members: Arc<RoaringTreemap>,
+    bytes: u64,
+    /// Milliseconds since the cache's epoch when this version was last confirmed.
+    confirmed_ms: AtomicU64,
+    stale: AtomicBool,
+}
+
+enum Load {
+    Loaded(Arc<RoaringTreemap>, u64),
+    /// Cannot fit in the memory budget.
+    TooBig,
+    /// The store did not deliver the snapshot.
+    Failed,
+}
+
+/// The published state: entries plus whether they cover every campaign that
+/// can be active, which decides whether "which campaigns" can be answered here.
+struct State {
+    entries: Map,
+    complete: bool,
+}
+
+/// An answer from the cache for one user and campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedMembership {
+    pub member: bool,
+    pub stale: bool,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// A cached campaign as `/readyz` and [`NearCache::status`] show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CachedCampaign {
+    pub id: String,
+    pub version: u64,
+    pub ids: u64,
+    pub bytes: u64,
+    pub stale: bool,
+    /// Milliseconds since this version was last confirmed against the store.
+    pub confirmed_ms_ago: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheStatus {
+    pub campaigns: Vec<CachedCampaign>,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// Whether every scheduled or active campaign is loaded.
+    pub complete: bool,
+    /// Campaigns that did not fit in `max_bytes`, served by the store.
+    pub skipped: u64,
+    pub max_staleness_ms: u64,
+    pub on_stale: StalePolicy,
+}
+
+/// A cheap handle; clones share one cache. The sync task stops when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct NearCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: ArcSwap<State>,
+    options: NearCacheOptions,
+    epoch: Instant,
+    skipped: AtomicU64,
+}
+
+impl NearCache {
+    /// Starts a cache that follows `store`.
+    pub fn start(store: RedisStore, options: NearCacheOptions) -> NearCache {
+        let cache = NearCache {
+            inner: Arc::new(Inner {
+                state: ArcSwap::from_pointee(State {
+                    entries: Map::default(),
+                    complete: false,
+                }),
+                options,
+                epoch: Instant::now(),
+                skipped: AtomicU64::new(0),
+            }),
+        };
+        spawn_sync(Arc::downgrade(&cache.inner), store);
+        cache
+    }
+
+    pub fn options(&self) -> &NearCacheOptions {
+        &self.inner.options
+    }
+
+    /// Is `user` in `campaign`? `None` when the campaign is not cached.
+    #[inline]
+    pub fn is_member(&self, campaign: &str, user: UserId) -> Option<CachedMembership> {
+        let state = self.inner.state.load();
+        let entry = state.entries.get(campaign)?;
+        Some(CachedMembership {
+            member: entry.members.contains(user),
+            stale: entry.stale.load(Ordering::Relaxed),
+            starts_at: entry.campaign.starts_at,
+            ends_at: entry.campaign.ends_at,
+        })
+    }
+
+    /// The batch form of [`NearCache::is_member`]; `None` when not cached.
+    pub fn are_members(&self, campaign: &str, users: &[UserId]) -> Option<(Vec<bool>, bool)> {
+        let state = self.inner.state.load();
+        let entry = state.entries.get(campaign)?;
+        let answers = users.iter().map(|u| entry.members.contains(*u)).collect();
+        Some((answers, entry.stale.load(Ordering::Relaxed)))
+    }
+
+    /// Active campaigns holding each user, sorted, and whether any answer is
+    /// stale. `None` unless every campaign that could be active is cached.
+    pub fn campaigns_for_many(
+        &self,
+        users: &[UserId],
+        now: DateTime<Utc>,
+    ) -> Option<(Vec<Vec<String>>, bool)> {
+        let state = self.inner.state.load();
+        if !state.complete {
+            return None;
+        }
+        let mut active: Vec<&Arc<Entry>> = state
+            .entries
+            .values()
+            .filter(|e| e.campaign.is_active_at(now))
+            .collect();
+        active.sort_by(|a, b| a.campaign.id.cmp(&b.campaign.id));
+        let stale = active.iter().any(|e| e.stale.load(Ordering::Relaxed));
+        let lists = users
+            .iter()
+            .map(|u| {
+                active
+                    .iter()
+                    .filter(|e| e.members.contains(*u))
+                    .map(|e| e.campaign.id.clone())
+                    .collect()
+            })
+            .collect();
+        Some((lists, stale))
+    }
+
+    pub fn status(&self) -> CacheStatus {
+        let state = self.inner.state.load();
+        let now_ms = self.now_ms();
+        let mut campaigns: Vec<CachedCampaign> = state
+            .entries
+            .values()
+            .map(|e| CachedCampaign {
+                id: e.campaign.id.clone(),
+                version: e.campaign.version,
+                ids: e.members.len(),
+                bytes: e.bytes,
+                stale: e.stale.load(Ordering::Relaxed),
+                confirmed_ms_ago: now_ms.saturating_sub(e.confirmed_ms.load(Ordering::Relaxed)),
+            })
+            .collect();
+        campaigns.sort_by(|a, b| a.id.cmp(&b.id));
+        CacheStatus {
+            bytes: campaigns.iter().map(|c| c.bytes).sum(),
+            campaigns,
+            max_bytes: self.inner.options.max_bytes,
+            complete: state.complete,
+            skipped: self.inner.skipped.load(Ordering::Relaxed),
+            max_staleness_ms: self.inner.options.max_staleness.as_millis() as u64,
+            on_stale: self.inner.options.on_stale,
+        }
+    }
+
+    /// Whether the cache has loaded every campaign it should hold.
+    pub fn is_warm(&self) -> bool {
+        self.inner.state.load().complete
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.inner.epoch).as_millis() as u64
+    }
+
+    /// Brings the cache in line with the store's catalog: confirms entries
+    /// whose version is unchanged, loads new versions from their snapshots,
+    /// drops ended or deleted campaigns.
+    async fn sync(&self, store: &RedisStore) {
+        let Some(mut campaigns) = store.known_campaigns() else {
+            return;
+        };
+        let confirmed_ms = store.confirmed_at().map_or(0, |t| self.ms_at(t));
+        let now = Utc::now();
+        campaigns.retain(|c| c.status_at(now) != Status::Ended);
+        // Under a tight budget, active campaigns go first, then the soonest to start.
+        campaigns.sort_by_key(|c| (c.status_at(now) != Status::Active, c.starts_at));
+
+        let current = self.inner.state.load_full();
+        let mut entries = Map::default();
+        let mut used: u64 = 0;
+        let mut complete = true;
+        let mut skipped = 0;
+        for campaign in campaigns {
+            let reusable = current
+                .entries
+                .get(&campaign.id)
+                .filter(|e| e.campaign.version == campaign.version);
+            let (members, bytes) = match reusable {
+                Some(e) => (e.members.clone(), e.bytes),
+                None => match self.load(store, &campaign, used).await {
+                    Load::Loaded(members, bytes) => (members, bytes),
+                    Load::TooBig => {
+                        // Served by the store from now on; an old version must not linger.
+                        complete = false;
+                        skipped += 1;
+                        continue;
+                    }
+                    Load::Failed => {
+                        complete = false;
+                        match current.entries.get(&campaign.id) {
+                            // Keep serving the old version; it ages into stale.
+                            Some(old) if used + old.bytes <= self.inner.options.max_bytes => {
+                                used += old.bytes;
+                                entries.insert(campaign.id.clone(), old.clone());
+                            }
+                            _ => skipped += 1,
+                        }
+                        continue;
+                    }
+                },
+            };
+            if used + bytes > self.inner.options.max_bytes {
+                complete = false;
+                skipped += 1;
+                continue;
+            }
+            used += bytes;
+            let entry = Entry {
+                campaign,
+                members,
+                bytes,
+                confirmed_ms: AtomicU64::new(confirmed_ms),
+                stale: AtomicBool::new(false),
+            };
+            entries.insert(entry.campaign.id.clone(), Arc::new(entry));
+        }
+        self.inner.skipped.store(skipped, Ordering::Relaxed);
+        self.inner
+            .state
+            .store(Arc::new(State { entries, complete }));
+        self.tick();
+    }
+
+    /// Fetches one campaign's snapshot if it can fit.
+    async fn load(&self, store: &RedisStore, campaign: &Campaign, used: u64) -> Load {
+        // Roaring needs at most ~2 bytes per ID in array containers; a
+        // campaign that cannot fit even so is not fetched at all.
+        let floor = campaign.audience_size.saturating_mul(2) / 8;
+        if used + floor > self.inner.options.max_bytes {
+            metrics::counter!("guestlist_cache_reloads_total", "outcome" => "skipped").increment(1);
+            return Load::TooBig;
+        }
+        let started = Instant::now();
+        match store.snapshot(campaign).await {
+            Ok(members) => {
+                let bytes = members.serialized_size() as u64;
+                metrics::counter!("guestlist_cache_reloads_total", "outcome" => "ok").increment(1);
+                metrics::histogram!("guestlist_cache_reload_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                if let Some(published_ms) = store.take_announced(&campaign.id, campaign.version) {
+                    let lag = (Utc::now().timestamp_millis() - published_ms).max(0) as f64 / 1000.0;
+                    metrics::histogram!("guestlist_cache_invalidation_lag_seconds").record(lag);
+                }
+                tracing::debug!(campaign = %campaign.id, version = campaign.version, ids = members.len(), bytes, "near-cache loaded");
+                Load::Loaded(Arc::new(members), bytes)
+            }
+            Err(e) => {
+                metrics::counter!("guestlist_cache_reloads_total", "outcome" => "error")
+                    .increment(1);
+                tracing::warn!(campaign = %campaign.id, version = campaign.version, error = %e, "near-cache reload failed");
+                Load::Failed
+            }
+        }
+    }
+
+    /// Recomputes staleness flags and the cache gauges.
+    fn tick(&self) {
+        let state = self.inner.state.load();
+        let now_ms = self.now_ms();
+        let bound = self.inner.options.max_staleness.as_millis() as u64;
+        let (mut bytes, mut ids, mut stale) = (0, 0, 0);
+        for entry in state.entries.values() {
+            let age = now_ms.saturating_sub(entry.confirmed_ms.load(Ordering::Relaxed));
+            let is_stale = age > bound;
+            entry.stale.store(is_stale, Ordering::Relaxed);
+            bytes += entry.bytes;
+            ids += entry.members.len();
+            stale += u64::from(is_stale);
+        }
+        metrics::gauge!("guestlist_cache_bytes").set(bytes as f64);
+        metrics::gauge!("guestlist_cache_ids").set(ids as f64);
+        metrics::gauge!("guestlist_cache_campaigns").set(state.entries.len() as f64);
+        metrics::gauge!("guestlist_cache_stale_campaigns").set(stale as f64);
+        metrics::gauge!("guestlist_cache_skipped_campaigns")
+            .set(self.inner.skipped.load(Ordering::Relaxed) as f64);
+    }
+
+    /// A cache over fixed contents, confirmed now and never synced: for
+    /// micro-benchmarks and tests of the lookup path.
+    pub fn from_audiences(audiences: Vec<(Campaign, RoaringTreemap)>) -> NearCache {
+        let mut entries = Map::default();
+        for (campaign, members) in audiences {
+            let bytes = members.serialized_size() as u64;
+            entries.insert(
+                campaign.id.clone(),
+                Arc::new(Entry {
+                    campaign,
+                    members: Arc::new(members),
+                    bytes,
+                    confirmed_ms: AtomicU64::new(0),
+                    stale: AtomicBool::new(false),
+                }),
+            );
+        }
+        NearCache {
+            inner: Arc::new(Inner {
+                state: ArcSwap::from_pointee(State {
+                    entries,
+                    complete: true,
+                }),
+                options: NearCacheOptions::default(),
+                epoch: Instant::now(),
+                skipped: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+/// Follows the store's catalog refreshes, and ticks staleness between them.
+/// Holds only a weak reference, so dropping every handle stops it.
+fn spawn_sync(inner: Weak<Inner>, store: RedisStore) {
+    tokio::spawn(async move {
+        let mut refreshed = store.subscribe_catalog();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let changed = tokio::select! {
+                r = refreshed.changed() => r.is_ok(),
+                _ = tick.tick() => false,
+            };
+            let Some(inner) = inner.upgrade() else { return };
+            let cache = NearCache { inner };
+            if changed {
+                cache.sync(&store).await;
+            } else {
+                cache.tick();
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Design;
+
+    fn campaign(id: &str, start_h: i64, end_h: i64) -> Campaign {
+        let now = Utc::now();
+        Campaign {
+            id: id.into(),
+            name: id.into(),
+            starts_at: now + chrono::Duration::hours(start_h),
+            ends_at: now + chrono::Duration::hours(end_h),
+            design: Design::Set,
+            audience_size: 0,
+            version: 1,
+            generation: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn ids(v: &[u64]) -> RoaringTreemap {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn lookups_answer_from_the_cached_bitmap() {
+        let cache = NearCache::from_audiences(vec![(campaign("a", -1, 1), ids(&[1, 5]))]);
+        let hit = cache.is_member("a", 5).unwrap();
+        assert!(hit.member && !hit.stale);
+        assert!(!cache.is_member("a", 6).unwrap().member);
+        assert!(cache.is_member("missing", 5).is_none());
+        assert_eq!(cache.are_members("a", &[1, 2]).unwrap().0, [true, false]);
+    }
+
+    #[test]
+    fn only_active_campaigns_are_listed_for_a_user() {
+        let cache = NearCache::from_audiences(vec![
+            (campaign("b", -1, 1), ids(&[7])),
+            (campaign("a", -1, 1), ids(&[7, 8])),
+            (campaign("later", 1, 2), ids(&[7])),
+        ]);
+        let (lists, stale) = cache.campaigns_for_many(&[7, 8, 9], Utc::now()).unwrap();
+        assert_eq!(lists, vec![vec!["a", "b"], vec!["a"], vec![]]);
+        assert!(!stale);
+    }
+
+    #[test]
+    fn entries_turn_stale_past_the_bound() {
+        let cache = NearCache::from_audiences(vec![(campaign("a", -1, 1), ids(&[1]))]);
+        std::thread::sleep(Duration::from_millis(20));
+        // Same entries, a zero bound: any age is stale.
+        let strict = NearCache {
+            inner: Arc::new(Inner {
+                state: ArcSwap::new(cache.inner.state.load_full()),
+                options: NearCacheOptions {
+                    max_staleness: Duration::ZERO,
+                    ..NearCacheOptions::default()
+                },
+                epoch: cache.inner.epoch,
+                skipped: AtomicU64::new(0),
+            }),
+        };
+        strict.tick();
+        assert!(strict.is_member("a", 1).unwrap().stale);
+        assert_eq!(strict.status().campaigns[0].id, "a");
+    }
+}
