@@ -39,7 +39,7 @@ fn campaign(size: u64) -> Campaign {
 }
 
 fn lookup(c: &mut Criterion) {
-    let mut group = c.benchmark_group("near_cache_is_member");
+    let mut group = c.benchmark_group("lookup");
     for size in [100u64, 30_000, 1_000_000, 10_000_000] {
         // IDs drawn from a space ten times the audience, as in `guestlist bench`.
         let space = size * 10;
@@ -59,12 +59,21 @@ fn lookup(c: &mut Criterion) {
                 }
             })
             .collect();
+        // The floor: the bitmap probe alone, without the cache around it.
+        let raw: roaring::RoaringBitmap = ids.iter().map(|id| id as u32).collect();
         let cache = NearCache::from_audiences(vec![(campaign(size), ids)]);
-        group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
+        group.bench_with_input(BenchmarkId::new("near_cache", size), &size, |b, _| {
             let mut i = 0;
             b.iter(|| {
                 i = (i + 1) & 4095;
                 black_box(cache.is_member(black_box("spring-sale"), probes[i]))
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("bitmap_only", size), &size, |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(raw.contains(probes[i] as u32))
             })
         });
     }

@@ -22,6 +22,114 @@ pub enum Command {
     Serve(ServeArgs),
     /// Replay the login storm against each Redis design and print the comparison table.
     Bench(BenchArgs),
+    /// Manage campaigns on a running server.
+    Campaign {
+        #[command(subcommand)]
+        cmd: CampaignCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Upload, change or export a campaign's audience on a running server.
+    Audience {
+        #[command(subcommand)]
+        cmd: AudienceCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Is a user in a campaign?
+    Check {
+        campaign: String,
+        user: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Which active campaigns is a user in?
+    User {
+        user: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show the audit log: who changed what, newest first.
+    Audit {
+        /// Only this campaign's changes.
+        #[arg(long)]
+        campaign: Option<String>,
+        /// How many events to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Where the admin commands send their requests.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// The guestlist server.
+    #[arg(
+        long,
+        env = "GUESTLIST_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// Token sent as a bearer token (an admin token for changes).
+    #[arg(
+        long,
+        global = true,
+        env = "GUESTLIST_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub token: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CampaignCmd {
+    /// Create a campaign.
+    Create {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// RFC 3339, e.g. 2026-12-01T09:00:00Z.
+        #[arg(long)]
+        starts_at: String,
+        #[arg(long)]
+        ends_at: String,
+        /// set, per-user or bitmap.
+        #[arg(long, default_value = "set")]
+        design: String,
+    },
+    /// List campaigns.
+    List,
+    /// Show one campaign.
+    Show { id: String },
+    /// Rename a campaign or move its window.
+    Edit {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        starts_at: Option<String>,
+        #[arg(long)]
+        ends_at: Option<String>,
+    },
+    /// Delete a campaign and its audience.
+    Delete { id: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AudienceCmd {
+    /// Replace the whole audience with a file of IDs (one per line; `-` for stdin).
+    Replace { campaign: String, file: String },
+    /// Add the IDs in a file.
+    Add { campaign: String, file: String },
+    /// Remove the IDs in a file.
+    Remove { campaign: String, file: String },
+    /// Write the audience to stdout, one ID per line.
+    Export { campaign: String },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -151,6 +259,15 @@ pub struct ServeArgs {
     )]
     pub admin_token: Option<String>,
 
+    /// Named admin tokens, `name:token,name:token`; the name goes in the audit log.
+    #[arg(
+        long = "admin-tokens",
+        env = "GUESTLIST_ADMIN_TOKENS",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub admin_tokens: Option<String>,
+
     /// Optional token required for reads and checks (the admin token also works).
     #[arg(
         long = "check-token",
@@ -174,5 +291,6 @@ impl ServeArgs {
 /// The help text for the environment-only secrets, shown after the flags.
 pub const SECRETS_HELP: &str = "\
 Secrets (environment only, never logged):
-  GUESTLIST_ADMIN_TOKEN  admin token for writes and exports; generated and printed once if unset
+  GUESTLIST_ADMIN_TOKEN  admin token for writes and exports (named admin in the audit log); generated and printed once if no admin token is set
+  GUESTLIST_ADMIN_TOKENS named admin tokens, name:token,name:token (the name is the audit log's actor)
   GUESTLIST_CHECK_TOKEN  if set, reads and checks need it (or the admin token)";

@@ -25,11 +25,16 @@
 //! - [`store`]: the [`store::Store`] trait and its backends.
 //! - [`http`]: the JSON API, its error type and auth policy.
 //! - [`config`]: the command line; [`telemetry`]: logs and metrics set-up.
+//! - [`cli`]: the admin commands (`campaign`, `audience`, `check`, `user`,
+//!   `audit`), an HTTP client of a running server.
+//! - [`nearcache`]: in-process audience replicas; [`lookup`]: the login path
+//!   (near-cache, then store); [`client`]: the same as a library API.
 //! - [`server`]: wires config, store and router into a running service.
 //! - [`bench`]: `guestlist bench`, the incident replayed against every design;
 //!   [`redis_server`]: the private `redis-server` it (and the tests) start.
 
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod domain;

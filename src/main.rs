@@ -20,6 +20,19 @@ async fn main() -> anyhow::Result<()> {
             guestlist::telemetry::init_logs(guestlist::config::LogFormat::Text, "warn");
             guestlist::bench::main(args).await
         }
+        Command::Campaign { cmd, remote } => guestlist::cli::campaign(remote, cmd).await,
+        Command::Audience { cmd, remote } => guestlist::cli::audience(remote, cmd).await,
+        Command::Check {
+            campaign,
+            user,
+            remote,
+        } => guestlist::cli::check(remote, campaign, user).await,
+        Command::User { user, remote } => guestlist::cli::user(remote, user).await,
+        Command::Audit {
+            campaign,
+            limit,
+            remote,
+        } => guestlist::cli::audit(remote, campaign, limit).await,
     }
 }
 

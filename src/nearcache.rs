@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use roaring::RoaringTreemap;
+use roaring::{RoaringBitmap, RoaringTreemap};
 use serde::Serialize;
 
 use crate::domain::{Campaign, Status, UserId};
@@ -67,10 +67,48 @@ const TICK: Duration = Duration::from_millis(100);
 
 type Map = HashMap<String, Arc<Entry>, foldhash::fast::RandomState>;
 
+/// An audience as the cache holds it. When every ID fits in 32 bits (the
+/// common case) it is a plain `RoaringBitmap`, which saves the treemap's
+/// extra tree lookup on every probe; otherwise the 64-bit treemap.
+enum Members {
+    Narrow(RoaringBitmap),
+    Wide(RoaringTreemap),
+}
+
+impl Members {
+    fn new(ids: RoaringTreemap) -> Members {
+        if ids.max().is_none_or(|max| max <= u64::from(u32::MAX)) {
+            let narrow = ids
+                .bitmaps()
+                .next()
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default();
+            Members::Narrow(narrow)
+        } else {
+            Members::Wide(ids)
+        }
+    }
+
+    #[inline]
+    fn contains(&self, user: UserId) -> bool {
+        match self {
+            Members::Narrow(ids) => u32::try_from(user).is_ok_and(|u| ids.contains(u)),
+            Members::Wide(ids) => ids.contains(user),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Members::Narrow(ids) => ids.len(),
+            Members::Wide(ids) => ids.len(),
+        }
+    }
+}
+
 /// One cached audience.
 struct Entry {
     campaign: Campaign,
-    members: Arc<RoaringTreemap>,
+    members: Arc<Members>,
     bytes: u64,
     /// Milliseconds since the cache's epoch when this version was last confirmed.
     confirmed_ms: AtomicU64,
@@ -78,7 +116,7 @@ struct Entry {
 }
 
 enum Load {
-    Loaded(Arc<RoaringTreemap>, u64),
+    Loaded(Arc<Members>, u64),
     /// Cannot fit in the memory budget.
     TooBig,
     /// The store did not deliver the snapshot.
@@ -344,7 +382,7 @@ impl NearCache {
                     metrics::histogram!("guestlist_cache_invalidation_lag_seconds").record(lag);
                 }
                 tracing::debug!(campaign = %campaign.id, version = campaign.version, ids = members.len(), bytes, "near-cache loaded");
-                Load::Loaded(Arc::new(members), bytes)
+                Load::Loaded(Arc::new(Members::new(members)), bytes)
             }
             Err(e) => {
                 metrics::counter!("guestlist_cache_reloads_total", "outcome" => "error")
@@ -387,7 +425,7 @@ impl NearCache {
                 campaign.id.clone(),
                 Arc::new(Entry {
                     campaign,
-                    members: Arc::new(members),
+                    members: Arc::new(Members::new(members)),
                     bytes,
                     confirmed_ms: AtomicU64::new(0),
                     stale: AtomicBool::new(false),

@@ -15,17 +15,41 @@ use crate::store::{self, Store, StoreSpec};
 /// Builds the token set from the arguments, generating an admin token when
 /// none is configured. A generated token is printed once, to stderr only.
 pub fn tokens(args: &ServeArgs) -> anyhow::Result<Tokens> {
-    let admin = match args.admin_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => token.to_string(),
-        None => {
-            let token = format!("{:032x}", rand::random::<u128>());
-            eprintln!(
-                "guestlist: GUESTLIST_ADMIN_TOKEN is not set; this run's admin token is {token}"
+    let mut admin = Vec::new();
+    if let Some(token) = args.admin_token.as_deref().filter(|t| !t.is_empty()) {
+        admin.push(("admin".to_string(), token.to_string()));
+    }
+    if let Some(list) = args.admin_tokens.as_deref() {
+        admin.extend(parse_named_tokens(list)?);
+    }
+    if admin.is_empty() {
+        let token = format!("{:032x}", rand::random::<u128>());
+        eprintln!("guestlist: no admin token is set; this run's admin token is {token}");
+        admin.push(("admin".to_string(), token));
+    }
+    Tokens::new(admin, args.check_token.clone())
+}
+
+/// Parses `name:token,name:token`. The error names the entry, never the token.
+pub fn parse_named_tokens(list: &str) -> anyhow::Result<Vec<(String, String)>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .enumerate()
+        .map(|(i, entry)| {
+            let (name, token) = entry.split_once(':').ok_or_else(|| {
+                anyhow::anyhow!("GUESTLIST_ADMIN_TOKENS entry {} is not name:token", i + 1)
+            })?;
+            let name = name.trim();
+            anyhow::ensure!(
+                !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)),
+                "GUESTLIST_ADMIN_TOKENS entry {}: the name must be 1-64 characters of letters, digits, '.', '_', '-' or '@'",
+                i + 1
             );
-            token
-        }
-    };
-    Tokens::new(vec![("admin".into(), admin)], args.check_token.clone())
+            anyhow::ensure!(!token.is_empty(), "GUESTLIST_ADMIN_TOKENS entry {} ({name}) has an empty token", i + 1);
+            Ok((name.to_string(), token.to_string()))
+        })
+        .collect()
 }
 
 /// Opens the store, binds the listener and serves until `shutdown` resolves.
@@ -80,4 +104,21 @@ pub async fn serve(
     http::run(listener, http::router(state), shutdown).await?;
     tracing::info!("drained in-flight requests; bye");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_tokens_parse_and_errors_never_echo_a_token() {
+        let parsed = parse_named_tokens("alice:s3cret, bob:other:with:colons").unwrap();
+        assert_eq!(parsed[0], ("alice".into(), "s3cret".into()));
+        assert_eq!(parsed[1], ("bob".into(), "other:with:colons".into()));
+        let e = parse_named_tokens("alice:s3cret,notoken")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("entry 2") && !e.contains("s3cret"), "{e}");
+        assert!(parse_named_tokens("bad name:x").is_err());
+    }
 }

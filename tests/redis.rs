@@ -323,6 +323,7 @@ async fn staging_and_old_generations_do_not_linger() {
                 "guestlist:campaigns",
                 "guestlist:catalog-version",
                 "guestlist:generations",
+                "guestlist:audit",
             ]
             .contains(&key)
             {

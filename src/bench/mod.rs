@@ -227,7 +227,7 @@ pub async fn run(url: &str, plan: &Plan, command: String) -> anyhow::Result<Resu
         order.sort_by_key(|d| *d == BenchDesign::Json);
         for &design in &order {
             for &size in &plan.audiences {
-                let audience = Audience::generate(plan, size);
+                let audience = Arc::new(Audience::generate(plan, size));
                 progress.set_message(format!("{} × {size}: loading", design.name()));
                 let loaded = load(&store, &admin, &prefix, design, &audience).await?;
                 for &workers in &plan.concurrency {
@@ -238,15 +238,16 @@ pub async fn run(url: &str, plan: &Plan, command: String) -> anyhow::Result<Resu
                     // closing it makes Redis drop them instead of streaming
                     // them into the next run's measurements.
                     let checker = connect(url, plan.deadline).await?;
-                    let target = Target {
+                    let target = Arc::new(Target {
                         design,
                         lookup: Checker::new(Arc::new(store.clone()), loaded.cache.clone()),
                         store: store.clone(),
                         json_conn: checker,
                         json_key: loaded.json_key.clone(),
                         campaign: loaded.campaign.clone(),
-                    };
-                    let mut measured = measure(plan, &admin, &target, &audience, workers).await?;
+                    });
+                    let mut measured =
+                        measure(plan, &admin, target.clone(), audience.clone(), workers).await?;
                     drop(target);
                     settle().await;
                     measured.redis_bytes_per_id = loaded.bytes_per_id;
@@ -590,8 +591,8 @@ impl Target {
 async fn measure(
     plan: &Plan,
     admin: &ConnectionManager,
-    target: &Target,
-    audience: &Audience,
+    target: Arc<Target>,
+    audience: Arc<Audience>,
     workers: usize,
 ) -> anyhow::Result<Run> {
     let before = RedisCounters::read(admin).await?;
@@ -603,16 +604,23 @@ async fn measure(
     let timeouts = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let outer_deadline = plan.deadline;
-    let histograms = {
-        let tasks = (0..workers).map(|w| {
+    // One task per virtual user, so they spread over every runtime thread
+    // as a real service's requests would.
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
             let (stop, errors, timeouts) = (stop.clone(), errors.clone(), timeouts.clone());
+            let (target, audience) = (target.clone(), audience.clone());
+            let hit_ratio = plan.hit_ratio;
             let mut rng =
                 StdRng::seed_from_u64(audience.seed ^ ((workers as u64) << 32) ^ w as u64);
-            async move {
+            tokio::spawn(async move {
                 let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)
                     .expect("valid histogram bounds");
                 while !stop.load(Ordering::Relaxed) {
-                    let user = audience.draw(&mut rng, plan.hit_ratio);
+                    // An in-process answer never waits on I/O; without this
+                    // a worker would never give the runtime back.
+                    tokio::task::consume_budget().await;
+                    let user = audience.draw(&mut rng, hit_ratio);
                     let t0 = Instant::now();
                     let answer =
                         match tokio::time::timeout(outer_deadline, target.check(user)).await {
@@ -640,16 +648,15 @@ async fn measure(
                     }
                 }
                 hist
-            }
-        });
-        let all = futures_util::future::join_all(tasks);
-        let timer = async {
-            tokio::time::sleep(plan.duration).await;
-            stop.store(true, Ordering::Relaxed);
-        };
-        let (hists, ()) = tokio::join!(all, timer);
-        hists
-    };
+            })
+        })
+        .collect();
+    tokio::time::sleep(plan.duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut histograms = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        histograms.push(task.await.context("a virtual user panicked")?);
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let client_cpu = client_cpu_us().saturating_sub(client_before);
     let peak_rss = peak_rss_bytes();

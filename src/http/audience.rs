@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,8 +17,10 @@ use futures_util::{StreamExt, stream};
 use roaring::RoaringTreemap;
 use serde_json::json;
 
-use super::{ApiError, AppState, checked_campaign_id};
+use super::auth::Actor;
+use super::{ApiError, AppState, audit, checked_campaign_id};
 use crate::ingest::{self, Format, Parsed};
+use crate::store::AuditEvent;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -65,6 +67,7 @@ async fn read_upload(state: &AppState, id: &str, request: Request) -> Result<Par
 
 async fn replace(
     State(state): State<AppState>,
+    actor: Option<Extension<Actor>>,
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -72,6 +75,12 @@ async fn replace(
     let parsed = read_upload(&state, id, request).await?;
     let (received, duplicates) = (parsed.received, parsed.duplicates);
     let change = state.store.replace_audience(id, parsed.members).await?;
+    let summary = format!(
+        "audience replaced with {} IDs at version {}",
+        change.audience_size, change.version
+    );
+    let event = AuditEvent::new("", id, "audience_replaced", summary).at_version(change.version);
+    audit::record(&state, actor.as_deref(), event).await;
     Ok(Json(json!({
         "audience_size": change.audience_size,
         "version": change.version,
@@ -83,12 +92,19 @@ async fn replace(
 
 async fn add(
     State(state): State<AppState>,
+    actor: Option<Extension<Actor>>,
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
     let parsed = read_upload(&state, id, request).await?;
     let change = state.store.add_members(id, parsed.members).await?;
+    let summary = format!(
+        "added {} IDs (size {}) at version {}",
+        change.changed, change.audience_size, change.version
+    );
+    let event = AuditEvent::new("", id, "audience_added", summary).at_version(change.version);
+    audit::record(&state, actor.as_deref(), event).await;
     Ok(Json(json!({
         "audience_size": change.audience_size,
         "version": change.version,
@@ -99,12 +115,19 @@ async fn add(
 
 async fn remove(
     State(state): State<AppState>,
+    actor: Option<Extension<Actor>>,
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
     let parsed = read_upload(&state, id, request).await?;
     let change = state.store.remove_members(id, parsed.members).await?;
+    let summary = format!(
+        "removed {} IDs (size {}) at version {}",
+        change.changed, change.audience_size, change.version
+    );
+    let event = AuditEvent::new("", id, "audience_removed", summary).at_version(change.version);
+    audit::record(&state, actor.as_deref(), event).await;
     Ok(Json(json!({
         "audience_size": change.audience_size,
         "version": change.version,

@@ -96,7 +96,8 @@ pub fn required_access(method: &Method, path: &str) -> Access {
     let is_read = method == Method::GET || method == Method::HEAD;
     let is_check = method == Method::POST && path == "/v1/check";
     let is_export = is_read && path.ends_with("/audience");
-    if is_export || !(is_read || is_check) {
+    let is_audit = path == "/v1/audit";
+    if is_export || is_audit || !(is_read || is_check) {
         Access::Admin
     } else {
         Access::Read
@@ -163,6 +164,7 @@ mod tests {
             (Method::PUT, "/v1/campaigns/a/audience", Access::Admin),
             (Method::POST, "/v1/campaigns/a/audience/add", Access::Admin),
             (Method::GET, "/v1/campaigns/a/audience", Access::Admin),
+            (Method::GET, "/v1/audit", Access::Admin),
             (Method::GET, "/v1/campaigns", Access::Read),
             (Method::GET, "/v1/campaigns/a/members/1", Access::Read),
             (Method::GET, "/v1/users/1/campaigns", Access::Read),

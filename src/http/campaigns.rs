@@ -2,15 +2,17 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{ApiError, ApiJson, AppState, checked_campaign_id};
-use crate::domain::{CampaignPatch, NewCampaign};
+use super::auth::Actor;
+use super::{ApiError, ApiJson, AppState, audit, checked_campaign_id};
+use crate::domain::{CampaignPatch, NewCampaign, fmt_time};
+use crate::store::AuditEvent;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -20,11 +22,25 @@ pub fn router() -> Router<AppState> {
 
 async fn create(
     State(state): State<AppState>,
+    actor: Option<Extension<Actor>>,
     ApiJson(body): ApiJson<NewCampaign>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let campaign = body.validate(now)?;
     let created = state.store.create_campaign(campaign).await?;
+    let summary = format!(
+        "created {:?} ({} design, {} → {})",
+        created.name,
+        created.design.as_str(),
+        fmt_time(created.starts_at),
+        fmt_time(created.ends_at)
+    );
+    audit::record(
+        &state,
+        actor.as_deref(),
+        AuditEvent::new("", &created.id, "created", summary),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(created.view(now))).into_response())
 }
 
@@ -43,19 +59,49 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<R
 
 async fn update(
     State(state): State<AppState>,
+    actor: Option<Extension<Actor>>,
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<CampaignPatch>,
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
     let campaign = state.store.update_campaign(id, &patch).await?;
+    let mut changes = Vec::new();
+    if patch.name.is_some() {
+        changes.push(format!("renamed to {:?}", campaign.name));
+    }
+    if patch.starts_at.is_some() || patch.ends_at.is_some() {
+        changes.push(format!(
+            "window changed to {} → {}",
+            fmt_time(campaign.starts_at),
+            fmt_time(campaign.ends_at)
+        ));
+    }
+    let summary = if changes.is_empty() {
+        "updated (no change)".into()
+    } else {
+        changes.join("; ")
+    };
+    audit::record(
+        &state,
+        actor.as_deref(),
+        AuditEvent::new("", id, "updated", summary),
+    )
+    .await;
     Ok(Json(campaign.view(Utc::now())).into_response())
 }
 
 async fn remove(
     State(state): State<AppState>,
+    actor: Option<Extension<Actor>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = checked_campaign_id(&id)?;
     state.store.delete_campaign(id).await?;
+    audit::record(
+        &state,
+        actor.as_deref(),
+        AuditEvent::new("", id, "deleted", "deleted"),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,10 +4,12 @@
 //! - [`audience`]: replace, add, remove and export of audiences;
 //! - [`checks`]: the login path;
 //! - [`ops`]: health, readiness and metrics;
+//! - [`audit`]: the audit log of every change, and who made it;
 //! - [`auth`]: the token policy, applied to all of the above as one layer;
 //! - [`error`]: the error type every handler returns.
 
 pub mod audience;
+pub mod audit;
 pub mod auth;
 pub mod campaigns;
 pub mod checks;
@@ -53,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audience::router())
         .merge(checks::router())
         .merge(ops::router())
+        .merge(audit::router())
         .fallback(|| async {
             ApiError::NotFound {
                 code: "route_not_found",

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use roaring::RoaringTreemap;
 
-use super::{Store, StoreError, StoreResult};
+use super::{AuditEvent, Store, StoreError, StoreResult};
 use crate::domain::{AudienceChange, Campaign, CampaignPatch, UserId};
 
 /// Campaign id → campaign metadata as JSON.
@@ -26,6 +26,8 @@ const AUDIENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("audiences"
 
 /// The file inside the data directory.
 pub const DB_FILE: &str = "guestlist.redb";
+/// The audit log inside the data directory: one JSON event per line.
+pub const AUDIT_FILE: &str = "audit.jsonl";
 
 /// A cheap handle; clones share one database and one in-memory view.
 #[derive(Clone)]
@@ -42,6 +44,10 @@ struct Inner {
     /// Serialises writers so each read-modify-write of an entry sees the last
     /// committed one. Writes are admin-rate; checks never take this lock.
     writer: tokio::sync::Mutex<()>,
+    /// Appends to the audit file are serialised here; each is flushed and
+    /// synced before the request answers.
+    audit: std::sync::Mutex<std::fs::File>,
+    audit_path: PathBuf,
 }
 
 struct Entry {
@@ -96,9 +102,17 @@ impl EmbeddedStore {
         drop((campaigns, audiences));
         drop(tx);
         tracing::info!(path = %path.display(), campaigns = live.len(), "embedded store opened");
+        let audit_path = dir.join(AUDIT_FILE);
+        let audit = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&audit_path)
+            .with_context(|| format!("opening the audit log {}", audit_path.display()))?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 db,
+                audit: std::sync::Mutex::new(audit),
+                audit_path,
                 path,
                 live: RwLock::new(live),
                 writer: tokio::sync::Mutex::new(()),
@@ -354,5 +368,51 @@ impl Store for EmbeddedStore {
 
     async fn ready(&self) -> StoreResult<()> {
         Ok(())
+    }
+
+    async fn record(&self, event: &AuditEvent) -> StoreResult<()> {
+        let mut line =
+            serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        line.push('\n');
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut file = inner.audit.lock().expect("audit lock poisoned");
+            file.write_all(line.as_bytes())?;
+            file.sync_data()
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))
+    }
+
+    async fn audit(&self, campaign: Option<&str>, limit: usize) -> StoreResult<Vec<AuditEvent>> {
+        let path = self.inner.audit_path.clone();
+        let campaign = campaign.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let file = std::fs::File::open(&path)?;
+            // Keep only the newest `limit` matches: memory follows the
+            // answer, not the size of the log.
+            let mut newest = std::collections::VecDeque::with_capacity(limit);
+            for line in std::io::BufReader::new(file).lines() {
+                let line = line?;
+                let Ok(event) = serde_json::from_str::<AuditEvent>(&line) else {
+                    // A torn last line from a crash mid-append is skipped.
+                    continue;
+                };
+                if campaign.as_deref().is_some_and(|c| c != event.campaign) {
+                    continue;
+                }
+                if newest.len() == limit {
+                    newest.pop_front();
+                }
+                newest.push_back(event);
+            }
+            Ok::<_, std::io::Error>(newest.into_iter().rev().collect())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))
     }
 }

@@ -158,7 +158,56 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ok when the backend answers; the error says why not.
     async fn ready(&self) -> StoreResult<()>;
+
+    /// Appends one change to the durable audit log.
+    async fn record(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// The newest `limit` audit events, newest first, for one campaign or all.
+    async fn audit(&self, campaign: Option<&str>, limit: usize) -> StoreResult<Vec<AuditEvent>>;
 }
+
+/// One change to a campaign, for the audit log: who did what, when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEvent {
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// The name of the admin token used.
+    pub actor: String,
+    pub campaign: String,
+    /// `created`, `updated`, `deleted`, `audience_replaced`, `audience_added`
+    /// or `audience_removed`.
+    pub action: String,
+    /// A sentence for humans, e.g. "audience replaced with 30000 IDs at version 3".
+    pub summary: String,
+    /// The audience version after the change, when it changed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+impl AuditEvent {
+    pub fn new(
+        actor: &str,
+        campaign: &str,
+        action: &str,
+        summary: impl Into<String>,
+    ) -> AuditEvent {
+        AuditEvent {
+            at: crate::domain::fmt_time(Utc::now()),
+            actor: actor.to_string(),
+            campaign: campaign.to_string(),
+            action: action.to_string(),
+            summary: summary.into(),
+            version: None,
+        }
+    }
+
+    pub fn at_version(mut self, version: u64) -> AuditEvent {
+        self.version = Some(version);
+        self
+    }
+}
+
+/// Most events an audit query returns.
+pub const MAX_AUDIT_LIMIT: usize = 1_000;
 
 /// Opens the store named by `spec`.
 pub async fn open(spec: &StoreSpec, options: StoreOptions) -> anyhow::Result<Arc<dyn Store>> {

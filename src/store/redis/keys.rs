@@ -110,6 +110,11 @@ impl Keys {
         format!("{}:changes", self.prefix)
     }
 
+    /// STREAM of audit events, capped at about [`AUDIT_CAP`] entries.
+    pub fn audit(&self) -> String {
+        format!("{}:audit", self.prefix)
+    }
+
     /// STRING counter handing out audience generations. Global, so a
     /// deleted and re-created campaign never reuses a generation and stale
     /// per-user entries can never come back to life.
@@ -117,6 +122,9 @@ impl Keys {
         format!("{}:generations", self.prefix)
     }
 }
+
+/// Audit stream length kept by `XADD … MAXLEN ~`.
+pub const AUDIT_CAP: u64 = 100_000;
 
 /// Field of [`Keys::user`]: `<campaign-id>:<generation>`. Only the campaign's
 /// current generation counts, so replacing an audience needs no deletes.

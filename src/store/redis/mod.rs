@@ -38,7 +38,7 @@ use redis::io::tcp::TcpSettings;
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, Value};
 use roaring::RoaringTreemap;
 
-use super::{Store, StoreError, StoreOptions, StoreResult};
+use super::{AuditEvent, Store, StoreError, StoreOptions, StoreResult};
 use crate::domain::{AudienceChange, Campaign, CampaignPatch, Design, UserId, fmt_time};
 
 /// Members per command for bulk writes: big enough to amortise round trips,
@@ -1409,5 +1409,69 @@ impl Store for RedisStore {
             ));
         }
         Ok(())
+    }
+
+    async fn record(&self, event: &AuditEvent) -> StoreResult<()> {
+        let json = serde_json::to_string(event).map_err(corrupt)?;
+        self.inner
+            .admin
+            .cmd::<String>(
+                "audit",
+                redis::cmd("XADD")
+                    .arg(self.keys().audit())
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(keys::AUDIT_CAP)
+                    .arg("*")
+                    .arg("event")
+                    .arg(json),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn audit(&self, campaign: Option<&str>, limit: usize) -> StoreResult<Vec<AuditEvent>> {
+        // Newest first, a page at a time; a campaign filter reads at most
+        // a few pages so one query never walks the whole stream.
+        const PAGE: usize = 1_000;
+        const MAX_PAGES: usize = 20;
+        let mut events = Vec::new();
+        let mut end = "+".to_string();
+        for _ in 0..MAX_PAGES {
+            let page: redis::streams::StreamRangeReply = self
+                .inner
+                .admin
+                .cmd(
+                    "audit",
+                    redis::cmd("XREVRANGE")
+                        .arg(self.keys().audit())
+                        .arg(&end)
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(PAGE),
+                )
+                .await?;
+            let count = page.ids.len();
+            for entry in &page.ids {
+                let Some(json) = entry.get::<String>("event") else {
+                    continue;
+                };
+                let Ok(event) = serde_json::from_str::<AuditEvent>(&json) else {
+                    continue;
+                };
+                if campaign.is_none_or(|c| c == event.campaign) {
+                    events.push(event);
+                    if events.len() == limit {
+                        return Ok(events);
+                    }
+                }
+            }
+            match page.ids.last() {
+                // Exclusive start for the next page (Redis 6.2+).
+                Some(last) if count == PAGE => end = format!("({}", last.id),
+                _ => break,
+            }
+        }
+        Ok(events)
     }
 }

@@ -1,0 +1,249 @@
+//! The admin CLI against a real server, and the audit log it reads.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use common::{ADMIN, Backend, Harness, RedisServer, app_for, test_options};
+use guestlist::store::Store;
+use guestlist::store::embedded::EmbeddedStore;
+use guestlist::store::redis::RedisStore;
+use serde_json::Value;
+
+/// Serves `store` on a loopback port; returns the base URL.
+async fn serve(store: Arc<dyn Store>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(guestlist::http::run(
+        listener,
+        app_for(store, 64 << 20),
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+/// Runs the `guestlist` binary off the async workers.
+async fn cli(server: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_guestlist"));
+    cmd.args(args)
+        .env("GUESTLIST_SERVER", server)
+        .env_remove("GUESTLIST_TOKEN");
+    if let Some(t) = token {
+        cmd.env("GUESTLIST_TOKEN", t);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_manages_a_campaign_end_to_end_and_refuses_a_bad_file_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
+    let server = serve(store).await;
+    let t = Some(ADMIN);
+
+    let out = cli(
+        &server,
+        t,
+        &[
+            "campaign",
+            "create",
+            "spring",
+            "--name",
+            "Spring sale",
+            "--starts-at",
+            "2020-01-01T00:00:00Z",
+            "--ends-at",
+            "2099-01-01T00:00:00Z",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("spring") && stdout(&out).contains("active"));
+
+    // 1,000,000 lines with a header.
+    let big = dir.path().join("ids.csv");
+    let mut text = String::from("user_id\n");
+    for i in 0..999_999u64 {
+        text.push_str(&(i * 3).to_string());
+        text.push('\n');
+    }
+    std::fs::write(&big, &text).unwrap();
+    let out = cli(
+        &server,
+        t,
+        &["audience", "replace", "spring", big.to_str().unwrap()],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("audience size 999999"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A bad line 12,345: non-zero exit, the line printed, nothing changed.
+    let bad = dir.path().join("bad.txt");
+    let mut lines: Vec<String> = (0..20_000u64).map(|i| i.to_string()).collect();
+    lines[12_344] = "12a".into();
+    std::fs::write(&bad, lines.join("\n")).unwrap();
+    let out = cli(
+        &server,
+        t,
+        &["audience", "replace", "spring", bad.to_str().unwrap()],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("line 12345"), "{}", stderr(&out));
+    let out = cli(&server, t, &["campaign", "show", "spring", "--json"]).await;
+    let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown["audience_size"], 999_999);
+    assert_eq!(shown["version"], 1);
+
+    let out = cli(&server, None, &["check", "spring", "3"]).await;
+    assert!(
+        stdout(&out).contains("user 3 is in spring"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(&server, None, &["check", "spring", "4"]).await;
+    assert!(stdout(&out).contains("NOT in spring"), "{}", stdout(&out));
+    let out = cli(&server, None, &["user", "6", "--json"]).await;
+    let body: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(body["campaigns"], serde_json::json!(["spring"]));
+
+    let out = cli(
+        &server,
+        t,
+        &[
+            "campaign",
+            "edit",
+            "spring",
+            "--ends-at",
+            "2098-01-01T00:00:00Z",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(&server, t, &["campaign", "list"]).await;
+    assert!(
+        stdout(&out).contains("2098-01-01T00:00:00Z"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Without a token, changes are refused with a hint.
+    let out = cli(&server, None, &["campaign", "delete", "spring"]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("GUESTLIST_TOKEN"), "{}", stderr(&out));
+
+    let out = cli(&server, t, &["audit", "--campaign", "spring"]).await;
+    let log = stdout(&out);
+    for what in [
+        "created",
+        "audience_replaced",
+        "updated",
+        "999999 IDs at version 1",
+    ] {
+        assert!(log.contains(what), "audit lacks {what}:\n{log}");
+    }
+    assert!(
+        !log.contains("invalid"),
+        "a refused upload is not a change:\n{log}"
+    );
+
+    let out = cli(&server, t, &["campaign", "delete", "spring"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(&server, t, &["campaign", "show", "spring"]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("campaign_not_found"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+async fn audit_actions(h: &Harness) -> Vec<String> {
+    let (status, body) = h.get("/v1/audit?campaign=c").await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["actor"], "admin");
+            e["action"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+const EXPECTED: [&str; 4] = ["deleted", "audience_added", "audience_replaced", "created"];
+
+async fn make_history(h: &Harness) {
+    h.active("c").await;
+    h.replace("c", &[1, 2]).await;
+    h.upload("c", "add", "text/plain", "3\n").await;
+    h.delete("/v1/campaigns/c").await;
+    assert_eq!(audit_actions(h).await, EXPECTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_audit_log_survives_a_restart() {
+    let mut h = Harness::new(Backend::Embedded).await;
+    make_history(&h).await;
+    let dir = h.data_dir.take().unwrap();
+    drop(h);
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
+    let h = Harness {
+        app: app_for(store.clone(), 1 << 20),
+        store,
+        backend: Backend::Embedded,
+        redis: None,
+        data_dir: Some(dir),
+    };
+    assert_eq!(audit_actions(&h).await, EXPECTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_audit_log_survives_a_service_restart() {
+    let server = RedisServer::start();
+    let first: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&server.url(), test_options())
+            .await
+            .unwrap(),
+    );
+    let h = Harness {
+        app: app_for(first.clone(), 1 << 20),
+        store: first,
+        backend: Backend::RedisSet,
+        redis: None,
+        data_dir: None,
+    };
+    make_history(&h).await;
+    drop(h);
+    let second: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&server.url(), test_options())
+            .await
+            .unwrap(),
+    );
+    let h = Harness {
+        app: app_for(second.clone(), 1 << 20),
+        store: second,
+        backend: Backend::RedisSet,
+        redis: None,
+        data_dir: None,
+    };
+    assert_eq!(audit_actions(&h).await, EXPECTED);
+    let len = server.cli(&["XLEN", "guestlist:audit"]);
+    assert_eq!(len.trim(), "4");
+}
