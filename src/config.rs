@@ -139,7 +139,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "json,set,per-user,bitmap"
+        default_value = "json,set,per-user,bitmap,near-cache"
     )]
     pub designs: Vec<String>,
 
