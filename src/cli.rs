@@ -249,7 +249,13 @@ async fn upload(api: &Api, method: Method, path: &str, file: &str) -> anyhow::Re
         let f = tokio::fs::File::open(file)
             .await
             .with_context(|| format!("opening {file}"))?;
-        let len = f.metadata().await.ok().map(|m| m.len());
+        // Only a regular file has a length to announce (not a pipe).
+        let len = f
+            .metadata()
+            .await
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
         (Box::new(f), len, content_type_for(Path::new(file)))
     };
     let bar = match total {

@@ -1,6 +1,7 @@
 //! The login path in one place: answer from the near-cache when it holds the
-//! campaign, from the store otherwise, and say which (and how fresh) in the
-//! answer. The HTTP handlers and the library [`crate::client::Client`] both
+//! campaign and its copy is confirmed, from the store otherwise, and say which
+//! (and how fresh) in the answer. A stale cached copy is used only when the
+//! store cannot answer, and then only if the stale policy allows it. The HTTP handlers and the library [`crate::client::Client`] both
 //! go through [`Checker`], so they behave the same.
 
 use std::sync::Arc;
@@ -86,14 +87,11 @@ impl Checker {
     }
 
     pub async fn is_member(&self, campaign: &str, user: UserId) -> Result<Membership, CheckError> {
-        if let Some(hit) = self
+        let cached = self
             .cache
             .as_ref()
-            .and_then(|c| c.is_member(campaign, user))
-        {
-            if !self.may_serve(hit.stale) {
-                return Err(CheckError::Stale(campaign.to_string()));
-            }
+            .and_then(|c| c.is_member(campaign, user));
+        if let Some(hit) = cached.filter(|h| !h.stale) {
             let now = Utc::now();
             return Ok(Membership {
                 campaign: campaign.to_string(),
@@ -101,18 +99,36 @@ impl Checker {
                 member: hit.member,
                 active: hit.starts_at <= now && now < hit.ends_at,
                 source: Source::Cache,
-                stale: hit.stale,
+                stale: false,
             });
         }
-        let (c, member) = self.store.is_member(campaign, user).await?;
-        Ok(Membership {
-            campaign: c.id.clone(),
-            user_id: user,
-            member,
-            active: c.is_active_at(Utc::now()),
-            source: Source::Store,
-            stale: false,
-        })
+        // Not cached, or cached but unconfirmed: the store answers if it can;
+        // a stale cached answer is the fallback, subject to the policy.
+        match self.store.is_member(campaign, user).await {
+            Ok((c, member)) => Ok(Membership {
+                campaign: c.id.clone(),
+                user_id: user,
+                member,
+                active: c.is_active_at(Utc::now()),
+                source: Source::Store,
+                stale: false,
+            }),
+            Err(e) => match cached {
+                Some(hit) if self.may_serve(true) => {
+                    let now = Utc::now();
+                    Ok(Membership {
+                        campaign: campaign.to_string(),
+                        user_id: user,
+                        member: hit.member,
+                        active: hit.starts_at <= now && now < hit.ends_at,
+                        source: Source::Cache,
+                        stale: true,
+                    })
+                }
+                Some(_) => Err(CheckError::Stale(campaign.to_string())),
+                None => Err(e.into()),
+            },
+        }
     }
 
     /// One answer per user, in order, plus where they came from.
@@ -121,18 +137,21 @@ impl Checker {
         campaign: &str,
         users: &[UserId],
     ) -> Result<(Vec<bool>, Source, bool), CheckError> {
-        if let Some((answers, stale)) = self
+        let cached = self
             .cache
             .as_ref()
-            .and_then(|c| c.are_members(campaign, users))
-        {
-            if !self.may_serve(stale) {
-                return Err(CheckError::Stale(campaign.to_string()));
-            }
-            return Ok((answers, Source::Cache, stale));
+            .and_then(|c| c.are_members(campaign, users));
+        if let Some((answers, false)) = cached {
+            return Ok((answers, Source::Cache, false));
         }
-        let (_, answers) = self.store.are_members(campaign, users).await?;
-        Ok((answers, Source::Store, false))
+        match self.store.are_members(campaign, users).await {
+            Ok((_, answers)) => Ok((answers, Source::Store, false)),
+            Err(e) => match cached {
+                Some((answers, _)) if self.may_serve(true) => Ok((answers, Source::Cache, true)),
+                Some(_) => Err(CheckError::Stale(campaign.to_string())),
+                None => Err(e.into()),
+            },
+        }
     }
 
     pub async fn campaigns_for(&self, user: UserId) -> Result<UserCampaigns, CheckError> {
@@ -152,17 +171,20 @@ impl Checker {
         users: &[UserId],
     ) -> Result<(Vec<Vec<String>>, Source, bool), CheckError> {
         let now = Utc::now();
-        if let Some((lists, stale)) = self
+        let cached = self
             .cache
             .as_ref()
-            .and_then(|c| c.campaigns_for_many(users, now))
-        {
-            if !self.may_serve(stale) {
-                return Err(CheckError::Stale("one or more campaigns".into()));
-            }
-            return Ok((lists, Source::Cache, stale));
+            .and_then(|c| c.campaigns_for_many(users, now));
+        if let Some((lists, false)) = cached {
+            return Ok((lists, Source::Cache, false));
         }
-        let lists = self.store.campaigns_for_many(users, now).await?;
-        Ok((lists, Source::Store, false))
+        match self.store.campaigns_for_many(users, now).await {
+            Ok(lists) => Ok((lists, Source::Store, false)),
+            Err(e) => match cached {
+                Some((lists, _)) if self.may_serve(true) => Ok((lists, Source::Cache, true)),
+                Some(_) => Err(CheckError::Stale("one or more campaigns".into())),
+                None => Err(e.into()),
+            },
+        }
     }
 }

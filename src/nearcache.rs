@@ -176,6 +176,9 @@ struct Inner {
     options: NearCacheOptions,
     epoch: Instant,
     skipped: AtomicU64,
+    /// Versions found too big for the budget, by campaign, so they are not
+    /// downloaded again at every sync. Only the sync task touches it.
+    too_big: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 impl NearCache {
@@ -190,6 +193,7 @@ impl NearCache {
                 options,
                 epoch: Instant::now(),
                 skipped: AtomicU64::new(0),
+                too_big: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         spawn_sync(Arc::downgrade(&cache.inner), store);
@@ -302,6 +306,8 @@ impl NearCache {
         let confirmed_ms = store.confirmed_at().map_or(0, |t| self.ms_at(t));
         let now = Utc::now();
         campaigns.retain(|c| c.status_at(now) != Status::Ended);
+        let known: std::collections::HashSet<String> =
+            campaigns.iter().map(|c| c.id.clone()).collect();
         // Under a tight budget, active campaigns go first, then the soonest to start.
         campaigns.sort_by_key(|c| (c.status_at(now) != Status::Active, c.starts_at));
 
@@ -342,6 +348,11 @@ impl NearCache {
             if used + bytes > self.inner.options.max_bytes {
                 complete = false;
                 skipped += 1;
+                self.inner
+                    .too_big
+                    .lock()
+                    .expect("lock poisoned")
+                    .insert(campaign.id.clone(), campaign.version);
                 continue;
             }
             used += bytes;
@@ -354,6 +365,11 @@ impl NearCache {
             };
             entries.insert(entry.campaign.id.clone(), Arc::new(entry));
         }
+        self.inner
+            .too_big
+            .lock()
+            .expect("lock poisoned")
+            .retain(|id, _| known.contains(id));
         self.inner.skipped.store(skipped, Ordering::Relaxed);
         self.inner
             .state
@@ -366,7 +382,14 @@ impl NearCache {
         // Roaring needs at most ~2 bytes per ID in array containers; a
         // campaign that cannot fit even so is not fetched at all.
         let floor = campaign.audience_size.saturating_mul(2) / 8;
-        if used + floor > self.inner.options.max_bytes {
+        let known_too_big = self
+            .inner
+            .too_big
+            .lock()
+            .expect("lock poisoned")
+            .get(&campaign.id)
+            .is_some_and(|v| *v == campaign.version);
+        if known_too_big || used + floor > self.inner.options.max_bytes {
             metrics::counter!("guestlist_cache_reloads_total", "outcome" => "skipped").increment(1);
             return Load::TooBig;
         }
@@ -441,6 +464,7 @@ impl NearCache {
                 options: NearCacheOptions::default(),
                 epoch: Instant::now(),
                 skipped: AtomicU64::new(0),
+                too_big: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -530,6 +554,7 @@ mod tests {
                 },
                 epoch: cache.inner.epoch,
                 skipped: AtomicU64::new(0),
+                too_big: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         strict.tick();

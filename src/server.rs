@@ -46,6 +46,8 @@ pub fn parse_named_tokens(list: &str) -> anyhow::Result<Vec<(String, String)>> {
                 "GUESTLIST_ADMIN_TOKENS entry {}: the name must be 1-64 characters of letters, digits, '.', '_', '-' or '@'",
                 i + 1
             );
+            // Presented tokens are trimmed, so configured ones are too.
+            let token = token.trim();
             anyhow::ensure!(!token.is_empty(), "GUESTLIST_ADMIN_TOKENS entry {} ({name}) has an empty token", i + 1);
             Ok((name.to_string(), token.to_string()))
         })

@@ -553,7 +553,12 @@ async fn other_instances_keep_answering_from_the_old_generation_until_they_switc
     };
     ha.active("c").await;
     ha.replace("c", &[1, 2]).await;
-    assert!(hb.is_member("c", 1).await);
+    // B learns the first generation by pub/sub or, at worst, its next poll.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !hb.is_member("c", 1).await {
+        assert!(Instant::now() < deadline, "B never saw the first audience");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // User 1 is in both generations: B must never say no while it catches up.
     ha.replace("c", &[1, 3]).await;
     let until = Instant::now() + Duration::from_secs(3);

@@ -174,7 +174,7 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
 fn check_loopback(url: &str) -> anyhow::Result<()> {
     let info = url
         .into_connection_info()
-        .with_context(|| format!("invalid Redis URL {}", crate::store::redact_url(url)))?;
+        .context("invalid Redis URL (not shown: it may hold a password)")?;
     let host = match info.addr() {
         redis::ConnectionAddr::Tcp(host, _) => host.clone(),
         redis::ConnectionAddr::Unix(_) => return Ok(()),

@@ -18,7 +18,7 @@ use roaring::RoaringTreemap;
 use serde_json::json;
 
 use super::auth::Actor;
-use super::{ApiError, AppState, audit, checked_campaign_id};
+use super::{ApiError, AppState, audit, checked_campaign_id, detached};
 use crate::ingest::{self, Format, Parsed};
 use crate::store::AuditEvent;
 
@@ -74,13 +74,19 @@ async fn replace(
     let id = checked_campaign_id(&id)?;
     let parsed = read_upload(&state, id, request).await?;
     let (received, duplicates) = (parsed.received, parsed.duplicates);
-    let change = state.store.replace_audience(id, parsed.members).await?;
-    let summary = format!(
-        "audience replaced with {} IDs at version {}",
-        change.audience_size, change.version
-    );
-    let event = AuditEvent::new("", id, "audience_replaced", summary).at_version(change.version);
-    audit::record(&state, actor.as_deref(), event).await;
+    let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
+    let change = detached(async move {
+        let change = state.store.replace_audience(&id, parsed.members).await?;
+        let summary = format!(
+            "audience replaced with {} IDs at version {}",
+            change.audience_size, change.version
+        );
+        let event =
+            AuditEvent::new("", &id, "audience_replaced", summary).at_version(change.version);
+        audit::record(&state, actor.as_ref(), event).await;
+        Ok(change)
+    })
+    .await?;
     Ok(Json(json!({
         "audience_size": change.audience_size,
         "version": change.version,
@@ -98,13 +104,18 @@ async fn add(
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
     let parsed = read_upload(&state, id, request).await?;
-    let change = state.store.add_members(id, parsed.members).await?;
-    let summary = format!(
-        "added {} IDs (size {}) at version {}",
-        change.changed, change.audience_size, change.version
-    );
-    let event = AuditEvent::new("", id, "audience_added", summary).at_version(change.version);
-    audit::record(&state, actor.as_deref(), event).await;
+    let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
+    let change = detached(async move {
+        let change = state.store.add_members(&id, parsed.members).await?;
+        let summary = format!(
+            "added {} IDs (size {}) at version {}",
+            change.changed, change.audience_size, change.version
+        );
+        let event = AuditEvent::new("", &id, "audience_added", summary).at_version(change.version);
+        audit::record(&state, actor.as_ref(), event).await;
+        Ok(change)
+    })
+    .await?;
     Ok(Json(json!({
         "audience_size": change.audience_size,
         "version": change.version,
@@ -121,13 +132,19 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
     let parsed = read_upload(&state, id, request).await?;
-    let change = state.store.remove_members(id, parsed.members).await?;
-    let summary = format!(
-        "removed {} IDs (size {}) at version {}",
-        change.changed, change.audience_size, change.version
-    );
-    let event = AuditEvent::new("", id, "audience_removed", summary).at_version(change.version);
-    audit::record(&state, actor.as_deref(), event).await;
+    let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
+    let change = detached(async move {
+        let change = state.store.remove_members(&id, parsed.members).await?;
+        let summary = format!(
+            "removed {} IDs (size {}) at version {}",
+            change.changed, change.audience_size, change.version
+        );
+        let event =
+            AuditEvent::new("", &id, "audience_removed", summary).at_version(change.version);
+        audit::record(&state, actor.as_ref(), event).await;
+        Ok(change)
+    })
+    .await?;
     Ok(Json(json!({
         "audience_size": change.audience_size,
         "version": change.version,

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::auth::Actor;
-use super::{ApiError, ApiJson, AppState, audit, checked_campaign_id};
+use super::{ApiError, ApiJson, AppState, audit, checked_campaign_id, detached};
 use crate::domain::{CampaignPatch, NewCampaign, fmt_time};
 use crate::store::AuditEvent;
 
@@ -27,20 +27,21 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let campaign = body.validate(now)?;
-    let created = state.store.create_campaign(campaign).await?;
-    let summary = format!(
-        "created {:?} ({} design, {} → {})",
-        created.name,
-        created.design.as_str(),
-        fmt_time(created.starts_at),
-        fmt_time(created.ends_at)
-    );
-    audit::record(
-        &state,
-        actor.as_deref(),
-        AuditEvent::new("", &created.id, "created", summary),
-    )
-    .await;
+    let actor = actor.map(|Extension(a)| a);
+    let created = detached(async move {
+        let created = state.store.create_campaign(campaign).await?;
+        let summary = format!(
+            "created {:?} ({} design, {} → {})",
+            created.name,
+            created.design.as_str(),
+            fmt_time(created.starts_at),
+            fmt_time(created.ends_at)
+        );
+        let event = AuditEvent::new("", &created.id, "created", summary);
+        audit::record(&state, actor.as_ref(), event).await;
+        Ok(created)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(created.view(now))).into_response())
 }
 
@@ -64,29 +65,30 @@ async fn update(
     ApiJson(patch): ApiJson<CampaignPatch>,
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
-    let campaign = state.store.update_campaign(id, &patch).await?;
-    let mut changes = Vec::new();
-    if patch.name.is_some() {
-        changes.push(format!("renamed to {:?}", campaign.name));
-    }
-    if patch.starts_at.is_some() || patch.ends_at.is_some() {
-        changes.push(format!(
-            "window changed to {} → {}",
-            fmt_time(campaign.starts_at),
-            fmt_time(campaign.ends_at)
-        ));
-    }
-    let summary = if changes.is_empty() {
-        "updated (no change)".into()
-    } else {
-        changes.join("; ")
-    };
-    audit::record(
-        &state,
-        actor.as_deref(),
-        AuditEvent::new("", id, "updated", summary),
-    )
-    .await;
+    let (id, actor) = (id.to_string(), actor.map(|Extension(a)| a));
+    let campaign = detached(async move {
+        let campaign = state.store.update_campaign(&id, &patch).await?;
+        let mut changes = Vec::new();
+        if patch.name.is_some() {
+            changes.push(format!("renamed to {:?}", campaign.name));
+        }
+        if patch.starts_at.is_some() || patch.ends_at.is_some() {
+            changes.push(format!(
+                "window changed to {} → {}",
+                fmt_time(campaign.starts_at),
+                fmt_time(campaign.ends_at)
+            ));
+        }
+        let summary = if changes.is_empty() {
+            "updated (no change)".into()
+        } else {
+            changes.join("; ")
+        };
+        let event = AuditEvent::new("", &id, "updated", summary);
+        audit::record(&state, actor.as_ref(), event).await;
+        Ok(campaign)
+    })
+    .await?;
     Ok(Json(campaign.view(Utc::now())).into_response())
 }
 
@@ -96,12 +98,13 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = checked_campaign_id(&id)?;
-    state.store.delete_campaign(id).await?;
-    audit::record(
-        &state,
-        actor.as_deref(),
-        AuditEvent::new("", id, "deleted", "deleted"),
-    )
-    .await;
+    let (id, actor) = (id.to_string(), actor.map(|Extension(a)| a));
+    detached(async move {
+        state.store.delete_campaign(&id).await?;
+        let event = AuditEvent::new("", &id, "deleted", "deleted");
+        audit::record(&state, actor.as_ref(), event).await;
+        Ok(())
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -131,6 +131,17 @@ where
     }
 }
 
+/// Runs a write to completion even if the client goes away. Hyper drops a
+/// handler's future when its connection closes; a write cut off there would
+/// skip its announcement, its audit record and its lease release.
+pub async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
+}
+
 /// Parses a user id from a path segment.
 pub fn parse_user_id(raw: &str) -> Result<u64, ApiError> {
     raw.parse().map_err(|_| {

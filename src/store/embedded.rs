@@ -103,11 +103,14 @@ impl EmbeddedStore {
         drop(tx);
         tracing::info!(path = %path.display(), campaigns = live.len(), "embedded store opened");
         let audit_path = dir.join(AUDIT_FILE);
-        let audit = std::fs::OpenOptions::new()
+        let mut audit = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&audit_path)
             .with_context(|| format!("opening the audit log {}", audit_path.display()))?;
+        end_with_newline(&mut audit)
+            .with_context(|| format!("repairing the audit log {}", audit_path.display()))?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 db,
@@ -238,6 +241,25 @@ impl EmbeddedStore {
         self.commit(id, Some(entry), true).await?;
         Ok(result)
     }
+}
+
+/// A crash mid-append can leave a last line without its newline; terminate
+/// it so the next event starts on a line of its own (the torn one is skipped
+/// when read).
+fn end_with_newline(file: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::End(-1))?;
+    file.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        file.write_all(b"\n")?;
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 fn unavailable(e: impl Into<redb::Error>) -> StoreError {

@@ -371,7 +371,7 @@ impl RedisStore {
     ) -> anyhow::Result<RedisStore> {
         let info = url
             .into_connection_info()
-            .with_context(|| format!("invalid Redis URL {}", super::redact_url(url)))?
+            .context("invalid Redis URL (not shown: it may hold a password)")?
             // Checks are tiny; Nagle's delay would dominate their latency.
             .set_tcp_settings(TcpSettings::default().set_nodelay(true));
         let client = redis::Client::open(info).context("creating the Redis client")?;
@@ -509,7 +509,7 @@ impl RedisStore {
     pub fn take_announced(&self, campaign: &str, version: u64) -> Option<i64> {
         let mut announced = self.inner.announced.lock().expect("lock poisoned");
         match announced.get(campaign) {
-            Some((v, at)) if *v <= version => {
+            Some((v, at)) if *v == version => {
                 let at = *at;
                 announced.remove(campaign);
                 Some(at)
@@ -604,8 +604,9 @@ impl RedisStore {
         base.timestamp() + self.inner.options.retention.as_secs() as i64
     }
 
-    /// Tells every instance that `campaign` changed (now at `version`): bumps
-    /// the catalog version they poll and announces it on the changes channel.
+    /// Announces a change on the changes channel so other instances reload
+    /// at once. Best effort: the catalog version, bumped inside the write's
+    /// own transaction, lets their poll catch up within a second anyway.
     async fn bump_catalog(&self, campaign: &str, version: u64) {
         let message = serde_json::json!({
             "campaign": campaign,
@@ -613,15 +614,10 @@ impl RedisStore {
             "published_at_ms": Utc::now().timestamp_millis(),
         })
         .to_string();
-        let mut pipe = redis::pipe();
-        pipe.cmd("INCR").arg(self.keys().catalog_version()).ignore();
-        pipe.cmd("PUBLISH")
-            .arg(self.keys().changes())
-            .arg(message)
-            .ignore();
-        if let Err(e) = self.inner.admin.pipe::<()>("catalog_version", &pipe).await {
-            // Other instances still catch up when their poll next succeeds.
-            tracing::warn!(error = %e, "could not announce a change");
+        let mut announce = redis::cmd("PUBLISH");
+        announce.arg(self.keys().changes()).arg(message);
+        if let Err(e) = self.inner.admin.cmd::<i64>("announce", &announce).await {
+            tracing::warn!(error = %e, "could not announce a change; other instances catch up by polling");
         }
     }
 
@@ -664,14 +660,25 @@ impl RedisStore {
                             .arg(LOCK_LEASE.as_millis() as u64),
                     )
                     .await;
-                if let Err(e) = renewed {
-                    tracing::warn!(campaign = id, error = %e, "could not renew the writer lease");
+                match renewed {
+                    Ok(1) => {}
+                    // Another writer may hold it now: stop before publishing.
+                    Ok(_) => {
+                        tracing::error!(
+                            campaign = id,
+                            "the writer lease was lost; abandoning the write"
+                        );
+                        return StoreError::Busy(id.to_string());
+                    }
+                    Err(e) => {
+                        tracing::warn!(campaign = id, error = %e, "could not renew the writer lease")
+                    }
                 }
             }
         };
         let result = tokio::select! {
             result = work => result,
-            () = renew => unreachable!("the renewal loop never ends"),
+            lost = renew => Err(lost),
         };
         let released = admin
             .cmd::<i64>(
@@ -758,8 +765,15 @@ impl RedisStore {
     }
 
     /// Queues the metadata part of publishing a new audience version.
+    /// Queues the catalog bump inside a write's own transaction: if the write
+    /// lands, other instances' polls see it, even when the reply is lost.
+    fn queue_catalog_bump(&self, tx: &mut Pipeline) {
+        tx.cmd("INCR").arg(self.keys().catalog_version()).ignore();
+    }
+
     fn queue_commit(&self, tx: &mut Pipeline, campaign: &Campaign, expire_at: i64) {
         let id = &campaign.id;
+        self.queue_catalog_bump(tx);
         tx.hset_multiple(
             self.keys().meta(id),
             &[
@@ -1089,6 +1103,11 @@ fn spawn_change_listener(inner: Weak<Inner>) {
                     change["published_at_ms"].as_i64(),
                 ) {
                     let mut announced = store.inner.announced.lock().expect("lock poisoned");
+                    // One entry per campaign, consumed by a near-cache; a
+                    // hard bound for campaign churn without one.
+                    if announced.len() >= 10_000 {
+                        announced.clear();
+                    }
                     announced.insert(id.to_string(), (version, at));
                 }
                 if let Err(e) = store.refresh_catalog(false).await {
@@ -1177,6 +1196,14 @@ impl Store for RedisStore {
             .arg(keys::FIELD_UPDATED_AT)
             .arg(fmt_time(campaign.updated_at));
         let created: i64 = admin.cmd("create", &script).await?;
+        if created == 1 {
+            admin
+                .cmd::<i64>(
+                    "create",
+                    redis::cmd("INCR").arg(self.keys().catalog_version()),
+                )
+                .await?;
+        }
         if created == 0 {
             return Err(StoreError::AlreadyExists(id.clone()));
         }
@@ -1228,6 +1255,7 @@ impl Store for RedisStore {
                     .arg(expire_at)
                     .ignore();
             }
+            self.queue_catalog_bump(&mut tx);
             admin.pipe::<()>("update", &tx).await?;
             // The expiry follows max(ends_at, now), so any window edit moves it.
             let window_changed = patch.starts_at.is_some() || patch.ends_at.is_some();
@@ -1264,6 +1292,7 @@ impl Store for RedisStore {
                     .arg(OLD_SNAPSHOT_TTL_SECS)
                     .ignore();
             }
+            self.queue_catalog_bump(&mut tx);
             admin.pipe::<()>("delete", &tx).await?;
             // Outside the transaction: the index lives in another cluster slot,
             // and a campaign whose metadata is gone is pruned from it on reload.
