@@ -222,13 +222,7 @@ async fn the_redis_audit_log_survives_a_service_restart() {
             .await
             .unwrap(),
     );
-    let h = Harness {
-        app: app_for(first.clone(), 1 << 20),
-        store: first,
-        backend: Backend::RedisSet,
-        redis: None,
-        data_dir: None,
-    };
+    let h = Harness::over(first, Backend::RedisSet);
     make_history(&h).await;
     drop(h);
     let second: Arc<dyn Store> = Arc::new(
@@ -236,13 +230,7 @@ async fn the_redis_audit_log_survives_a_service_restart() {
             .await
             .unwrap(),
     );
-    let h = Harness {
-        app: app_for(second.clone(), 1 << 20),
-        store: second,
-        backend: Backend::RedisSet,
-        redis: None,
-        data_dir: None,
-    };
+    let h = Harness::over(second, Backend::RedisSet);
     assert_eq!(audit_actions(&h).await, EXPECTED);
     let len = server.cli(&["XLEN", "guestlist:audit"]);
     assert_eq!(len.trim(), "4");

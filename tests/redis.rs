@@ -455,20 +455,8 @@ async fn a_second_instance_sees_campaigns_and_audiences_written_by_the_first() {
             .await
             .unwrap(),
     );
-    let ha = Harness {
-        app: app_for(a.clone(), 1 << 20),
-        store: a,
-        backend: Backend::RedisPerUser,
-        redis: None,
-        data_dir: None,
-    };
-    let hb = Harness {
-        app: app_for(b.clone(), 1 << 20),
-        store: b,
-        backend: Backend::RedisPerUser,
-        redis: None,
-        data_dir: None,
-    };
+    let ha = Harness::over(a, Backend::RedisPerUser);
+    let hb = Harness::over(b, Backend::RedisPerUser);
     ha.active("shared").await;
     ha.replace("shared", &[1, 2]).await;
     assert!(hb.is_member("shared", 1).await);
@@ -537,20 +525,8 @@ async fn other_instances_keep_answering_from_the_old_generation_until_they_switc
             .await
             .unwrap(),
     );
-    let ha = Harness {
-        app: app_for(a.clone(), 1 << 20),
-        store: a,
-        backend: Backend::RedisPerUser,
-        redis: None,
-        data_dir: None,
-    };
-    let hb = Harness {
-        app: app_for(b.clone(), 1 << 20),
-        store: b,
-        backend: Backend::RedisPerUser,
-        redis: None,
-        data_dir: None,
-    };
+    let ha = Harness::over(a, Backend::RedisPerUser);
+    let hb = Harness::over(b, Backend::RedisPerUser);
     ha.active("c").await;
     ha.replace("c", &[1, 2]).await;
     // B learns the first generation by pub/sub or, at worst, its next poll.

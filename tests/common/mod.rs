@@ -107,6 +107,18 @@ pub fn app_for(store: Arc<dyn Store>, max_upload_bytes: u64) -> Router {
 }
 
 impl Harness {
+    /// A harness over a store opened elsewhere (a second instance, a reopened
+    /// database), with the usual 1 MiB upload limit.
+    pub fn over(store: Arc<dyn Store>, backend: Backend) -> Harness {
+        Harness {
+            app: app_for(store.clone(), 1 << 20),
+            store,
+            backend,
+            redis: None,
+            data_dir: None,
+        }
+    }
+
     pub async fn new(backend: Backend) -> Harness {
         Self::with_limit(backend, 1 << 20).await
     }

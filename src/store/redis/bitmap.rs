@@ -18,7 +18,7 @@ use redis::{Pipeline, Value};
 use roaring::RoaringTreemap;
 
 use super::keys::Keys;
-use super::{CHUNK, Conn, Layout, STAGING_TTL_SECS, next_reply, parse, queue_swap};
+use super::{CHUNK, Conn, Layout, next_reply, parse, queue_swap, stage_in_chunks};
 use crate::domain::{Campaign, Design, UserId};
 use crate::store::{StoreError, StoreResult};
 
@@ -56,19 +56,10 @@ impl Layout for BitmapLayout {
             )));
         }
         let key = self.keys.bitmap_staging(campaign, generation);
-        conn.cmd::<i64>("stage", redis::cmd("UNLINK").arg(&key))
-            .await?;
-        let ids: Vec<u64> = members.iter().collect();
-        let mut cmds = Vec::with_capacity(ids.len() / CHUNK + ids.len() / (CHUNK * 16) + 2);
-        for (i, chunk) in ids.chunks(CHUNK).enumerate() {
-            cmds.push(bitfield_set(&key, chunk, 1));
-            if i % 16 == 0 {
-                let mut expire = redis::cmd("EXPIRE");
-                expire.arg(&key).arg(STAGING_TTL_SECS);
-                cmds.push(expire);
-            }
-        }
-        conn.bulk("stage", cmds).await?;
+        stage_in_chunks(conn, &key, members, |key, chunk| {
+            bitfield_set(key, chunk, 1)
+        })
+        .await?;
         // The swap treats a missing staging key as an empty audience; make
         // sure a non-empty one really is there. (BITCOUNT would be O(size).)
         let exists: bool = conn.cmd("stage", redis::cmd("EXISTS").arg(&key)).await?;

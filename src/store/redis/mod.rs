@@ -269,6 +269,31 @@ end
 return 1
 ";
 
+/// Fills `key` (a staging key of a single-key design) with `members`, one
+/// command per [`CHUNK`] members built by `chunk_cmd`, pipelined. Starts from
+/// nothing even if a crashed attempt left the name behind; the TTL goes on
+/// with the first chunk and is refreshed as the build goes on, so staging
+/// never outlives a crash and never expires under a long build.
+pub(crate) async fn stage_in_chunks(
+    conn: &Conn,
+    key: &str,
+    members: &RoaringTreemap,
+    chunk_cmd: impl Fn(&str, &[u64]) -> Cmd,
+) -> StoreResult<()> {
+    conn.unlink("stage", key).await?;
+    let ids: Vec<u64> = members.iter().collect();
+    let mut cmds = Vec::with_capacity(ids.len() / CHUNK + ids.len() / (CHUNK * 16) + 2);
+    for (i, chunk) in ids.chunks(CHUNK).enumerate() {
+        cmds.push(chunk_cmd(key, chunk));
+        if i % 16 == 0 {
+            let mut expire = redis::cmd("EXPIRE");
+            expire.arg(key).arg(STAGING_TTL_SECS);
+            cmds.push(expire);
+        }
+    }
+    conn.bulk("stage", cmds).await
+}
+
 /// Queues the swap of `staging` onto `live` inside a publish transaction.
 pub(crate) fn queue_swap(
     tx: &mut Pipeline,

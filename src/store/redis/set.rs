@@ -12,7 +12,7 @@ use redis::{Pipeline, Value};
 use roaring::RoaringTreemap;
 
 use super::keys::Keys;
-use super::{CHUNK, Conn, Layout, STAGING_TTL_SECS, next_reply, parse, queue_swap};
+use super::{CHUNK, Conn, Layout, next_reply, parse, queue_swap, stage_in_chunks};
 use crate::domain::{Campaign, UserId};
 use crate::store::{StoreError, StoreResult};
 
@@ -31,25 +31,12 @@ impl Layout for SetLayout {
         _expire_at: i64,
     ) -> StoreResult<()> {
         let key = self.keys.staging(campaign, generation);
-        // Start from nothing even if a crashed attempt left this name behind.
-        conn.cmd::<i64>("stage", redis::cmd("UNLINK").arg(&key))
-            .await?;
-        let ids: Vec<u64> = members.iter().collect();
-        let mut cmds = Vec::with_capacity(ids.len() / CHUNK + ids.len() / (CHUNK * 16) + 2);
-        for (i, chunk) in ids.chunks(CHUNK).enumerate() {
+        stage_in_chunks(conn, &key, members, |key, chunk| {
             let mut sadd = redis::cmd("SADD");
-            sadd.arg(&key).arg(chunk);
-            cmds.push(sadd);
-            if i % 16 == 0 {
-                // The TTL goes on with the first chunk and is refreshed as the
-                // build goes on: staging never outlives a crash, and never
-                // expires under a long build either.
-                let mut expire = redis::cmd("EXPIRE");
-                expire.arg(&key).arg(STAGING_TTL_SECS);
-                cmds.push(expire);
-            }
-        }
-        conn.bulk("stage", cmds).await?;
+            sadd.arg(key).arg(chunk);
+            sadd
+        })
+        .await?;
         // The swap treats a missing staging key as an empty audience, so make
         // sure every chunk landed before anything is published.
         let staged: u64 = conn.cmd("stage", redis::cmd("SCARD").arg(&key)).await?;
