@@ -3,9 +3,10 @@
 //! Login checks answered here cost a hash lookup and a bitmap probe (tens of
 //! nanoseconds) and no network at all. The cache follows the Redis store:
 //!
-//! - **What it holds**: the audience of each scheduled or active campaign as a
-//!   `RoaringTreemap`, loaded from the compact snapshot the store publishes
-//!   with every version (a few bytes per ID, one fetch per version).
+//! - **What it holds**: the audience of each scheduled or active campaign,
+//!   loaded from the compact roaring snapshot the store publishes with every
+//!   version (a few bytes per ID, one fetch per version), and kept in the form
+//!   that probes fastest within three bytes per ID (see `Members`).
 //! - **When it reloads**: whenever the store's catalog refreshes, which happens
 //!   at once when a change is announced on pub/sub and at least once a second
 //!   by the version poll, so a lost message costs at most a second.
@@ -67,31 +68,70 @@ const TICK: Duration = Duration::from_millis(100);
 
 type Map = HashMap<String, Arc<Entry>, foldhash::fast::RandomState>;
 
-/// An audience as the cache holds it. When every ID fits in 32 bits (the
-/// common case) it is a plain `RoaringBitmap`, which saves the treemap's
-/// extra tree lookup on every probe; otherwise the 64-bit treemap.
+/// An audience as the cache holds it, in whichever form answers fastest
+/// without costing more memory than roaring's compact form.
 enum Members {
+    /// A flat bitset over `0..=max`, one bit per possible ID. Chosen when the
+    /// audience is dense enough that it is no bigger than the roaring form
+    /// (roaring then holds mostly 8 KiB bitmap containers anyway). A probe is
+    /// one shift and one load, with no search for the container, so the cost
+    /// stays flat from a hundred IDs to tens of millions.
+    Dense {
+        bits: Box<[u64]>,
+        len: u64,
+    },
+    /// Sparse 32-bit audiences: IDs grouped into small blocks found through
+    /// a directory indexed by their high bits. At most three bytes per ID,
+    /// and a probe reads one directory slot and scans a few neighbours,
+    /// instead of binary-searching first roaring's container keys and then
+    /// a container of hundreds of IDs.
+    Sorted(SortedBlocks),
+    /// Every ID fits in 32 bits but the directory would cost more than the
+    /// IDs themselves (a few IDs spread very wide): a plain `RoaringBitmap`,
+    /// which saves the treemap's extra tree lookup on every probe.
     Narrow(RoaringBitmap),
     Wide(RoaringTreemap),
 }
 
 impl Members {
-    fn new(ids: RoaringTreemap) -> Members {
-        if ids.max().is_none_or(|max| max <= u64::from(u32::MAX)) {
+    /// Picks the form for `ids` and returns it with the bytes it holds.
+    fn new(ids: RoaringTreemap) -> (Members, u64) {
+        let compact = ids.serialized_size() as u64;
+        let max = ids.max();
+        // Words needed for a flat bitset over 0..=max.
+        let words = max.map_or(0, |m| m / 64 + 1);
+        if words * 8 <= compact {
+            let mut bits = vec![0u64; words as usize].into_boxed_slice();
+            for id in ids.iter() {
+                bits[(id / 64) as usize] |= 1 << (id % 64);
+            }
+            let len = ids.len();
+            return (Members::Dense { bits, len }, words * 8);
+        }
+        if let Some(sorted) = SortedBlocks::new(&ids) {
+            let bytes = sorted.bytes();
+            return (Members::Sorted(sorted), bytes);
+        }
+        if max.is_none_or(|max| max <= u64::from(u32::MAX)) {
             let narrow = ids
                 .bitmaps()
                 .next()
                 .map(|(_, b)| b.clone())
                 .unwrap_or_default();
-            Members::Narrow(narrow)
+            (Members::Narrow(narrow), compact)
         } else {
-            Members::Wide(ids)
+            (Members::Wide(ids), compact)
         }
     }
 
     #[inline]
     fn contains(&self, user: UserId) -> bool {
         match self {
+            Members::Dense { bits, .. } => usize::try_from(user / 64)
+                .ok()
+                .and_then(|word| bits.get(word))
+                .is_some_and(|w| (w >> (user % 64)) & 1 == 1),
+            Members::Sorted(sorted) => u32::try_from(user).is_ok_and(|u| sorted.contains(u)),
             Members::Narrow(ids) => u32::try_from(user).is_ok_and(|u| ids.contains(u)),
             Members::Wide(ids) => ids.contains(user),
         }
@@ -99,8 +139,74 @@ impl Members {
 
     fn len(&self) -> u64 {
         match self {
+            Members::Dense { len, .. } => *len,
+            Members::Sorted(sorted) => sorted.lows.len() as u64,
             Members::Narrow(ids) => ids.len(),
             Members::Wide(ids) => ids.len(),
+        }
+    }
+}
+
+/// See [`Members::Sorted`].
+struct SortedBlocks {
+    /// IDs are grouped by `id >> shift`; the shift is chosen per audience so
+    /// blocks hold a handful of IDs each.
+    shift: u32,
+    /// `offsets[h]..offsets[h + 1]` is the block of IDs whose high bits are `h`.
+    offsets: Box<[u32]>,
+    /// The low `shift` bits of each ID, sorted within each block.
+    lows: Box<[u16]>,
+}
+
+/// Blocks up to this many IDs are scanned; bigger ones (clustered IDs) are
+/// binary-searched, so a skewed audience costs no more than roaring would.
+const SCAN: usize = 16;
+
+impl SortedBlocks {
+    /// The finest grouping whose directory costs at most one byte per ID
+    /// (four-byte offsets, one per four IDs or more), so an audience costs
+    /// at most three bytes per ID. `None` when even 2^16-wide blocks would
+    /// cost more: too few IDs spread too wide, left to roaring.
+    fn new(ids: &RoaringTreemap) -> Option<SortedBlocks> {
+        let max = u32::try_from(ids.max()?).ok()?;
+        let len = ids.len();
+        let shift = (0..=16).find(|s| 4 * (u64::from(max >> s) + 2) <= len)?;
+        let blocks = (max >> shift) as usize + 1;
+        let mut offsets = Vec::with_capacity(blocks + 1);
+        let mut lows = Vec::with_capacity(len as usize);
+        offsets.push(0);
+        for id in ids.iter() {
+            let block = (id >> shift) as usize;
+            while offsets.len() <= block {
+                offsets.push(lows.len() as u32);
+            }
+            lows.push((id & ((1 << shift) - 1)) as u16);
+        }
+        offsets.push(lows.len() as u32);
+        Some(SortedBlocks {
+            shift,
+            offsets: offsets.into_boxed_slice(),
+            lows: lows.into_boxed_slice(),
+        })
+    }
+
+    fn bytes(&self) -> u64 {
+        (self.offsets.len() * 4 + self.lows.len() * 2) as u64
+    }
+
+    #[inline]
+    fn contains(&self, id: u32) -> bool {
+        let high = (id >> self.shift) as usize;
+        let (Some(&start), Some(&end)) = (self.offsets.get(high), self.offsets.get(high + 1))
+        else {
+            return false;
+        };
+        let block = &self.lows[start as usize..end as usize];
+        let low = (id & ((1 << self.shift) - 1)) as u16;
+        if block.len() <= SCAN {
+            block.contains(&low)
+        } else {
+            block.binary_search(&low).is_ok()
         }
     }
 }
@@ -396,7 +502,8 @@ impl NearCache {
         let started = Instant::now();
         match store.snapshot(campaign).await {
             Ok(members) => {
-                let bytes = members.serialized_size() as u64;
+                let ids = members.len();
+                let (members, bytes) = Members::new(members);
                 metrics::counter!("guestlist_cache_reloads_total", "outcome" => "ok").increment(1);
                 metrics::histogram!("guestlist_cache_reload_duration_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -404,8 +511,8 @@ impl NearCache {
                     let lag = (Utc::now().timestamp_millis() - published_ms).max(0) as f64 / 1000.0;
                     metrics::histogram!("guestlist_cache_invalidation_lag_seconds").record(lag);
                 }
-                tracing::debug!(campaign = %campaign.id, version = campaign.version, ids = members.len(), bytes, "near-cache loaded");
-                Load::Loaded(Arc::new(Members::new(members)), bytes)
+                tracing::debug!(campaign = %campaign.id, version = campaign.version, ids, bytes, "near-cache loaded");
+                Load::Loaded(Arc::new(members), bytes)
             }
             Err(e) => {
                 metrics::counter!("guestlist_cache_reloads_total", "outcome" => "error")
@@ -443,12 +550,12 @@ impl NearCache {
     pub fn from_audiences(audiences: Vec<(Campaign, RoaringTreemap)>) -> NearCache {
         let mut entries = Map::default();
         for (campaign, members) in audiences {
-            let bytes = members.serialized_size() as u64;
+            let (members, bytes) = Members::new(members);
             entries.insert(
                 campaign.id.clone(),
                 Arc::new(Entry {
                     campaign,
-                    members: Arc::new(Members::new(members)),
+                    members: Arc::new(members),
                     bytes,
                     confirmed_ms: AtomicU64::new(0),
                     stale: AtomicBool::new(false),
@@ -516,6 +623,58 @@ mod tests {
 
     fn ids(v: &[u64]) -> RoaringTreemap {
         v.iter().copied().collect()
+    }
+
+    /// Every form must answer exactly like the treemap it was built from,
+    /// for members, their neighbours, block edges and IDs past the end.
+    #[test]
+    fn every_form_answers_like_the_treemap() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |bound: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % bound
+        };
+        let dense: RoaringTreemap = (0..20_000).map(|_| rand(100_000)).collect();
+        let sparse: RoaringTreemap = (0..50_000).map(|_| rand(100_000_000)).collect();
+        // Skewed within blocks, so interpolation guesses badly and the
+        // fallback search has to find the answer.
+        let skewed: RoaringTreemap = (0..30_000)
+            .map(|i| (rand(40) << 16) | if i % 7 == 0 { rand(65_536) } else { rand(300) })
+            .collect();
+        let spread: RoaringTreemap = [3, 70_000, u64::from(u32::MAX)].into_iter().collect();
+        let wide: RoaringTreemap = [1, 5_000_000_000, u64::MAX - 1].into_iter().collect();
+        let cases = [
+            ("dense", dense, "dense"),
+            ("sparse", sparse, "sorted"),
+            ("skewed", skewed, "sorted"),
+            ("spread", spread, "narrow"),
+            ("wide", wide, "wide"),
+            ("empty", RoaringTreemap::new(), "dense"),
+        ];
+        for (name, ids, form) in cases {
+            let (members, bytes) = Members::new(ids.clone());
+            let got = match members {
+                Members::Dense { .. } => "dense",
+                Members::Sorted(_) => "sorted",
+                Members::Narrow(_) => "narrow",
+                Members::Wide(_) => "wide",
+            };
+            assert_eq!(got, form, "{name}: form");
+            assert_eq!(members.len(), ids.len(), "{name}: len");
+            let bound = (ids.serialized_size() as u64).max(3 * ids.len()) + 16;
+            assert!(bytes <= bound, "{name}: {bytes} bytes");
+            let mut probes: Vec<u64> = vec![0, 1, 65_535, 65_536, u64::from(u32::MAX)];
+            probes.extend([u64::from(u32::MAX) + 1, u64::MAX]);
+            for id in ids.iter() {
+                probes.extend([id.saturating_sub(1), id, id.saturating_add(1)]);
+            }
+            probes.extend((0..10_000).map(|_| rand(ids.max().unwrap_or(10).saturating_add(10))));
+            for p in probes {
+                assert_eq!(members.contains(p), ids.contains(p), "{name}: probe {p}");
+            }
+        }
     }
 
     #[test]
