@@ -238,6 +238,31 @@ fn check_window(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> Result<(), 
 }
 
 impl NewCampaign {
+    /// Every rule the fields break, not just the first, for forms that show
+    /// each error next to its field. Empty when [`NewCampaign::validate`]
+    /// would succeed.
+    pub fn problems(&self) -> Vec<Invalid> {
+        let mut found = Vec::new();
+        found.extend(validate_id(&self.id).err());
+        found.extend(validate_name(&self.name).err());
+        let starts_at = parse_time("starts_at", &self.starts_at).map_err(|e| found.push(e));
+        let ends_at = parse_time("ends_at", &self.ends_at).map_err(|e| found.push(e));
+        if let (Ok(s), Ok(e)) = (starts_at, ends_at) {
+            found.extend(check_window(s, e).err());
+        }
+        if let Some(d) = self
+            .design
+            .as_deref()
+            .filter(|d| Design::parse(d).is_none())
+        {
+            found.push(invalid(
+                "design",
+                format!("design {d:?} is not one of \"set\", \"per-user\", \"bitmap\""),
+            ));
+        }
+        found
+    }
+
     /// Checks every field and builds the campaign as it will be stored.
     pub fn validate(self, now: DateTime<Utc>) -> Result<Campaign, Invalid> {
         validate_id(&self.id)?;
@@ -270,6 +295,26 @@ impl NewCampaign {
 }
 
 impl CampaignPatch {
+    /// Every rule the patch breaks against `current`, for forms (see
+    /// [`NewCampaign::problems`]).
+    pub fn problems(&self, current: &Campaign) -> Vec<Invalid> {
+        let mut found = Vec::new();
+        if let Some(name) = &self.name {
+            found.extend(validate_name(name).err());
+        }
+        let time = |field, value: &Option<String>, current| match value {
+            Some(v) => parse_time(field, v),
+            None => Ok(current),
+        };
+        let starts_at = time("starts_at", &self.starts_at, current.starts_at);
+        let ends_at = time("ends_at", &self.ends_at, current.ends_at);
+        match (starts_at, ends_at) {
+            (Ok(s), Ok(e)) => found.extend(check_window(s, e).err()),
+            (s, e) => found.extend(s.err().into_iter().chain(e.err())),
+        }
+        found
+    }
+
     /// Applies the patch to a copy of `current`, validating the result as a whole
     /// (a new `ends_at` is checked against the existing `starts_at`).
     pub fn apply(&self, current: &Campaign, now: DateTime<Utc>) -> Result<Campaign, Invalid> {

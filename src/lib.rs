@@ -5,9 +5,9 @@
 //! ```text
 //!   HTTP request
 //!       │
-//!   http::router ── auth (tokens) ── metrics ── trace
-//!       │
-//!   http::{campaigns, audience, checks, ops}    one file per route group
+//!   http::router ── auth (tokens, or portal session + CSRF) ── metrics ── trace
+//!       │                    └── portal: /admin pages (templates/portal/)
+//!   http::{campaigns, audience, checks, ops, audit}   one file per route group
 //!       │         │
 //!       │     ingest ── streams an upload into a RoaringTreemap (blocking thread)
 //!       │         │
@@ -17,13 +17,16 @@
 //!       └── store::redis      metadata + catalog poller + snapshots + lease locks
 //!              ├── keys        every Redis key format
 //!              ├── set         design `set`: one SET per campaign
-//!              └── per_user    design `per-user`: one hash per user
+//!              ├── per_user    design `per-user`: one hash per user
+//!              └── bitmap      design `bitmap`: one Redis bitmap per campaign
 //! ```
 //!
 //! - [`domain`]: campaigns, validation and status; no I/O.
 //! - [`ingest`]: audience body parsing, bounded by the audience, not the body.
 //! - [`store`]: the [`store::Store`] trait and its backends.
 //! - [`http`]: the JSON API, its error type and auth policy.
+//! - [`portal`]: the admin portal at `/admin`, server-rendered, with sessions
+//!   and CSRF tokens; its writes go through the same functions as the API.
 //! - [`config`]: the command line; [`telemetry`]: logs and metrics set-up.
 //! - [`cli`]: the admin commands (`campaign`, `audience`, `check`, `user`,
 //!   `audit`), an HTTP client of a running server.
@@ -42,6 +45,7 @@ pub mod http;
 pub mod ingest;
 pub mod lookup;
 pub mod nearcache;
+pub mod portal;
 pub mod redis_server;
 pub mod server;
 pub mod store;

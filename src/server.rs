@@ -91,6 +91,7 @@ pub async fn serve(
         tokens: Arc::new(tokens(&args)?),
         max_upload_bytes: args.max_upload_bytes,
         metrics: Some(crate::telemetry::metrics()),
+        portal: Arc::default(),
     };
     let listener = TcpListener::bind(args.listen)
         .await

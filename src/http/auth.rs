@@ -62,7 +62,7 @@ impl Tokens {
 
     /// The name of the admin token equal to `presented`, if any. Every
     /// configured token is compared, so timing does not reveal which matched.
-    fn admin_name(&self, presented: &[u8]) -> Option<&str> {
+    pub fn admin_name(&self, presented: &[u8]) -> Option<&str> {
         let mut found = None;
         for (name, token) in &self.admin {
             if bool::from(token.as_bytes().ct_eq(presented)) {
@@ -104,6 +104,9 @@ pub fn required_access(method: &Method, path: &str) -> Access {
     }
 }
 
+/// The header carrying a portal session's CSRF token on API calls.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
 fn bearer(request: &Request) -> Option<&[u8]> {
     let value = request.headers().get(header::AUTHORIZATION)?.as_bytes();
     let token = value
@@ -123,9 +126,27 @@ pub async fn authenticate(
     }
     let tokens = &state.tokens;
     let presented = bearer(&request);
-    let actor = presented
+    let mut actor = presented
         .and_then(|p| tokens.admin_name(p))
         .map(str::to_string);
+    // The portal's upload form streams to these same endpoints from the
+    // browser, with its session cookie instead of a token. A cookie is sent
+    // by the browser on its own, so it counts only with the session's CSRF
+    // token in a header, which another site's page cannot read or set.
+    if presented.is_none()
+        && let Some(session) = state.portal.sessions.from_headers(request.headers())
+    {
+        let csrf = request
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if !csrf.is_some_and(|c| session.csrf_matches(c)) {
+            return Err(ApiError::Forbidden(
+                "a portal session needs its CSRF token in the X-CSRF-Token header".into(),
+            ));
+        }
+        actor = Some(session.actor);
+    }
     let allowed = match access {
         Access::Open => true,
         Access::Admin => actor.is_some(),

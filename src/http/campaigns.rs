@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::auth::Actor;
 use super::{ApiError, ApiJson, AppState, audit, checked_campaign_id, detached};
-use crate::domain::{CampaignPatch, NewCampaign, fmt_time};
+use crate::domain::{Campaign, CampaignPatch, NewCampaign, fmt_time};
 use crate::store::AuditEvent;
 
 pub fn router() -> Router<AppState> {
@@ -25,24 +25,8 @@ async fn create(
     actor: Option<Extension<Actor>>,
     ApiJson(body): ApiJson<NewCampaign>,
 ) -> Result<Response, ApiError> {
-    let now = Utc::now();
-    let campaign = body.validate(now)?;
-    let actor = actor.map(|Extension(a)| a);
-    let created = detached(async move {
-        let created = state.store.create_campaign(campaign).await?;
-        let summary = format!(
-            "created {:?} ({} design, {} → {})",
-            created.name,
-            created.design.as_str(),
-            fmt_time(created.starts_at),
-            fmt_time(created.ends_at)
-        );
-        let event = AuditEvent::new("", &created.id, "created", summary);
-        audit::record(&state, actor.as_ref(), event).await;
-        Ok(created)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(created.view(now))).into_response())
+    let created = create_campaign(&state, actor.map(|Extension(a)| a), body).await?;
+    Ok((StatusCode::CREATED, Json(created.view(Utc::now()))).into_response())
 }
 
 async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -65,8 +49,56 @@ async fn update(
     ApiJson(patch): ApiJson<CampaignPatch>,
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
-    let (id, actor) = (id.to_string(), actor.map(|Extension(a)| a));
-    let campaign = detached(async move {
+    let campaign = update_campaign(&state, actor.map(|Extension(a)| a), id, patch).await?;
+    Ok(Json(campaign.view(Utc::now())).into_response())
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    actor: Option<Extension<Actor>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = checked_campaign_id(&id)?;
+    delete_campaign(&state, actor.map(|Extension(a)| a), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// The writes themselves, shared by the API above and the portal's forms so
+// both validate, store and audit a change in exactly the same way.
+
+/// Validates and creates a campaign, then records it in the audit log.
+pub async fn create_campaign(
+    state: &AppState,
+    actor: Option<Actor>,
+    body: NewCampaign,
+) -> Result<Campaign, ApiError> {
+    let campaign = body.validate(Utc::now())?;
+    let state = state.clone();
+    detached(async move {
+        let created = state.store.create_campaign(campaign).await?;
+        let summary = format!(
+            "created {:?} ({} design, {} → {})",
+            created.name,
+            created.design.as_str(),
+            fmt_time(created.starts_at),
+            fmt_time(created.ends_at)
+        );
+        let event = AuditEvent::new("", &created.id, "created", summary);
+        audit::record(&state, actor.as_ref(), event).await;
+        Ok(created)
+    })
+    .await
+}
+
+/// Applies `patch` to campaign `id`, then records what changed.
+pub async fn update_campaign(
+    state: &AppState,
+    actor: Option<Actor>,
+    id: &str,
+    patch: CampaignPatch,
+) -> Result<Campaign, ApiError> {
+    let (state, id) = (state.clone(), id.to_string());
+    detached(async move {
         let campaign = state.store.update_campaign(&id, &patch).await?;
         let mut changes = Vec::new();
         if patch.name.is_some() {
@@ -88,23 +120,21 @@ async fn update(
         audit::record(&state, actor.as_ref(), event).await;
         Ok(campaign)
     })
-    .await?;
-    Ok(Json(campaign.view(Utc::now())).into_response())
+    .await
 }
 
-async fn remove(
-    State(state): State<AppState>,
-    actor: Option<Extension<Actor>>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let id = checked_campaign_id(&id)?;
-    let (id, actor) = (id.to_string(), actor.map(|Extension(a)| a));
+/// Deletes campaign `id` and its audience, then records it.
+pub async fn delete_campaign(
+    state: &AppState,
+    actor: Option<Actor>,
+    id: &str,
+) -> Result<(), ApiError> {
+    let (state, id) = (state.clone(), id.to_string());
     detached(async move {
         state.store.delete_campaign(&id).await?;
         let event = AuditEvent::new("", &id, "deleted", "deleted");
         audit::record(&state, actor.as_ref(), event).await;
         Ok(())
     })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    .await
 }

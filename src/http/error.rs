@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 401: missing or wrong token. Says nothing about what exists.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: a portal session without its CSRF token.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such campaign (or route).
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
@@ -64,6 +67,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -79,6 +83,7 @@ impl ApiError {
             | ApiError::NotFound { code, .. }
             | ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "csrf_token_invalid",
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable(_) => "store_unavailable",

@@ -46,6 +46,8 @@ pub struct AppState {
     pub max_upload_bytes: u64,
     /// Renders `/metrics`; `None` when no recorder is installed (some tests).
     pub metrics: Option<PrometheusHandle>,
+    /// Portal sessions and the sign-in limiter.
+    pub portal: Arc<crate::portal::Portal>,
 }
 
 /// The whole API as one router.
@@ -56,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(checks::router())
         .merge(ops::router())
         .merge(audit::router())
+        .merge(crate::portal::router(state.clone()))
         .fallback(|| async {
             ApiError::NotFound {
                 code: "route_not_found",
@@ -79,6 +82,8 @@ pub async fn run(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Connection info gives the portal's sign-in limiter a client address.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -114,6 +119,7 @@ impl AppState {
             tokens: Arc::new(tokens),
             max_upload_bytes,
             metrics: None,
+            portal: Arc::default(),
         }
     }
 }

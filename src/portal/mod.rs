@@ -1,0 +1,138 @@
+//! The admin portal at `/admin`: server-rendered pages for the people who run
+//! campaigns.
+//!
+//! - [`session`]: sign-in sessions, CSRF tokens, the failed sign-in limiter;
+//! - [`pages`]: one handler per page or form, rendering `templates/portal/`.
+//!
+//! Every write goes through the same functions as the API (and the audience
+//! upload streams straight to the API's endpoint), so the portal cannot
+//! validate, store or audit a change differently from a script.
+//!
+//! Two layers guard the pages: [`guard`] sends a browser without a session to
+//! the sign-in page (the same redirect whatever the path, so nothing about
+//! what exists leaks) and refuses any state-changing form whose CSRF token is
+//! missing or wrong with 403; [`headers`] adds a strict content security
+//! policy, since every script and style is served from here.
+
+pub mod pages;
+pub mod session;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::http::AppState;
+use session::{Session, Sessions, SignInLimiter};
+
+/// Portal forms are a few fields; uploads go to the API, not here.
+const FORM_LIMIT: usize = 64 * 1024;
+
+/// The portal's own state, shared through [`AppState`].
+#[derive(Default)]
+pub struct Portal {
+    pub sessions: Sessions,
+    pub limiter: SignInLimiter,
+}
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .merge(pages::router())
+        .layer(middleware::from_fn_with_state(state, guard))
+        .layer(middleware::from_fn(headers))
+        .layer(DefaultBodyLimit::max(FORM_LIMIT))
+}
+
+/// Paths open without a session.
+fn is_public(path: &str) -> bool {
+    path == "/admin/signin" || path.starts_with("/admin/assets/")
+}
+
+/// Requires a session on every page but sign-in, and a matching CSRF token
+/// (form field `csrf`) on every POST. The session travels to the handler as
+/// a request extension.
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if is_public(path) {
+        return next.run(request).await;
+    }
+    let Some(session) = state.portal.sessions.from_headers(request.headers()) else {
+        if request.method() == Method::POST {
+            // A form posted without a live session cannot be trusted with a
+            // redirect either: the CSRF check below could not have run.
+            return forbidden("your session has ended; sign in again");
+        }
+        return Redirect::to("/admin/signin").into_response();
+    };
+    let request = if request.method() == Method::POST {
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = to_bytes(body, FORM_LIMIT).await else {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
+        };
+        let presented = form_field(&bytes, "csrf");
+        if !presented.is_some_and(|p| session.csrf_matches(&p)) {
+            tracing::warn!(path = %parts.uri.path(), actor = %session.actor, "portal form refused: missing or wrong CSRF token");
+            return forbidden(
+                "this form is missing its security token or it is wrong; reload the page and try again",
+            );
+        }
+        Request::from_parts(parts, Body::from(bytes))
+    } else {
+        request
+    };
+    let mut request = request;
+    request.extensions_mut().insert(session);
+    next.run(request).await
+}
+
+fn forbidden(message: &str) -> Response {
+    (StatusCode::FORBIDDEN, pages::error_page(403, message)).into_response()
+}
+
+/// The first value of `name` in a urlencoded form body.
+pub fn form_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// Security headers for every portal response.
+async fn headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The client's address, for the sign-in limiter. In-process tests have no
+/// connection info; they count as one client.
+pub fn client_ip(request_extensions: &axum::http::Extensions) -> IpAddr {
+    request_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// The session the guard attached; handlers behind the guard can rely on it.
+pub type Signed = axum::Extension<Session>;

@@ -1,0 +1,226 @@
+// Drives the admin portal in Debian's headless Chromium, as an administrator
+// would, against a real `guestlist serve`. Started by tests/portal_browser.rs,
+// which passes:
+//   BASE_URL     the server, always a loopback address
+//   ADMIN_TOKEN  a valid admin token
+//   WORK_DIR     where to write the upload files
+//   SHOT_DIR     where to save screenshots (under target/)
+// Any failed expectation throws, and the process exits non-zero.
+
+import { chromium } from "playwright-core";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import assert from "node:assert/strict";
+
+const base = process.env.BASE_URL;
+const token = process.env.ADMIN_TOKEN;
+const work = process.env.WORK_DIR;
+const shots = process.env.SHOT_DIR;
+assert.ok(base && /^http:\/\/127\.0\.0\.1:\d+$/.test(base), "BASE_URL must be a loopback URL");
+assert.ok(token && work && shots, "ADMIN_TOKEN, WORK_DIR and SHOT_DIR are required");
+mkdirSync(shots, { recursive: true });
+
+const step = (name) => console.log(`· ${name}`);
+const minutes = (m) => new Date(Date.now() + m * 60_000);
+// What a datetime-local input takes, in UTC (the form's fields are UTC).
+const local = (d) => d.toISOString().slice(0, 16);
+
+// Upload files: 30,000 distinct IDs, and 20,000 lines with line 12,345 bad.
+const ids = Array.from({ length: 30_000 }, (_, i) => 1_000_000 + i * 7);
+const good = join(work, "audience.csv");
+writeFileSync(good, ids.join("\n") + "\n");
+const badLines = Array.from({ length: 20_000 }, (_, i) => String(5_000_000 + i));
+badLines[12_344] = "12x45";
+const bad = join(work, "with-bad-line.csv");
+writeFileSync(bad, badLines.join("\n") + "\n");
+
+// Two more campaigns through the API, so the list shows every status.
+async function api(method, path, body) {
+  const res = await fetch(base + path, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body && JSON.stringify(body),
+  });
+  assert.ok(res.ok, `${method} ${path}: ${res.status} ${await res.text()}`);
+}
+await api("POST", "/v1/campaigns", {
+  id: "winter-sale", name: "Winter sale", design: "bitmap",
+  starts_at: minutes(60 * 24 * 20).toISOString(), ends_at: minutes(60 * 24 * 30).toISOString(),
+});
+await api("POST", "/v1/campaigns", {
+  id: "welcome-back", name: "Welcome back", design: "per-user",
+  starts_at: minutes(-60 * 24 * 30).toISOString(), ends_at: minutes(-60 * 24 * 2).toISOString(),
+});
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: [
+    "--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, timezoneId: "Europe/Paris" });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  const consoleErrors = [];
+  page.on("console", (m) => { if (m.type() === "error") { consoleErrors.push(m.text()); console.error(`browser console: ${m.text()}`); } });
+  page.on("pageerror", (e) => { consoleErrors.push(String(e)); console.error(`page error: ${e}`); });
+  const nav = (name) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true });
+  const shot = (name, opts = {}) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true, ...opts });
+
+  step("without a session, the portal redirects to sign-in");
+  await page.goto(base + "/admin/campaigns/spring-sale");
+  assert.equal(new URL(page.url()).pathname, "/admin/signin");
+  await shot("01-signin");
+
+  step("a wrong token is refused without saying anything else");
+  await page.getByLabel("Admin token").fill("not-the-token");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("That token is not valid.").waitFor();
+  assert.equal(new URL(page.url()).pathname, "/admin/signin");
+
+  step("signs in");
+  await page.getByLabel("Admin token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL("**/admin/campaigns");
+  await page.getByText("Signed in as").waitFor();
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === "guestlist_session");
+  assert.ok(session, "session cookie set");
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, "Strict");
+  assert.ok(session.expires > Date.now() / 1000, "the session cookie expires");
+
+  step("creating a campaign with an invalid window shows the field error and keeps the values");
+  await nav("New campaign").click();
+  await page.getByLabel("ID", { exact: true }).fill("spring-sale");
+  await page.getByLabel("Name").fill("Spring sale");
+  await page.getByLabel("Starts (UTC)").fill(local(minutes(-60)));
+  await page.getByLabel("Ends (UTC)").fill(local(minutes(-120)));
+  await page.getByRole("button", { name: "Create campaign" }).click();
+  const endsError = page.locator("#ends_at-error");
+  await endsError.waitFor();
+  assert.match(await endsError.textContent(), /must be after starts_at/);
+  assert.equal(await page.getByLabel("Name").inputValue(), "Spring sale");
+  assert.equal(await page.getByLabel("ID", { exact: true }).inputValue(), "spring-sale");
+  await shot("02-create-field-errors");
+
+  step("fixes the window and creates it");
+  await page.getByLabel("Ends (UTC)").fill(local(minutes(60 * 24 * 14)));
+  await page.getByRole("button", { name: "Create campaign" }).click();
+  await page.waitForURL("**/admin/campaigns/spring-sale?done=created");
+  await page.getByText("Campaign created.").waitFor();
+
+  step("uploads a 30,000-line file and sees the progress and the result");
+  await page.locator("#file").setInputFiles(good);
+  await page.getByRole("button", { name: "Upload" }).click();
+  await page.locator("#upload-progress").waitFor({ state: "visible" });
+  const result = page.locator("#upload-result");
+  await result.getByText("Audience replaced.").waitFor();
+  assert.equal(await page.locator("#upload-progress progress").evaluate((p) => p.value), 100);
+  assert.match(await page.locator(".progress-text").textContent(), /^Done · /);
+  const resultText = await result.textContent();
+  assert.match(resultText, /Received\s*30,000/);
+  assert.match(resultText, /Duplicates\s*0/);
+  assert.match(resultText, /New size\s*30,000/);
+  assert.equal(await page.locator("#audience-size").textContent(), "30,000");
+  await shot("03-campaign-uploaded");
+
+  step("a file with a bad line 12,345 shows that line and changes nothing");
+  await page.locator("#file").setInputFiles(bad);
+  await page.getByRole("button", { name: "Upload" }).click();
+  const failure = result.locator(".alert.error");
+  await failure.waitFor();
+  const failureText = await failure.textContent();
+  assert.match(failureText, /Line 12,345/);
+  assert.match(failureText, /nothing was changed/);
+  await shot("04-upload-bad-line");
+  await page.reload();
+  assert.equal(await page.locator("#audience-size").textContent(), "30,000");
+
+  step("looks up a member and a non-member");
+  await page.getByLabel("User ID", { exact: true }).fill(String(ids[12_345]));
+  await page.getByRole("button", { name: "Check" }).click();
+  assert.match(await page.locator("#lookup-result").textContent(), /is a member/);
+  await page.getByLabel("User ID", { exact: true }).fill("1000001");
+  await page.getByRole("button", { name: "Check" }).click();
+  assert.match(await page.locator("#lookup-result").textContent(), /is not a member/);
+  await nav("Look up a user").click();
+  await page.getByLabel("User ID", { exact: true }).fill(String(ids[0]));
+  await page.getByRole("button", { name: "Look up" }).click();
+  const found = page.locator("#lookup-result");
+  assert.match(await found.textContent(), /is in 1 active campaign/);
+  assert.ok(await found.getByRole("link", { name: "spring-sale" }).isVisible());
+  await shot("05-lookup");
+
+  step("edits the window");
+  await page.goto(base + "/admin/campaigns/spring-sale/edit");
+  await page.getByLabel("Ends (UTC)").fill(local(minutes(60 * 24 * 21)));
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText("Campaign updated.").waitFor();
+
+  step("the campaigns table shows every status and sorts");
+  await nav("Campaigns").click();
+  for (const status of ["active", "scheduled", "ended"]) {
+    assert.ok(await page.locator(`.badge.${status}`).first().isVisible(), status);
+  }
+  await page.getByRole("link", { name: /Audience/ }).click();
+  await page.getByRole("link", { name: /Audience/ }).click();
+  const firstRow = page.locator("table.campaigns tbody tr").first();
+  assert.match(await firstRow.textContent(), /spring-sale/, "largest audience first when sorted descending");
+  await page.getByRole("link", { name: /^Active/ }).click();
+  assert.equal(await page.locator("table.campaigns tbody tr").count(), 1);
+  await page.getByRole("link", { name: /^All/ }).click();
+  await shot("06-campaigns");
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot("07-campaigns-narrow");
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  step("deletes the campaign after typing its id");
+  await page.goto(base + "/admin/campaigns/spring-sale/delete");
+  const confirmButton = page.getByRole("button", { name: "Delete campaign" });
+  assert.equal(await confirmButton.isDisabled(), true, "disabled until the id is typed");
+  await page.getByLabel(/to confirm/).fill("spring-sale");
+  await shot("08-delete-confirm");
+  await confirmButton.click();
+  await page.getByText("Campaign deleted.").waitFor();
+  assert.equal(await page.locator("table.campaigns tbody tr", { hasText: "spring-sale" }).count(), 0);
+
+  step("finds each change in the audit log");
+  await nav("Audit log").click();
+  await page.getByLabel("Campaign ID").fill("spring-sale");
+  await page.getByRole("button", { name: "Filter" }).click();
+  const log = await page.locator("table.events").textContent();
+  for (const want of [
+    /created "Spring sale"/,
+    /audience replaced with 30000 IDs at version 1/,
+    /window changed to/,
+    /deleted/,
+  ]) {
+    assert.match(log, want);
+  }
+  assert.doesNotMatch(log, /12x45|20000 IDs/, "the refused upload changed nothing");
+  const actors = await page.locator("table.events tbody td:nth-child(2)").allTextContents();
+  assert.ok(actors.length >= 4 && actors.every((a) => a === "alice"), `actors: ${actors}`);
+  await shot("09-audit");
+
+  step("signs out");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL("**/admin/signin");
+  await page.goto(base + "/admin/campaigns");
+  assert.equal(new URL(page.url()).pathname, "/admin/signin");
+
+  assert.deepEqual(consoleErrors.filter((e) => !/status of 4\d\d/.test(e)), [], "no script errors");
+  console.log(`screenshots in ${shots}`);
+} catch (e) {
+  // Leave evidence for whoever reads the CI log.
+  const pages = browser.contexts().flatMap((c) => c.pages());
+  if (pages.length) {
+    await pages[0].screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
+    console.error(`failed at ${pages[0].url()}; screenshot: ${join(shots, "failure.png")}`);
+  }
+  throw e;
+} finally {
+  await browser.close();
+}

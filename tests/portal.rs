@@ -1,0 +1,437 @@
+//! The admin portal's guards, request by request: sessions, CSRF tokens,
+//! cookie flags, the sign-in limiter, and forms that refuse bad input
+//! without changing anything. The full browser walk-through is in
+//! `portal_browser.rs`.
+
+mod common;
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use common::{ADMIN, Backend, Harness, lines};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A cookie-keeping client of the in-process router.
+struct Browser<'a> {
+    h: &'a Harness,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .map_or("", |v| v.to_str().unwrap())
+    }
+
+    /// The CSRF token of the first form on the page.
+    fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self.body.find(marker).expect("a form with a CSRF token") + marker.len();
+        self.body[start..start + 64].to_string()
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(h: &'a Harness) -> Browser<'a> {
+        Browser {
+            h,
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, request: axum::http::request::Builder, body: Body) -> Page {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let request = request.header(header::COOKIE, cookie.join("; "));
+        let response = self
+            .h
+            .app
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        for set in response.headers().get_all(header::SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let (pair, _) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || set.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.into(), value.into());
+            }
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send(Request::get(path), Body::empty()).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        let request =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        self.send(request, Body::from(body)).await
+    }
+
+    /// Signs in with `token`; returns the sign-in response.
+    async fn try_sign_in(&mut self, token: &str) -> Page {
+        let form = self.get("/admin/signin").await;
+        let csrf = form.csrf();
+        self.post("/admin/signin", &[("token", token), ("csrf", &csrf)])
+            .await
+    }
+
+    /// Signs in as the admin; returns the session's CSRF token.
+    async fn sign_in(&mut self) -> String {
+        let done = self.try_sign_in(ADMIN).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+        self.get("/admin/campaigns").await.csrf()
+    }
+}
+
+async fn audit_len(h: &Harness) -> usize {
+    let (_, log) = h.get("/v1/audit?limit=1000").await;
+    log["events"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn without_a_session_every_page_redirects_alike_and_no_form_is_accepted() {
+    let h = Harness::new(Backend::Embedded).await;
+    h.create("real", -1, 24).await;
+    let mut b = Browser::new(&h);
+    let mut bodies = Vec::new();
+    for path in [
+        "/admin",
+        "/admin/campaigns",
+        "/admin/campaigns/real",
+        "/admin/campaigns/no-such-campaign",
+        "/admin/campaigns/real/delete",
+        "/admin/audit?campaign=real",
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(page.location(), "/admin/signin", "{path}");
+        bodies.push(page.body);
+    }
+    // A real and a missing campaign answer identically: nothing leaks.
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+
+    let page = b
+        .post("/admin/campaigns/real/delete", &[("confirm", "real")])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(h.get("/v1/campaigns/real").await.0, StatusCode::OK);
+    assert_eq!(audit_len(&h).await, 1, "only the creation");
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_http_only_expiring_cookie_and_a_wrong_token_learns_nothing() {
+    let h = Harness::new(Backend::Embedded).await;
+    let mut b = Browser::new(&h);
+
+    let form = b.get("/admin/signin").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let signin_cookie = form.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(signin_cookie.contains("HttpOnly") && signin_cookie.contains("SameSite=Strict"));
+    let csp = form.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+
+    let wrong = b.try_sign_in("not-the-token").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("That token is not valid."));
+    assert!(!b.cookies.contains_key("guestlist_session"));
+
+    // Without the sign-in page's token the form is refused outright.
+    let mut fresh = Browser::new(&h);
+    let forged = fresh
+        .post("/admin/signin", &[("token", ADMIN), ("csrf", "guess")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!fresh.cookies.contains_key("guestlist_session"));
+
+    let ok = b.try_sign_in(ADMIN).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    assert_eq!(ok.location(), "/admin/campaigns");
+    let session = ok
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with("guestlist_session="))
+        .expect("session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Max-Age=28800", "Path=/"] {
+        assert!(session.contains(flag), "{flag} missing from {session}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP here");
+    assert_eq!(b.get("/admin/campaigns").await.status, StatusCode::OK);
+
+    // Behind a TLS-terminating proxy the cookie is also Secure.
+    let mut tls = Browser::new(&h);
+    let form = tls.get("/admin/signin").await;
+    let csrf = form.csrf();
+    let body = serde_urlencoded::to_string([("token", ADMIN), ("csrf", &csrf)]).unwrap();
+    let request = Request::post("/admin/signin")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("x-forwarded-proto", "https");
+    let ok = tls.send(request, Body::from(body)).await;
+    let set: Vec<_> = ok.headers.get_all(header::SET_COOKIE).iter().collect();
+    assert!(set.iter().all(|v| v.to_str().unwrap().contains("; Secure")));
+}
+
+#[tokio::test]
+async fn forms_without_or_with_a_wrong_csrf_token_get_403_and_change_nothing() {
+    let h = Harness::new(Backend::Embedded).await;
+    let before = h.create("c", -1, 24).await;
+    let mut b = Browser::new(&h);
+    let csrf = b.sign_in().await;
+    let log = audit_len(&h).await;
+
+    let create = [
+        ("id", "other"),
+        ("name", "Other"),
+        ("starts_at", "2030-01-01T00:00"),
+        ("ends_at", "2030-02-01T00:00"),
+        ("design", "set"),
+    ];
+    let edit = [
+        ("name", "Renamed"),
+        ("starts_at", "2030-01-01T00:00"),
+        ("ends_at", "2030-02-01T00:00"),
+    ];
+    let forms: [(&str, &[(&str, &str)]); 4] = [
+        ("/admin/campaigns/new", &create),
+        ("/admin/campaigns/c/edit", &edit),
+        ("/admin/campaigns/c/delete", &[("confirm", "c")]),
+        ("/admin/signout", &[]),
+    ];
+    for (path, fields) in forms {
+        for token in [None, Some("0".repeat(64)), Some(csrf[..63].to_string())] {
+            let mut sent: Vec<(&str, &str)> = fields.to_vec();
+            if let Some(t) = &token {
+                sent.push(("csrf", t));
+            }
+            let page = b.post(path, &sent).await;
+            assert_eq!(page.status, StatusCode::FORBIDDEN, "{path} with {token:?}");
+            assert!(page.body.contains("security token"), "{}", page.body);
+        }
+    }
+    assert_eq!(h.campaign("c").await, before, "campaign unchanged");
+    assert_eq!(h.get("/v1/campaigns/other").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(audit_len(&h).await, log, "nothing recorded");
+    assert_eq!(
+        b.get("/admin/campaigns").await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
+
+    // The right token goes through, and the audit log names the token's owner.
+    let page = b
+        .post(
+            "/admin/campaigns/c/edit",
+            &[&edit[..], &[("csrf", &csrf)]].concat(),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(h.campaign("c").await["name"], "Renamed");
+    let (_, log) = h.get("/v1/audit?campaign=c&limit=1").await;
+    assert_eq!(log["events"][0]["actor"], "admin");
+    assert_eq!(log["events"][0]["action"], "updated");
+}
+
+#[tokio::test]
+async fn the_upload_endpoint_takes_a_session_only_with_its_csrf_header() {
+    let h = Harness::new(Backend::Embedded).await;
+    h.create("c", -1, 24).await;
+    h.replace("c", &[1, 2, 3]).await;
+    let mut b = Browser::new(&h);
+    let csrf = b.sign_in().await;
+
+    let upload = |token: Option<&str>| {
+        let mut r =
+            Request::put("/v1/campaigns/c/audience").header(header::CONTENT_TYPE, "text/csv");
+        if let Some(t) = token {
+            r = r.header("x-csrf-token", t);
+        }
+        r
+    };
+    for token in [None, Some("wrong")] {
+        let page = b.send(upload(token), Body::from(lines(&[7, 8]))).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{token:?}");
+        let body: Value = serde_json::from_str(&page.body).unwrap();
+        assert_eq!(body["error"], "csrf_token_invalid");
+        assert_eq!(h.export("c").await, vec![1, 2, 3], "unchanged");
+    }
+    // A browser with no session gets the API's usual 401.
+    let mut stranger = Browser::new(&h);
+    let page = stranger
+        .send(upload(Some(&csrf)), Body::from(lines(&[7, 8])))
+        .await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+
+    let page = b
+        .send(upload(Some(&csrf)), Body::from(lines(&[7, 8, 8])))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let body: Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(body["audience_size"], 2);
+    assert_eq!(body["duplicates"], 1);
+    assert_eq!(h.export("c").await, vec![7, 8]);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_rate_limited() {
+    let h = Harness::new(Backend::Embedded).await;
+    let mut b = Browser::new(&h);
+    for _ in 0..5 {
+        assert_eq!(
+            b.try_sign_in("wrong").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Even the right token waits out the window: that is what a limit means.
+    let limited = b.try_sign_in(ADMIN).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.body.contains("Too many failed sign-ins"));
+    let wait: u64 = limited.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(!b.cookies.contains_key("guestlist_session"));
+}
+
+#[tokio::test]
+async fn the_create_form_shows_every_error_by_its_field_and_keeps_the_values() {
+    let h = Harness::new(Backend::Embedded).await;
+    h.create("taken", -1, 24).await;
+    let mut b = Browser::new(&h);
+    let csrf = b.sign_in().await;
+
+    let page = b
+        .post(
+            "/admin/campaigns/new",
+            &[
+                ("csrf", &csrf),
+                ("id", "Bad Id!"),
+                ("name", "Kept name"),
+                ("starts_at", "2030-01-02T00:00"),
+                ("ends_at", "2030-01-01T00:00"),
+                ("design", "set"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("id=\"id-error\""), "{}", page.body);
+    assert!(page.body.contains("id=\"ends_at-error\""));
+    assert!(page.body.contains("must be after starts_at"));
+    assert!(page.body.contains("value=\"Kept name\""));
+    assert!(page.body.contains("value=\"Bad Id!\""));
+    assert!(page.body.contains("value=\"2030-01-01T00:00\""));
+
+    let page = b
+        .post(
+            "/admin/campaigns/new",
+            &[
+                ("csrf", &csrf),
+                ("id", "taken"),
+                ("name", "Duplicate"),
+                ("starts_at", "2030-01-01T00:00"),
+                ("ends_at", "2030-01-02T00:00"),
+                ("design", "set"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::CONFLICT);
+    assert!(page.body.contains("id=\"id-error\""));
+    let (_, list) = h.get("/v1/campaigns").await;
+    assert_eq!(
+        list["campaigns"].as_array().unwrap().len(),
+        1,
+        "nothing created"
+    );
+    assert_eq!(h.campaign("taken").await["name"], "Campaign taken");
+}
+
+#[tokio::test]
+async fn delete_needs_the_campaign_id_typed() {
+    let h = Harness::new(Backend::Embedded).await;
+    h.create("c", -1, 24).await;
+    let mut b = Browser::new(&h);
+    let csrf = b.sign_in().await;
+
+    let page = b
+        .post(
+            "/admin/campaigns/c/delete",
+            &[("csrf", &csrf), ("confirm", "C")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("Nothing was deleted."));
+    assert_eq!(h.get("/v1/campaigns/c").await.0, StatusCode::OK);
+
+    let page = b
+        .post(
+            "/admin/campaigns/c/delete",
+            &[("csrf", &csrf), ("confirm", "c")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/admin/campaigns?done=deleted");
+    assert_eq!(h.get("/v1/campaigns/c").await.0, StatusCode::NOT_FOUND);
+    let (_, log) = h.get("/v1/audit?campaign=c&limit=1").await;
+    assert_eq!(log["events"][0]["action"], "deleted");
+    assert_eq!(log["events"][0]["actor"], "admin");
+
+    // A signed-in administrator asking for a missing campaign gets a 404 page.
+    let page = b.get("/admin/campaigns/c").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.body.contains("does not exist"));
+}
+
+#[tokio::test]
+async fn lookups_answer_in_the_page() {
+    let h = Harness::new(Backend::Embedded).await;
+    h.create("c", -1, 24).await;
+    h.replace("c", &[10, 20]).await;
+    let mut b = Browser::new(&h);
+    b.sign_in().await;
+
+    let page = b.get("/admin/campaigns/c?user=20").await;
+    assert!(page.body.contains("is a member"), "{}", page.body);
+    let page = b.get("/admin/campaigns/c?user=21").await;
+    assert!(page.body.contains("is not a member"));
+    let page = b.get("/admin/campaigns/c?user=abc").await;
+    assert!(page.body.contains("is not a user ID"));
+
+    let page = b.get("/admin/lookup?user=10").await;
+    assert!(page.body.contains("is in 1 active campaign"));
+    assert!(page.body.contains("href=\"/admin/campaigns/c\""));
+    let page = b.get("/admin/lookup?user=11").await;
+    assert!(page.body.contains("is in no active campaign"));
+    let page = b.get("/admin/lookup?user=-1").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+}
