@@ -113,8 +113,12 @@ function uploads() {
         bar.value = 0;
         progressText.textContent = "Failed";
         show(result, "error", (box) => {
-          if (body.line) text(box, "strong", "Line " + num(body.line) + ": ");
-          box.appendChild(document.createTextNode(body.message || ("Upload failed (HTTP " + xhr.status + ").")));
+          let message = body.message || ("Upload failed (HTTP " + xhr.status + ").");
+          if (body.line) {
+            text(box, "strong", "Line " + num(body.line) + ": ");
+            message = message.replace(/^line \d+: /, "");
+          }
+          box.appendChild(document.createTextNode(message));
           if (xhr.status === 401 || xhr.status === 403) {
             box.appendChild(document.createTextNode(" Your session may have ended: sign in again."));
           }
