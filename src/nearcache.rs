@@ -233,7 +233,34 @@ enum Load {
 /// can be active, which decides whether "which campaigns" can be answered here.
 struct State {
     entries: Map,
+    /// The same entries in a list, for [`State::find`].
+    list: Vec<Arc<Entry>>,
     complete: bool,
+}
+
+/// Up to this many cached campaigns, a lookup compares ids one by one rather
+/// than hashing: a few live campaigns is the common case, and comparing a
+/// few short strings costs less than hashing one.
+const LINEAR: usize = 8;
+
+impl State {
+    fn new(entries: Map, complete: bool) -> State {
+        let list = entries.values().cloned().collect();
+        State {
+            entries,
+            list,
+            complete,
+        }
+    }
+
+    #[inline]
+    fn find(&self, campaign: &str) -> Option<&Arc<Entry>> {
+        if self.list.len() <= LINEAR {
+            self.list.iter().find(|e| e.campaign.id == campaign)
+        } else {
+            self.entries.get(campaign)
+        }
+    }
 }
 
 /// An answer from the cache for one user and campaign.
@@ -292,10 +319,7 @@ impl NearCache {
     pub fn start(store: RedisStore, options: NearCacheOptions) -> NearCache {
         let cache = NearCache {
             inner: Arc::new(Inner {
-                state: ArcSwap::from_pointee(State {
-                    entries: Map::default(),
-                    complete: false,
-                }),
+                state: ArcSwap::from_pointee(State::new(Map::default(), false)),
                 options,
                 epoch: Instant::now(),
                 skipped: AtomicU64::new(0),
@@ -314,7 +338,7 @@ impl NearCache {
     #[inline]
     pub fn is_member(&self, campaign: &str, user: UserId) -> Option<CachedMembership> {
         let state = self.inner.state.load();
-        let entry = state.entries.get(campaign)?;
+        let entry = state.find(campaign)?;
         Some(CachedMembership {
             member: entry.members.contains(user),
             stale: entry.stale.load(Ordering::Relaxed),
@@ -326,7 +350,7 @@ impl NearCache {
     /// The batch form of [`NearCache::is_member`]; `None` when not cached.
     pub fn are_members(&self, campaign: &str, users: &[UserId]) -> Option<(Vec<bool>, bool)> {
         let state = self.inner.state.load();
-        let entry = state.entries.get(campaign)?;
+        let entry = state.find(campaign)?;
         let answers = users.iter().map(|u| entry.members.contains(*u)).collect();
         Some((answers, entry.stale.load(Ordering::Relaxed)))
     }
@@ -479,7 +503,7 @@ impl NearCache {
         self.inner.skipped.store(skipped, Ordering::Relaxed);
         self.inner
             .state
-            .store(Arc::new(State { entries, complete }));
+            .store(Arc::new(State::new(entries, complete)));
         self.tick();
     }
 
@@ -564,10 +588,7 @@ impl NearCache {
         }
         NearCache {
             inner: Arc::new(Inner {
-                state: ArcSwap::from_pointee(State {
-                    entries,
-                    complete: true,
-                }),
+                state: ArcSwap::from_pointee(State::new(entries, true)),
                 options: NearCacheOptions::default(),
                 epoch: Instant::now(),
                 skipped: AtomicU64::new(0),

@@ -459,7 +459,17 @@ async fn a_second_instance_sees_campaigns_and_audiences_written_by_the_first() {
     let hb = Harness::over(b, Backend::RedisPerUser);
     ha.active("shared").await;
     ha.replace("shared", &[1, 2]).await;
-    assert!(hb.is_member("shared", 1).await);
+    // B may still hold the campaign as it was created (generation 0) until
+    // the change announcement or the poll reaches it: visibility is bounded,
+    // not instant, so both replaces are awaited the same way.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !hb.is_member("shared", 1).await {
+        assert!(
+            Instant::now() < deadline,
+            "instance B never saw the first replace"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     ha.replace("shared", &[3]).await;
     // B learns the new generation from the catalog poll (once a second).
     let deadline = Instant::now() + Duration::from_secs(5);
