@@ -175,6 +175,25 @@ async fn sign_in_sets_a_strict_http_only_expiring_cookie_and_a_wrong_token_learn
     let ok = b.try_sign_in(ADMIN).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
     assert_eq!(ok.location(), "/admin/campaigns");
+    // Signing in again replaces the session: the old cookie stops working.
+    let first = b.cookies["guestlist_session"].clone();
+    // (The sign-in page forwards a signed-in browser, so its form token comes
+    // from another one.)
+    let mut other = Browser::new(&h);
+    let form = other.get("/admin/signin").await;
+    let signin = other.cookies["guestlist_signin"].clone();
+    b.cookies.insert("guestlist_signin".into(), signin);
+    let again = b
+        .post("/admin/signin", &[("token", ADMIN), ("csrf", &form.csrf())])
+        .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_ne!(b.cookies["guestlist_session"], first);
+    let mut old = Browser::new(&h);
+    old.cookies.insert("guestlist_session".into(), first);
+    assert_eq!(
+        old.get("/admin/campaigns").await.location(),
+        "/admin/signin"
+    );
     let session = ok
         .headers
         .get_all(header::SET_COOKIE)
@@ -290,6 +309,22 @@ async fn the_upload_endpoint_takes_a_session_only_with_its_csrf_header() {
         .send(upload(Some(&csrf)), Body::from(lines(&[7, 8])))
         .await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+
+    // Only the uploads take a session: every other admin call still needs
+    // a bearer token, CSRF header or not.
+    for (method, path) in [
+        ("DELETE", "/v1/campaigns/c"),
+        ("GET", "/v1/campaigns/c/audience"),
+        ("GET", "/v1/audit"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-csrf-token", &csrf);
+        let page = b.send(request, Body::empty()).await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    assert_eq!(h.export("c").await, vec![1, 2, 3], "still there");
 
     let page = b
         .send(upload(Some(&csrf)), Body::from(lines(&[7, 8, 8])))

@@ -104,6 +104,18 @@ pub fn required_access(method: &Method, path: &str) -> Access {
     }
 }
 
+/// The endpoints the portal's upload form streams to: replace, add, remove.
+fn is_audience_upload(method: &Method, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/v1/campaigns/") else {
+        return false;
+    };
+    match rest.split_once('/') {
+        Some((_, "audience")) => method == Method::PUT,
+        Some((_, "audience/add" | "audience/remove")) => method == Method::POST,
+        _ => false,
+    }
+}
+
 /// The header carrying a portal session's CSRF token on API calls.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -129,11 +141,13 @@ pub async fn authenticate(
     let mut actor = presented
         .and_then(|p| tokens.admin_name(p))
         .map(str::to_string);
-    // The portal's upload form streams to these same endpoints from the
-    // browser, with its session cookie instead of a token. A cookie is sent
+    // The portal's upload form streams to the audience endpoints from the
+    // browser, with its session cookie instead of a token; only those take a
+    // cookie, so every other API call still needs a bearer token. A cookie is sent
     // by the browser on its own, so it counts only with the session's CSRF
     // token in a header, which another site's page cannot read or set.
     if presented.is_none()
+        && is_audience_upload(request.method(), request.uri().path())
         && let Some(session) = state.portal.sessions.from_headers(request.headers())
     {
         let csrf = request
@@ -195,6 +209,25 @@ mod tests {
         ];
         for (method, path, want) in cases {
             assert_eq!(required_access(&method, path), want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn only_the_audience_uploads_take_a_portal_session() {
+        let cases = [
+            (Method::PUT, "/v1/campaigns/a/audience", true),
+            (Method::POST, "/v1/campaigns/a/audience/add", true),
+            (Method::POST, "/v1/campaigns/a/audience/remove", true),
+            (Method::GET, "/v1/campaigns/a/audience", false),
+            (Method::POST, "/v1/campaigns/a/audience", false),
+            (Method::DELETE, "/v1/campaigns/a", false),
+            (Method::PATCH, "/v1/campaigns/a", false),
+            (Method::POST, "/v1/campaigns", false),
+            (Method::GET, "/v1/audit", false),
+            (Method::PUT, "/v1/campaigns/a/b/audience", false),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(is_audience_upload(&method, path), want, "{method} {path}");
         }
     }
 

@@ -335,6 +335,11 @@ async fn signin(State(state): State<AppState>, request: Request) -> Response {
         );
     };
     state.portal.limiter.succeeded(client);
+    // A fresh session every time: one the browser already held (perhaps
+    // planted or stolen) ends here.
+    if let Some(old) = state.portal.sessions.from_headers(&headers) {
+        state.portal.sessions.remove(&old.id);
+    }
     let session = state.portal.sessions.create(actor);
     tracing::info!(actor = %session.actor, "portal sign-in");
     let secure = over_tls(&headers);
@@ -653,14 +658,14 @@ async fn edit(
     let current = load(&state, &id).await?;
     let (starts_at, ends_at) = (form_time(&f.starts_at), form_time(&f.ends_at));
     // Only what changed goes into the patch, so the audit log says exactly
-    // what was edited. Times are compared as instants: the form drops seconds.
-    let changed_time = |raw: &str, current: DateTime<Utc>| {
-        DateTime::parse_from_rfc3339(raw).map_or(true, |t| t != current)
-    };
+    // what was edited.
+    // A stored time shows in the form cut to the minute; a field sent back
+    // exactly as shown is unchanged, and must not overwrite the precise time.
+    let changed_time = |raw: &str, current: DateTime<Utc>| raw.trim() != input_time(current);
     let patch = CampaignPatch {
-        name: (f.name != current.name).then(|| f.name.clone()),
-        starts_at: changed_time(&starts_at, current.starts_at).then_some(starts_at),
-        ends_at: changed_time(&ends_at, current.ends_at).then_some(ends_at),
+        name: (f.name.trim() != current.name).then(|| f.name.clone()),
+        starts_at: changed_time(&f.starts_at, current.starts_at).then_some(starts_at),
+        ends_at: changed_time(&f.ends_at, current.ends_at).then_some(ends_at),
     };
     let form = CampaignForm {
         chrome: Chrome::new(&s, "campaigns"),
@@ -724,7 +729,7 @@ async fn campaign_page(
 ) -> Result<Response, PageError> {
     let c = load(&state, &id).await?;
     let user = q.user.unwrap_or_default();
-    let (mut answer, mut lookup_error) = (None, None);
+    let (mut answer, mut lookup_error, mut status) = (None, None, StatusCode::OK);
     if !user.trim().is_empty() {
         match typed_user(&user) {
             Ok(u) => match state.checker.is_member(&c.id, u).await {
@@ -735,9 +740,16 @@ async fn campaign_page(
                         stale: m.stale,
                     })
                 }
-                Err(e) => lookup_error = Some(ApiError::from(e).to_string()),
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    status = e.status();
+                    lookup_error = Some(e.to_string());
+                }
             },
-            Err(e) => lookup_error = Some(e),
+            Err(e) => {
+                status = StatusCode::BAD_REQUEST;
+                lookup_error = Some(e);
+            }
         }
     }
     let events = state
@@ -747,7 +759,7 @@ async fn campaign_page(
         .into_iter()
         .map(EventRow::new)
         .collect();
-    Ok(CampaignPage {
+    let page = CampaignPage {
         chrome: Chrome::new(&s, "campaigns"),
         c: Row::new(&c, Utc::now()),
         flash: flash(q.done.as_deref()),
@@ -755,8 +767,8 @@ async fn campaign_page(
         answer,
         lookup_error,
         events,
-    }
-    .into_response())
+    };
+    Ok((status, page).into_response())
 }
 
 // ---- delete --------------------------------------------------------------
@@ -841,6 +853,7 @@ async fn lookup(
         stale: false,
         error: None,
     };
+    let mut status = StatusCode::OK;
     if !user.trim().is_empty() {
         match typed_user(&user) {
             Ok(u) => match state.checker.campaigns_for(u).await {
@@ -848,16 +861,18 @@ async fn lookup(
                     page.campaigns = Some(answer.campaigns);
                     page.stale = answer.stale;
                 }
-                Err(e) => page.error = Some(ApiError::from(e).to_string()),
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    status = e.status();
+                    page.error = Some(e.to_string());
+                }
             },
-            Err(e) => page.error = Some(e),
+            Err(e) => {
+                status = StatusCode::BAD_REQUEST;
+                page.error = Some(e);
+            }
         }
     }
-    let status = if page.error.is_some() && page.campaigns.is_none() && typed_user(&user).is_err() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
     (status, page).into_response()
 }
 

@@ -33,8 +33,9 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Client addresses tracked by the limiter at once.
 const MAX_TRACKED: usize = 10_000;
 
-/// One signed-in browser.
-#[derive(Debug, Clone)]
+/// One signed-in browser. `Debug` is hand-written: the id and the CSRF
+/// token are credentials and must never reach a log.
+#[derive(Clone)]
 pub struct Session {
     pub id: String,
     /// The name of the admin token used to sign in; the audit log's actor.
@@ -42,6 +43,16 @@ pub struct Session {
     /// Must accompany every state-changing request of this session.
     pub csrf: String,
     expires: Instant,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("actor", &self.actor)
+            .field("id", &"***")
+            .field("csrf", &"***")
+            .finish()
+    }
 }
 
 impl Session {

@@ -43,9 +43,11 @@ async function api(method, path, body) {
   });
   assert.ok(res.ok, `${method} ${path}: ${res.status} ${await res.text()}`);
 }
+// Times with seconds and milliseconds, which the portal's minute inputs cannot show.
+const winterStarts = new Date(Math.floor(minutes(60 * 24 * 20).getTime() / 60_000) * 60_000 + 17_250);
 await api("POST", "/v1/campaigns", {
   id: "winter-sale", name: "Winter sale", design: "bitmap",
-  starts_at: minutes(60 * 24 * 20).toISOString(), ends_at: minutes(60 * 24 * 30).toISOString(),
+  starts_at: winterStarts.toISOString(), ends_at: minutes(60 * 24 * 30).toISOString(),
 });
 await api("POST", "/v1/campaigns", {
   id: "welcome-back", name: "Welcome back", design: "per-user",
@@ -142,13 +144,17 @@ try {
   step("looks up a member and a non-member");
   await page.getByLabel("User ID", { exact: true }).fill(String(ids[12_345]));
   await page.getByRole("button", { name: "Check" }).click();
+  await page.waitForURL(new RegExp(`/admin/campaigns/spring-sale\\?user=${ids[12_345]}`));
   assert.match(await page.locator("#lookup-result").textContent(), /is a member/);
   await page.getByLabel("User ID", { exact: true }).fill("1000001");
   await page.getByRole("button", { name: "Check" }).click();
+  await page.waitForURL(/\/admin\/campaigns\/spring-sale\?user=1000001/);
   assert.match(await page.locator("#lookup-result").textContent(), /is not a member/);
   await nav("Look up a user").click();
+  await page.waitForURL("**/admin/lookup");
   await page.getByLabel("User ID", { exact: true }).fill(String(ids[0]));
   await page.getByRole("button", { name: "Look up" }).click();
+  await page.waitForURL(`**/admin/lookup?user=${ids[0]}`);
   const found = page.locator("#lookup-result");
   assert.match(await found.textContent(), /is in 1 active campaign/);
   assert.ok(await found.getByRole("link", { name: "spring-sale" }).isVisible());
@@ -160,18 +166,34 @@ try {
   await page.getByRole("button", { name: "Save changes" }).click();
   await page.getByText("Campaign updated.").waitFor();
 
+  step("renaming alone leaves the window as it was, to the second");
+  await page.goto(base + "/admin/campaigns/winter-sale/edit");
+  await page.getByLabel("Name").fill("Winter sale 2026");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText("Campaign updated.").waitFor();
+  const winter = await (await fetch(base + "/v1/campaigns/winter-sale", { headers: { Authorization: `Bearer ${token}` } })).json();
+  assert.equal(winter.name, "Winter sale 2026");
+  assert.equal(new Date(winter.starts_at).getTime(), winterStarts.getTime());
+  const winterLog = await (await fetch(base + "/v1/audit?campaign=winter-sale&limit=1", { headers: { Authorization: `Bearer ${token}` } })).json();
+  assert.equal(winterLog.events[0].summary, 'renamed to "Winter sale 2026"');
+
   step("the campaigns table shows every status and sorts");
   await nav("Campaigns").click();
+  await page.waitForURL("**/admin/campaigns");
   for (const status of ["active", "scheduled", "ended"]) {
     assert.ok(await page.locator(`.badge.${status}`).first().isVisible(), status);
   }
   await page.getByRole("link", { name: /Audience/ }).click();
+  await page.waitForURL(/sort=size&dir=asc/);
   await page.getByRole("link", { name: /Audience/ }).click();
+  await page.waitForURL(/sort=size&dir=desc/);
   const firstRow = page.locator("table.campaigns tbody tr").first();
   assert.match(await firstRow.textContent(), /spring-sale/, "largest audience first when sorted descending");
   await page.getByRole("link", { name: /^Active/ }).click();
+  await page.waitForURL(/status=active/);
   assert.equal(await page.locator("table.campaigns tbody tr").count(), 1);
   await page.getByRole("link", { name: /^All/ }).click();
+  await page.waitForURL((url) => url.pathname === "/admin/campaigns" && !url.search.includes("status="));
   await shot("06-campaigns");
   await page.setViewportSize({ width: 390, height: 844 });
   await shot("07-campaigns-narrow");
@@ -189,8 +211,10 @@ try {
 
   step("finds each change in the audit log");
   await nav("Audit log").click();
+  await page.waitForURL("**/admin/audit");
   await page.getByLabel("Campaign ID").fill("spring-sale");
   await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL("**/admin/audit?campaign=spring-sale");
   const log = await page.locator("table.events").textContent();
   for (const want of [
     /created "Spring sale"/,
