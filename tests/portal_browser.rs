@@ -7,7 +7,6 @@
 //! installed from `tests/browser/package-lock.json` on first run. Set
 //! `GUESTLIST_SKIP_BROWSER_TEST=1` to skip it on a machine without them.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,14 +21,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_healthy(base: &str, server: &mut Server) {
@@ -82,7 +73,10 @@ async fn an_administrator_runs_a_campaign_through_the_portal() {
 
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let base = format!("http://127.0.0.1:{}", free_port());
+    let base = format!(
+        "http://127.0.0.1:{}",
+        guestlist::redis_server::free_port().unwrap()
+    );
     let mut server = Server(
         Command::new(env!("CARGO_BIN_EXE_guestlist"))
             .args(["serve", "--listen", base.trim_start_matches("http://")])

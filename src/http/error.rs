@@ -92,14 +92,28 @@ impl ApiError {
         }
     }
 
+    /// What the caller may read: an internal error's detail stays in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "an internal error occurred; it has been logged".to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Logs the detail of errors that are ours, not the caller's, once, as
+    /// the response is built (JSON here, an HTML page in the portal).
+    pub fn log(&self) {
+        match self {
+            ApiError::Internal(detail) => tracing::error!(detail = %detail, "internal error"),
+            ApiError::Unavailable(detail) => tracing::warn!(detail = %detail, "store unavailable"),
+            _ => {}
+        }
+    }
+
     pub fn body(&self) -> Value {
         let mut body = Map::new();
         body.insert("error".into(), json!(self.code()));
-        let message = match self {
-            ApiError::Internal(_) => "an internal error occurred; it has been logged".to_string(),
-            other => other.to_string(),
-        };
-        body.insert("message".into(), json!(message));
+        body.insert("message".into(), json!(self.public_message()));
         if let ApiError::BadRequest { field, line, .. } = self {
             if let Some(field) = field {
                 body.insert("field".into(), json!(field));
@@ -114,11 +128,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match &self {
-            ApiError::Internal(detail) => tracing::error!(detail = %detail, "internal error"),
-            ApiError::Unavailable(detail) => tracing::warn!(detail = %detail, "store unavailable"),
-            _ => {}
-        }
+        self.log();
         (self.status(), Json(self.body())).into_response()
     }
 }

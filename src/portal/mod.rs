@@ -68,7 +68,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         }
         return Redirect::to("/admin/signin").into_response();
     };
-    let request = if request.method() == Method::POST {
+    let mut request = if request.method() == Method::POST {
         let (parts, body) = request.into_parts();
         let Ok(bytes) = to_bytes(body, FORM_LIMIT).await else {
             return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
@@ -84,7 +84,6 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     } else {
         request
     };
-    let mut request = request;
     request.extensions_mut().insert(session);
     next.run(request).await
 }

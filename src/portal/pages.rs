@@ -201,17 +201,13 @@ impl From<crate::store::StoreError> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        self.0.log();
         let status = self.0.status();
-        match &self.0 {
-            ApiError::Internal(detail) => tracing::error!(detail = %detail, "internal error"),
-            ApiError::Unavailable(detail) => tracing::warn!(detail = %detail, "store unavailable"),
-            _ => {}
-        }
-        let message = match &self.0 {
-            ApiError::Internal(_) => "an internal error occurred; it has been logged".to_string(),
-            e => e.to_string(),
-        };
-        (status, error_page(status.as_u16(), &message)).into_response()
+        (
+            status,
+            error_page(status.as_u16(), &self.0.public_message()),
+        )
+            .into_response()
     }
 }
 
@@ -742,8 +738,9 @@ async fn campaign_page(
                 }
                 Err(e) => {
                     let e = ApiError::from(e);
+                    e.log();
                     status = e.status();
-                    lookup_error = Some(e.to_string());
+                    lookup_error = Some(e.public_message());
                 }
             },
             Err(e) => {
@@ -863,8 +860,9 @@ async fn lookup(
                 }
                 Err(e) => {
                     let e = ApiError::from(e);
+                    e.log();
                     status = e.status();
-                    page.error = Some(e.to_string());
+                    page.error = Some(e.public_message());
                 }
             },
             Err(e) => {
