@@ -34,7 +34,6 @@ fn campaign(size: u64) -> Campaign {
         design: Design::Set,
         audience_size: size,
         version: 1,
-        generation: 1,
         created_at: now,
         updated_at: now,
     }

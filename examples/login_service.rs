@@ -42,7 +42,6 @@ async fn main() -> anyhow::Result<()> {
         design: Design::Set,
         audience_size: 0,
         version: 0,
-        generation: 0,
         created_at: now,
         updated_at: now,
     };

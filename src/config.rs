@@ -284,6 +284,7 @@ impl ServeArgs {
             check_timeout: self.check_timeout,
             admin_timeout: self.store_timeout,
             retention: self.retention,
+            max_staleness: self.max_staleness,
         }
     }
 }

@@ -32,6 +32,10 @@ pub enum Design {
 }
 
 impl Design {
+    /// Every design, for anything that must cover them all (the store's
+    /// grouping of checks, the bench, the tests).
+    pub const ALL: [Design; 3] = [Design::Set, Design::PerUser, Design::Bitmap];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Design::Set => "set",
@@ -96,11 +100,6 @@ pub struct Campaign {
     pub audience_size: u64,
     /// Increases on every audience change, so callers can tell lists apart.
     pub version: u64,
-    /// Increases only when the audience is rebuilt from scratch (a replace);
-    /// the per-user design tags entries with it so a replaced audience is
-    /// ignored without deleting it key by key. Internal, never shown.
-    #[serde(default, skip_serializing)]
-    pub generation: u64,
     #[serde(with = "rfc3339")]
     pub created_at: DateTime<Utc>,
     #[serde(with = "rfc3339")]
@@ -287,7 +286,6 @@ impl NewCampaign {
             design,
             audience_size: 0,
             version: 0,
-            generation: 0,
             created_at: now,
             updated_at: now,
         })

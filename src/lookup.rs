@@ -179,6 +179,15 @@ impl Checker {
             return Ok((lists, Source::Cache, false));
         }
         match self.store.campaigns_for_many(users, now).await {
+            // The store's list of campaigns is a copy too: past the bound it
+            // is stale like a cache entry, and the same policy applies.
+            Ok(lists) if self.store.catalog_is_stale() => {
+                if self.may_serve(true) {
+                    Ok((lists, Source::Store, true))
+                } else {
+                    Err(CheckError::Stale("the campaign list".into()))
+                }
+            }
             Ok(lists) => Ok((lists, Source::Store, false)),
             Err(e) => match cached {
                 Some((lists, _)) if self.may_serve(true) => Ok((lists, Source::Cache, true)),

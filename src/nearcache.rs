@@ -11,8 +11,13 @@
 //!   at once when a change is announced on pub/sub and at least once a second
 //!   by the version poll, so a lost message costs at most a second.
 //! - **How stale it may be**: each entry remembers when its version was last
-//!   confirmed against Redis. Past `max_staleness` the entry is flagged stale;
-//!   the caller's policy decides whether to serve it or refuse.
+//!   confirmed by a reconciliation of the store's catalog. Its age is
+//!   computed when it is read, so no background task has to run for an
+//!   entry to turn stale; past `max_staleness` it is flagged stale and the
+//!   caller's policy decides whether to serve it or refuse.
+//! - **What identifies an entry**: the campaign's incarnation and version,
+//!   never the version alone: a deleted and re-created campaign starts its
+//!   versions again, and must never be answered from its predecessor.
 //! - **How big it may grow**: entries are admitted, active campaigns first,
 //!   until `max_bytes`; campaigns that do not fit are answered by the store.
 //!
@@ -20,7 +25,7 @@
 //! wait for a reload, which builds a new map beside the old one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -30,7 +35,7 @@ use roaring::{RoaringBitmap, RoaringTreemap};
 use serde::Serialize;
 
 use crate::domain::{Campaign, Status, UserId};
-use crate::store::redis::RedisStore;
+use crate::store::redis::{CampaignMeta, RedisStore, Stamp};
 
 /// What to do with an answer from an entry that is past its staleness bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
@@ -62,9 +67,8 @@ impl Default for NearCacheOptions {
     }
 }
 
-/// How often staleness flags and gauges are recomputed. Checks read a flag
-/// instead of the clock, which keeps a lookup to a few nanoseconds.
-const TICK: Duration = Duration::from_millis(100);
+/// How often the cache gauges are recomputed.
+const TICK: Duration = Duration::from_millis(500);
 
 type Map = HashMap<String, Arc<Entry>, foldhash::fast::RandomState>;
 
@@ -214,11 +218,11 @@ impl SortedBlocks {
 /// One cached audience.
 struct Entry {
     campaign: Campaign,
+    incarnation: Stamp,
     members: Arc<Members>,
     bytes: u64,
     /// Milliseconds since the cache's epoch when this version was last confirmed.
     confirmed_ms: AtomicU64,
-    stale: AtomicBool,
 }
 
 enum Load {
@@ -341,7 +345,7 @@ impl NearCache {
         let entry = state.find(campaign)?;
         Some(CachedMembership {
             member: entry.members.contains(user),
-            stale: entry.stale.load(Ordering::Relaxed),
+            stale: self.is_stale(entry),
             starts_at: entry.campaign.starts_at,
             ends_at: entry.campaign.ends_at,
         })
@@ -352,7 +356,7 @@ impl NearCache {
         let state = self.inner.state.load();
         let entry = state.find(campaign)?;
         let answers = users.iter().map(|u| entry.members.contains(*u)).collect();
-        Some((answers, entry.stale.load(Ordering::Relaxed)))
+        Some((answers, self.is_stale(entry)))
     }
 
     /// Active campaigns holding each user, sorted, and whether any answer is
@@ -372,7 +376,7 @@ impl NearCache {
             .filter(|e| e.campaign.is_active_at(now))
             .collect();
         active.sort_by(|a, b| a.campaign.id.cmp(&b.campaign.id));
-        let stale = active.iter().any(|e| e.stale.load(Ordering::Relaxed));
+        let stale = active.iter().any(|e| self.is_stale(e));
         let lists = users
             .iter()
             .map(|u| {
@@ -397,7 +401,7 @@ impl NearCache {
                 version: e.campaign.version,
                 ids: e.members.len(),
                 bytes: e.bytes,
-                stale: e.stale.load(Ordering::Relaxed),
+                stale: self.is_stale(e),
                 confirmed_ms_ago: now_ms.saturating_sub(e.confirmed_ms.load(Ordering::Relaxed)),
             })
             .collect();
@@ -418,6 +422,15 @@ impl NearCache {
         self.inner.state.load().complete
     }
 
+    /// Whether `entry` has gone unconfirmed past the staleness bound, now.
+    #[inline]
+    fn is_stale(&self, entry: &Entry) -> bool {
+        let age = self
+            .now_ms()
+            .saturating_sub(entry.confirmed_ms.load(Ordering::Relaxed));
+        age > self.inner.options.max_staleness.as_millis() as u64
+    }
+
     fn now_ms(&self) -> u64 {
         self.inner.epoch.elapsed().as_millis() as u64
     }
@@ -435,26 +448,41 @@ impl NearCache {
         };
         let confirmed_ms = store.confirmed_at().map_or(0, |t| self.ms_at(t));
         let now = Utc::now();
-        campaigns.retain(|c| c.status_at(now) != Status::Ended);
+        campaigns.retain(|m| m.campaign.status_at(now) != Status::Ended);
         let known: std::collections::HashSet<String> =
-            campaigns.iter().map(|c| c.id.clone()).collect();
+            campaigns.iter().map(|m| m.id().to_string()).collect();
         // Under a tight budget, active campaigns go first, then the soonest to start.
-        campaigns.sort_by_key(|c| (c.status_at(now) != Status::Active, c.starts_at));
+        campaigns.sort_by_key(|m| {
+            (
+                m.campaign.status_at(now) != Status::Active,
+                m.campaign.starts_at,
+            )
+        });
 
         let current = self.inner.state.load_full();
+        // Confirm what is unchanged first: loading a new snapshot may take
+        // a while, and entries the catalog just confirmed must not age
+        // meanwhile.
+        for meta in &campaigns {
+            if let Some(e) = current.entries.get(meta.id()).filter(|e| same(e, meta)) {
+                e.confirmed_ms.fetch_max(confirmed_ms, Ordering::Relaxed);
+            }
+        }
         let mut entries = Map::default();
         let mut used: u64 = 0;
         let mut complete = true;
         let mut skipped = 0;
-        for campaign in campaigns {
-            let reusable = current
-                .entries
-                .get(&campaign.id)
-                .filter(|e| e.campaign.version == campaign.version);
-            let (members, bytes) = match reusable {
-                Some(e) => (e.members.clone(), e.bytes),
-                None => match self.load(store, &campaign, used).await {
-                    Load::Loaded(members, bytes) => (members, bytes),
+        for meta in campaigns {
+            let reusable = current.entries.get(meta.id()).filter(|e| same(e, &meta));
+            let campaign = &meta.campaign;
+            let (members, bytes, confirmed) = match reusable {
+                Some(e) => (
+                    e.members.clone(),
+                    e.bytes,
+                    e.confirmed_ms.load(Ordering::Relaxed),
+                ),
+                None => match self.load(store, &meta, used).await {
+                    Load::Loaded(members, bytes) => (members, bytes, confirmed_ms),
                     Load::TooBig => {
                         // Served by the store from now on; an old version must not linger.
                         complete = false;
@@ -464,8 +492,13 @@ impl NearCache {
                     Load::Failed => {
                         complete = false;
                         match current.entries.get(&campaign.id) {
-                            // Keep serving the old version; it ages into stale.
-                            Some(old) if used + old.bytes <= self.inner.options.max_bytes => {
+                            // Keep serving the old version of the same
+                            // incarnation; it ages into stale. A deleted and
+                            // re-created campaign's old entry must go.
+                            Some(old)
+                                if old.incarnation == meta.incarnation
+                                    && used + old.bytes <= self.inner.options.max_bytes =>
+                            {
                                 used += old.bytes;
                                 entries.insert(campaign.id.clone(), old.clone());
                             }
@@ -487,11 +520,11 @@ impl NearCache {
             }
             used += bytes;
             let entry = Entry {
-                campaign,
+                campaign: campaign.clone(),
+                incarnation: meta.incarnation,
                 members,
                 bytes,
-                confirmed_ms: AtomicU64::new(confirmed_ms),
-                stale: AtomicBool::new(false),
+                confirmed_ms: AtomicU64::new(confirmed),
             };
             entries.insert(entry.campaign.id.clone(), Arc::new(entry));
         }
@@ -508,7 +541,8 @@ impl NearCache {
     }
 
     /// Fetches one campaign's snapshot if it can fit.
-    async fn load(&self, store: &RedisStore, campaign: &Campaign, used: u64) -> Load {
+    async fn load(&self, store: &RedisStore, meta: &CampaignMeta, used: u64) -> Load {
+        let campaign = &meta.campaign;
         // Roaring needs at most ~2 bytes per ID in array containers; a
         // campaign that cannot fit even so is not fetched at all.
         let floor = campaign.audience_size.saturating_mul(2) / 8;
@@ -524,7 +558,7 @@ impl NearCache {
             return Load::TooBig;
         }
         let started = Instant::now();
-        match store.snapshot(campaign).await {
+        match store.snapshot(meta).await {
             Ok(members) => {
                 let ids = members.len();
                 let (members, bytes) = Members::new(members);
@@ -547,16 +581,12 @@ impl NearCache {
         }
     }
 
-    /// Recomputes staleness flags and the cache gauges.
+    /// Recomputes the cache gauges.
     fn tick(&self) {
         let state = self.inner.state.load();
-        let now_ms = self.now_ms();
-        let bound = self.inner.options.max_staleness.as_millis() as u64;
         let (mut bytes, mut ids, mut stale) = (0, 0, 0);
         for entry in state.entries.values() {
-            let age = now_ms.saturating_sub(entry.confirmed_ms.load(Ordering::Relaxed));
-            let is_stale = age > bound;
-            entry.stale.store(is_stale, Ordering::Relaxed);
+            let is_stale = self.is_stale(entry);
             bytes += entry.bytes;
             ids += entry.members.len();
             stale += u64::from(is_stale);
@@ -579,10 +609,11 @@ impl NearCache {
                 campaign.id.clone(),
                 Arc::new(Entry {
                     campaign,
+                    incarnation: Stamp::default(),
                     members: Arc::new(members),
                     bytes,
-                    confirmed_ms: AtomicU64::new(0),
-                    stale: AtomicBool::new(false),
+                    // Far in the future: fixed contents never age.
+                    confirmed_ms: AtomicU64::new(u64::MAX / 2),
                 }),
             );
         }
@@ -598,7 +629,12 @@ impl NearCache {
     }
 }
 
-/// Follows the store's catalog refreshes, and ticks staleness between them.
+/// Whether a cached entry holds the audience `meta` names.
+fn same(entry: &Entry, meta: &CampaignMeta) -> bool {
+    entry.incarnation == meta.incarnation && entry.campaign.version == meta.campaign.version
+}
+
+/// Follows the store's catalog refreshes, and updates gauges between them.
 /// Holds only a weak reference, so dropping every handle stops it.
 fn spawn_sync(inner: Weak<Inner>, store: RedisStore) {
     tokio::spawn(async move {
@@ -636,7 +672,6 @@ mod tests {
             design: Design::Set,
             audience_size: 0,
             version: 1,
-            generation: 1,
             created_at: now,
             updated_at: now,
         }
@@ -720,9 +755,14 @@ mod tests {
         assert!(!stale);
     }
 
+    /// Staleness is computed when an entry is read: no task has to run
+    /// for an unconfirmed entry to turn stale.
     #[test]
-    fn entries_turn_stale_past_the_bound() {
+    fn entries_turn_stale_past_the_bound_without_any_tick() {
         let cache = NearCache::from_audiences(vec![(campaign("a", -1, 1), ids(&[1]))]);
+        for entry in cache.inner.state.load().entries.values() {
+            entry.confirmed_ms.store(0, Ordering::Relaxed);
+        }
         std::thread::sleep(Duration::from_millis(20));
         // Same entries, a zero bound: any age is stale.
         let strict = NearCache {
@@ -737,7 +777,10 @@ mod tests {
                 too_big: std::sync::Mutex::new(HashMap::new()),
             }),
         };
-        strict.tick();
+        assert!(
+            !cache.is_member("a", 1).unwrap().stale,
+            "within the default bound"
+        );
         assert!(strict.is_member("a", 1).unwrap().stale);
         assert_eq!(strict.status().campaigns[0].id, "a");
     }

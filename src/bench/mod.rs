@@ -386,7 +386,6 @@ async fn load(
                 design: d,
                 audience_size: 0,
                 version: 0,
-                generation: 0,
                 created_at: now,
                 updated_at: now,
             };
@@ -453,7 +452,6 @@ async fn quiesce(admin: &ConnectionManager, prefix: &str) -> anyhow::Result<()> 
     let fixed = [
         format!("{prefix}:campaigns"),
         format!("{prefix}:catalog-version"),
-        format!("{prefix}:generations"),
     ];
     let leftovers: Vec<String> = scan_keys(admin, &format!("{prefix}:*"))
         .await?

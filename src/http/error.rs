@@ -144,7 +144,7 @@ impl From<StoreError> for ApiError {
                 code: "campaign_exists",
                 message: format!("{e}; choose another id or update it with PATCH"),
             },
-            StoreError::Busy(_) => ApiError::Conflict {
+            StoreError::Busy(_) | StoreError::Fenced(_) => ApiError::Conflict {
                 code: "audience_busy",
                 message: e.to_string(),
             },
@@ -161,6 +161,12 @@ impl From<StoreError> for ApiError {
                     "the store is unavailable or too slow right now; retry shortly".into(),
                 )
             }
+            StoreError::Unsuitable { code, message } => ApiError::BadRequest {
+                code,
+                message: format!("{message}; nothing was changed"),
+                field: Some("design"),
+                line: None,
+            },
             StoreError::Corrupt(detail) => ApiError::Internal(detail),
         }
     }

@@ -40,6 +40,14 @@ pub enum StoreError {
     /// The backend is unreachable or failed; the source says how.
     #[error("the store is unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A writer's commit was refused because it no longer held the
+    /// campaign's lease or the campaign changed under it: nothing applied.
+    #[error("the write was refused: {0}")]
+    Fenced(String),
+    /// The campaign's design cannot hold this audience well (`code` says
+    /// why); nothing was changed.
+    #[error("{message}")]
+    Unsuitable { code: &'static str, message: String },
     /// Data in the store could not be read back (a bug or outside tampering).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -99,6 +107,9 @@ pub struct StoreOptions {
     pub admin_timeout: Duration,
     /// How long audience data outlives the end of its campaign.
     pub retention: Duration,
+    /// Past this age without confirmation, answers that rest on a copy of
+    /// the store's state (a catalog, a cache) are stale.
+    pub max_staleness: Duration,
 }
 
 impl Default for StoreOptions {
@@ -107,6 +118,7 @@ impl Default for StoreOptions {
             check_timeout: Duration::from_millis(50),
             admin_timeout: Duration::from_secs(5),
             retention: Duration::from_secs(7 * 24 * 3600),
+            max_staleness: Duration::from_secs(5),
         }
     }
 }
@@ -155,6 +167,12 @@ pub trait Store: Send + Sync + 'static {
         users: &[UserId],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Vec<String>>>;
+
+    /// Whether answers of [`Store::campaigns_for_many`] rest on a copy of the
+    /// campaign list older than the staleness bound (they are then stale).
+    fn catalog_is_stale(&self) -> bool {
+        false
+    }
 
     /// Ok when the backend answers; the error says why not.
     async fn ready(&self) -> StoreResult<()>;

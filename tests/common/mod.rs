@@ -1,6 +1,12 @@
-//! Test fixtures: a real `redis-server` on a free loopback port, and a
-//! harness that drives the router without a socket.
+//! Test fixtures: a real `redis-server` on a free loopback port, a harness
+//! that drives the router without a socket, `monitor` (what Redis ran, and
+//! in which hash slots) and `proxy` (a TCP proxy that injects network faults
+//! between a client and that server).
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod monitor;
+pub mod proxy;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,6 +102,8 @@ pub fn test_options() -> StoreOptions {
         // Generous: these tests check behaviour, not speed, on a busy 2-core box.
         check_timeout: Duration::from_millis(500),
         admin_timeout: Duration::from_secs(10),
+        // Short, so replaced per-user generations are retired within seconds.
+        max_staleness: Duration::from_secs(3),
         ..StoreOptions::default()
     }
 }

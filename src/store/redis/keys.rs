@@ -46,8 +46,9 @@ impl Keys {
         format!("{}:campaigns", self.prefix)
     }
 
-    /// STRING counter bumped on every metadata change, so instances can poll one
-    /// cheap key to know whether their copy of the catalog is current.
+    /// STRING counter bumped right after every committed change. A hint, not
+    /// the source of truth: a writer that dies between its commit and this
+    /// bump leaves it unchanged, which the periodic reconciliation covers.
     pub fn catalog_version(&self) -> String {
         format!("{}:catalog-version", self.prefix)
     }
@@ -64,8 +65,9 @@ impl Keys {
     }
 
     /// SET being filled by a replace, `set` design, before it is swapped live.
-    pub fn staging(&self, campaign: &str, generation: u64) -> String {
-        format!("{}:{{{campaign}}}:staging:{generation}", self.prefix)
+    /// Named by the attempt, so no two writers can ever share one.
+    pub fn staging(&self, campaign: &str, attempt: Stamp) -> String {
+        format!("{}:{{{campaign}}}:staging:{attempt}", self.prefix)
     }
 
     /// STRING bitmap of the live audience, `bitmap` design: bit N is set
@@ -75,22 +77,34 @@ impl Keys {
     }
 
     /// STRING bitmap being filled by a replace, `bitmap` design.
-    pub fn bitmap_staging(&self, campaign: &str, generation: u64) -> String {
-        format!("{}:{{{campaign}}}:bitmap-staging:{generation}", self.prefix)
+    pub fn bitmap_staging(&self, campaign: &str, attempt: Stamp) -> String {
+        format!("{}:{{{campaign}}}:bitmap-staging:{attempt}", self.prefix)
     }
 
     /// Name the old live SET (or bitmap) takes for the instant between the swap and its UNLINK.
     /// Renaming onto a name that does not exist is O(1), unlike renaming onto the
     /// big live key, which would free it synchronously.
-    pub fn trash(&self, campaign: &str, generation: u64) -> String {
-        format!("{}:{{{campaign}}}:trash:{generation}", self.prefix)
+    pub fn trash(&self, campaign: &str, attempt: Stamp) -> String {
+        format!("{}:{{{campaign}}}:trash:{attempt}", self.prefix)
     }
 
-    /// STRING holding the audience at `version` in roaring's portable format.
-    /// Written before the version is published, so a reader that knows a version
-    /// can always fetch exactly that audience.
-    pub fn snapshot(&self, campaign: &str, version: u64) -> String {
-        format!("{}:{{{campaign}}}:snapshot:{version}", self.prefix)
+    /// STRING holding one audience version in roaring's portable format,
+    /// named by the campaign's incarnation and the attempt that wrote it.
+    /// Written before the version is published, so a reader that knows the
+    /// name can always fetch exactly that audience; unique per attempt, so
+    /// a failed writer's clean-up can never remove another writer's snapshot.
+    pub fn snapshot(&self, campaign: &str, incarnation: Stamp, attempt: Stamp) -> String {
+        format!(
+            "{}:{{{campaign}}}:snapshot:{incarnation}:{attempt}",
+            self.prefix
+        )
+    }
+
+    /// STRING holding the IDs a `per-user` in-place change is writing, while
+    /// the change is pending (see `FIELD_PENDING`): what the next writer
+    /// needs to undo it if this one dies.
+    pub fn pending(&self, campaign: &str) -> String {
+        format!("{}:{{{campaign}}}:pending", self.prefix)
     }
 
     /// STRING lease held by the one writer changing a campaign's audience.
@@ -114,28 +128,51 @@ impl Keys {
     pub fn audit(&self) -> String {
         format!("{}:audit", self.prefix)
     }
-
-    /// STRING counter handing out audience generations. Global, so a
-    /// deleted and re-created campaign never reuses a generation and stale
-    /// per-user entries can never come back to life.
-    pub fn generations(&self) -> String {
-        format!("{}:generations", self.prefix)
-    }
 }
 
 /// Audit stream length kept by `XADD … MAXLEN ~`.
 pub const AUDIT_CAP: u64 = 100_000;
 
-/// Field of [`Keys::user`]: `<campaign-id>:<generation>`. Only the campaign's
-/// current generation counts, so replacing an audience needs no deletes.
-pub fn per_user_field(campaign: &str, generation: u64) -> String {
-    format!("{campaign}:{generation}")
+/// A random 64-bit name: a campaign's incarnation, or one write attempt
+/// (which names its staging keys, its snapshot and, for a rebuild, the new
+/// generation). Random rather than counted, so naming one needs no shared
+/// counter in another hash slot, and written as 16 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Stamp(pub u64);
+
+impl Stamp {
+    pub fn random() -> Stamp {
+        Stamp(rand::random())
+    }
+
+    pub fn parse(s: &str) -> Option<Stamp> {
+        (s.len() == 16)
+            .then(|| u64::from_str_radix(s, 16).ok())
+            .flatten()
+            .map(Stamp)
+    }
 }
 
-/// Splits a [`per_user_field`] back into campaign id and generation.
-pub fn parse_per_user_field(field: &str) -> Option<(&str, u64)> {
-    let (campaign, generation) = field.rsplit_once(':')?;
-    Some((campaign, generation.parse().ok()?))
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Field of [`Keys::user`]: `<campaign-id>:<incarnation>:<generation>`. Only
+/// the campaign's current incarnation and generation count, so replacing an
+/// audience needs no deletes, and nothing written for a deleted campaign can
+/// ever answer for a re-created one of the same id.
+pub fn per_user_field(campaign: &str, incarnation: Stamp, generation: Stamp) -> String {
+    format!("{campaign}:{incarnation}:{generation}")
+}
+
+/// Splits a [`per_user_field`] back into campaign id, incarnation and generation.
+pub fn parse_per_user_field(field: &str) -> Option<(&str, Stamp, Stamp)> {
+    let mut parts = field.rsplitn(3, ':');
+    let generation = Stamp::parse(parts.next()?)?;
+    let incarnation = Stamp::parse(parts.next()?)?;
+    Some((parts.next()?, incarnation, generation))
 }
 
 // Fields of the `meta` hash.
@@ -145,8 +182,19 @@ pub const FIELD_ENDS_AT: &str = "ends_at";
 pub const FIELD_DESIGN: &str = "design";
 pub const FIELD_SIZE: &str = "audience_size";
 pub const FIELD_VERSION: &str = "version";
-/// Generation of the live audience (see `Campaign::generation`).
+/// Random name of the campaign's life: set at create, never changed, so a
+/// deleted and re-created campaign is never mistaken for its predecessor.
+pub const FIELD_INCARNATION: &str = "incarnation";
+/// Bumped by every committed change (audience or window): the fence a
+/// writer's commit checks, and what the catalog compares to find changes.
+pub const FIELD_REVISION: &str = "revision";
+/// Stamp of the live audience's generation: changes only on a rebuild.
 pub const FIELD_GENERATION: &str = "generation";
+/// Stamp of the live audience's snapshot: changes with every version.
+pub const FIELD_SNAPSHOT: &str = "snapshot";
+/// Present while a `per-user` in-place change to version N is half-written:
+/// holds N. The next writer undoes it before doing anything else.
+pub const FIELD_PENDING: &str = "pending";
 pub const FIELD_CREATED_AT: &str = "created_at";
 pub const FIELD_UPDATED_AT: &str = "updated_at";
 
@@ -166,8 +214,11 @@ mod tests {
 
     #[test]
     fn per_user_fields_round_trip() {
-        let f = per_user_field("a_b-1", 42);
-        assert_eq!(parse_per_user_field(&f), Some(("a_b-1", 42)));
+        let (i, g) = (Stamp(0xabc), Stamp(u64::MAX));
+        let f = per_user_field("a_b-1", i, g);
+        assert_eq!(f, "a_b-1:0000000000000abc:ffffffffffffffff");
+        assert_eq!(parse_per_user_field(&f), Some(("a_b-1", i, g)));
         assert_eq!(parse_per_user_field("nogeneration"), None);
+        assert_eq!(parse_per_user_field("c:1:2"), None);
     }
 }

@@ -1,0 +1,393 @@
+//! The catalog: every campaign's metadata, as this instance knows it.
+//!
+//! Checks of one campaign read its metadata with the probe (fresh), but
+//! "which campaigns is this user in?" and the near-cache need the list of
+//! campaigns, which lives in one index SET outside any campaign's slot. So
+//! each instance keeps a catalog and keeps it honest by **reconciling**:
+//! read the index, then each campaign's incarnation and revision (two
+//! small fields, pipelined), and reload in full only what changed. A
+//! reconciliation runs at least every [`RECONCILE_EVERY`], at once when a
+//! change is announced on pub/sub, and when the change counter moves.
+//!
+//! Announcements are hints: a writer can die between its commit and its
+//! announcement, and pub/sub drops messages while disconnected. Only a
+//! reconciliation confirms the catalog, so its age (time since the start
+//! of the last one that succeeded) is what readers are told: past
+//! [`RedisStore::max_catalog_age`], answers that depend on it are stale.
+//!
+//! A malformed or partial metadata hash is skipped, logged once and counted
+//! (`guestlist_catalog_malformed_campaigns`); it never stops the catalog.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::meta::CampaignMeta;
+use super::{Inner, RedisStore};
+use crate::store::StoreResult;
+
+/// Longest the catalog goes without a reconciliation while Redis answers.
+pub(crate) const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// How often the change counter is polled between reconciliations.
+const POLL: Duration = Duration::from_millis(250);
+/// An index entry whose metadata has been missing this long is pruned: a
+/// create writes the index first, so a briefly missing one may be a create
+/// in flight.
+const PRUNE_AFTER: Duration = Duration::from_secs(60);
+
+/// The campaigns this instance knows.
+#[derive(Default)]
+pub(crate) struct Catalog {
+    pub(crate) campaigns: HashMap<String, Arc<CampaignMeta>>,
+    /// Start of the last reconciliation that succeeded: everything committed
+    /// before it is in the catalog.
+    pub(crate) reconciled_at: Option<Instant>,
+    counter: Option<i64>,
+}
+
+/// One announced change, as sent on the changes channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Change {
+    pub campaign: String,
+    pub version: u64,
+    pub published_at_ms: i64,
+}
+
+impl Change {
+    pub(crate) fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Book-keeping of the reconciler, touched only by the task that runs it.
+#[derive(Default)]
+pub(crate) struct Reconciler {
+    /// Index entries without metadata, since when.
+    missing: HashMap<String, Instant>,
+    /// Campaigns skipped as malformed, at the revision seen, so each is
+    /// logged once.
+    malformed: HashMap<String, Option<String>>,
+}
+
+impl RedisStore {
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        self.inner
+            .catalog
+            .read()
+            .expect("catalog lock poisoned")
+            .clone()
+    }
+
+    fn update_catalog(&self, f: impl FnOnce(&mut Catalog)) {
+        let mut slot = self.inner.catalog.write().expect("catalog lock poisoned");
+        let mut next = Catalog {
+            campaigns: slot.campaigns.clone(),
+            reconciled_at: slot.reconciled_at,
+            counter: slot.counter,
+        };
+        f(&mut next);
+        *slot = Arc::new(next);
+    }
+
+    /// Records a campaign this instance just wrote, so its own next check
+    /// need not wait for a reconciliation. Never makes the catalog look
+    /// newer than its last reconciliation.
+    pub(crate) fn remember(&self, meta: CampaignMeta) {
+        self.update_catalog(|c| {
+            let newer = c.campaigns.get(meta.id()).is_none_or(|old| {
+                old.incarnation != meta.incarnation || old.revision <= meta.revision
+            });
+            if newer {
+                c.campaigns.insert(meta.id().to_string(), Arc::new(meta));
+            }
+        });
+        self.inner.refreshed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.update_catalog(|c| {
+            c.campaigns.remove(id);
+        });
+        self.inner.refreshed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// How old the catalog is: time since the start of the last successful
+    /// reconciliation. `None` before the first.
+    pub fn catalog_age(&self) -> Option<Duration> {
+        self.catalog().reconciled_at.map(|t| t.elapsed())
+    }
+
+    /// When the catalog was last confirmed in full against Redis.
+    pub fn confirmed_at(&self) -> Option<Instant> {
+        self.catalog().reconciled_at
+    }
+
+    /// Past this age, answers that depend on the catalog are stale.
+    pub(crate) fn max_catalog_age(&self) -> Duration {
+        self.inner
+            .options
+            .max_staleness
+            .min(self.retire_delay() / 2)
+    }
+
+    /// Whether the catalog is too old to answer from as fresh.
+    pub fn catalog_is_stale(&self) -> bool {
+        self.catalog_age()
+            .is_none_or(|age| age > self.max_catalog_age())
+    }
+
+    /// Ticks after every catalog change or confirmation; the near-cache
+    /// follows it.
+    pub fn subscribe_catalog(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.refreshed.subscribe()
+    }
+
+    /// The campaigns as of the last reconciliation, or `None` before the first.
+    pub fn known_campaigns(&self) -> Option<Vec<Arc<CampaignMeta>>> {
+        let catalog = self.catalog();
+        catalog
+            .reconciled_at
+            .map(|_| catalog.campaigns.values().cloned().collect())
+    }
+
+    /// The publish time (unix ms) of the change that produced `version` of
+    /// `campaign`, if this instance heard it announced. Taken once.
+    pub fn take_announced(&self, campaign: &str, version: u64) -> Option<i64> {
+        let mut announced = self.inner.announced.lock().expect("lock poisoned");
+        match announced.get(campaign) {
+            Some((v, at)) if *v == version => {
+                let at = *at;
+                announced.remove(campaign);
+                Some(at)
+            }
+            _ => None,
+        }
+    }
+
+    /// Brings the catalog in line with Redis (see the module doc).
+    pub(crate) async fn reconcile(&self, state: &mut Reconciler) -> StoreResult<()> {
+        let started = Instant::now();
+        let admin = &self.inner.admin;
+        let counter: Option<i64> = admin
+            .cmd(
+                "catalog",
+                redis::cmd("GET").arg(self.keys().catalog_version()),
+            )
+            .await?;
+        let ids: Vec<String> = admin
+            .cmd(
+                "catalog",
+                redis::cmd("SMEMBERS").arg(self.keys().campaign_index()),
+            )
+            .await?;
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET")
+                .arg(self.keys().meta(id))
+                .arg(super::keys::FIELD_INCARNATION)
+                .arg(super::keys::FIELD_REVISION);
+        }
+        let stamps: Vec<(Option<String>, Option<String>)> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            admin.pipe("catalog", &pipe).await?
+        };
+        let current = self.catalog();
+        let mut campaigns = HashMap::with_capacity(ids.len());
+        let mut reload = Vec::new();
+        for (id, (incarnation, revision)) in ids.iter().zip(stamps) {
+            let known = current.campaigns.get(id).filter(|m| {
+                Some(m.incarnation.to_string()) == incarnation
+                    && Some(m.revision.to_string()) == revision
+            });
+            match known {
+                Some(m) => {
+                    campaigns.insert(id.clone(), m.clone());
+                }
+                None if state.malformed.get(id) == Some(&revision) => {}
+                None => reload.push((id.clone(), revision)),
+            }
+        }
+        let mut present: HashSet<String> = campaigns.keys().cloned().collect();
+        if !reload.is_empty() {
+            let mut pipe = redis::pipe();
+            for (id, _) in &reload {
+                pipe.hgetall(self.keys().meta(id));
+            }
+            let metas: Vec<HashMap<String, String>> = admin.pipe("catalog", &pipe).await?;
+            for ((id, revision), hash) in reload.iter().zip(metas) {
+                if hash.is_empty() {
+                    continue;
+                }
+                present.insert(id.clone());
+                match CampaignMeta::parse(id, &hash) {
+                    Ok(meta) => {
+                        state.malformed.remove(id);
+                        campaigns.insert(id.clone(), Arc::new(meta));
+                    }
+                    Err(e) => {
+                        tracing::warn!(campaign = %id, error = %e, "skipping a campaign whose metadata is malformed; fix or delete its keys");
+                        state.malformed.insert(id.clone(), revision.clone());
+                    }
+                }
+            }
+        }
+        state.malformed.retain(|id, _| present.contains(id));
+        metrics::gauge!("guestlist_catalog_malformed_campaigns").set(state.malformed.len() as f64);
+        self.prune_index(state, &ids, &present).await;
+        let count = campaigns.len();
+        self.update_catalog(|c| {
+            // A write this instance committed during the reconciliation may
+            // be newer than what it read; keep the newer of the two.
+            for (id, mine) in &c.campaigns {
+                if let Some(read) = campaigns.get(id)
+                    && read.incarnation == mine.incarnation
+                    && read.revision < mine.revision
+                {
+                    campaigns.insert(id.clone(), mine.clone());
+                }
+            }
+            c.campaigns = campaigns;
+            c.reconciled_at = Some(started);
+            c.counter = counter;
+        });
+        self.inner.refreshed.send_modify(|n| *n = n.wrapping_add(1));
+        tracing::trace!(campaigns = count, "catalog reconciled");
+        Ok(())
+    }
+
+    /// Removes index entries whose metadata has been gone for a while
+    /// (expired by retention, or a create or delete that died halfway).
+    async fn prune_index(&self, state: &mut Reconciler, ids: &[String], present: &HashSet<String>) {
+        let now = Instant::now();
+        state.missing.retain(|id, _| !present.contains(id));
+        let mut gone = Vec::new();
+        for id in ids.iter().filter(|id| !present.contains(*id)) {
+            let since = *state.missing.entry(id.clone()).or_insert(now);
+            if now.duration_since(since) >= PRUNE_AFTER {
+                gone.push(id.clone());
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        let removed = self
+            .inner
+            .admin
+            .cmd::<i64>(
+                "catalog",
+                redis::cmd("SREM")
+                    .arg(self.keys().campaign_index())
+                    .arg(&gone),
+            )
+            .await;
+        if removed.is_ok() {
+            for id in &gone {
+                state.missing.remove(id);
+            }
+        }
+    }
+
+    /// Whether the change counter moved since the last reconciliation.
+    async fn counter_moved(&self) -> StoreResult<bool> {
+        let counter: Option<i64> = self
+            .inner
+            .admin
+            .cmd(
+                "catalog",
+                redis::cmd("GET").arg(self.keys().catalog_version()),
+            )
+            .await?;
+        Ok(counter != self.catalog().counter)
+    }
+}
+
+/// Keeps the catalog reconciled until the store is dropped: one task, so
+/// reconciliations never overlap; announcements wake it early.
+pub(crate) fn spawn_reconciler(inner: Weak<Inner>, wake: Arc<tokio::sync::Notify>) {
+    tokio::spawn(async move {
+        let mut state = Reconciler::default();
+        let mut was_ok = true;
+        loop {
+            let woken = tokio::select! {
+                () = wake.notified() => true,
+                () = tokio::time::sleep(POLL) => false,
+            };
+            let Some(inner) = inner.upgrade() else { return };
+            let store = RedisStore { inner };
+            let due = store
+                .catalog()
+                .reconciled_at
+                .is_none_or(|t| t.elapsed() + POLL > RECONCILE_EVERY);
+            let result = if woken || due {
+                store.reconcile(&mut state).await
+            } else {
+                match store.counter_moved().await {
+                    Ok(true) => store.reconcile(&mut state).await,
+                    other => other.map(drop),
+                }
+            };
+            match result {
+                Ok(()) if !was_ok => {
+                    tracing::info!("Redis reachable again; catalog reconciled");
+                    was_ok = true;
+                }
+                Ok(()) => {}
+                Err(e) if was_ok => {
+                    tracing::warn!(error = %e, "catalog reconciliation failed; will keep retrying");
+                    was_ok = false;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// Listens on the changes channel and wakes the reconciler on every
+/// announcement. Reconnects by itself; messages sent while disconnected are
+/// lost, which the periodic reconciliation covers.
+pub(crate) fn spawn_change_listener(inner: Weak<Inner>, wake: Arc<tokio::sync::Notify>) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            let client = strong.client.clone();
+            let channel = strong.keys.changes();
+            drop(strong);
+            let subscribed = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                redis::RedisResult::Ok(pubsub)
+            };
+            let pubsub = match tokio::time::timeout(Duration::from_secs(5), subscribed).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(250);
+            wake.notify_one();
+            let mut messages = pubsub.into_on_message();
+            while let Some(msg) = futures_util::StreamExt::next(&mut messages).await {
+                let Some(inner) = inner.upgrade() else { return };
+                if let Ok(change) = serde_json::from_slice::<Change>(msg.get_payload_bytes()) {
+                    let mut announced = inner.announced.lock().expect("lock poisoned");
+                    // One entry per campaign, consumed by a near-cache; a
+                    // hard bound for campaign churn without one.
+                    if announced.len() >= 10_000 {
+                        announced.clear();
+                    }
+                    announced.insert(change.campaign, (change.version, change.published_at_ms));
+                }
+                wake.notify_one();
+            }
+            tracing::debug!("changes subscription ended; reconnecting");
+        }
+    });
+}

@@ -1,0 +1,278 @@
+//! The three Redis data models for an audience, behind one trait.
+//!
+//! The store owns leases, versions, snapshots and the fenced commit; a
+//! design only says how its audience is staged, changed, probed and freed.
+//! Adding a design is one file here, one arm in [`for_design`] and one in
+//! `Design::ALL`.
+
+mod bitmap;
+mod per_user;
+mod set;
+
+use async_trait::async_trait;
+use redis::{Pipeline, Value};
+use roaring::RoaringTreemap;
+
+use super::conn::Conn;
+use super::keys::{Keys, Stamp};
+use super::meta::{CampaignMeta, Identity};
+use super::publish::Fenced;
+use crate::domain::{Design, UserId};
+use crate::store::{StoreError, StoreResult};
+
+/// Members per command for bulk writes and batch probes: big enough to
+/// amortise round trips, small enough that no command holds Redis for more
+/// than about 100 µs.
+pub const CHUNK: usize = 1_000;
+
+/// One design's data model. Every method that takes a [`Fenced`] only
+/// queues commands on the campaign's own keys (one hash slot); methods
+/// that touch per-user keys run outside any transaction, in an order that
+/// readers never observe half-done (see `per_user`).
+#[async_trait]
+pub(crate) trait RedisDesign: Send + Sync {
+    /// Writes the whole audience beside the live one under `attempt`, in
+    /// chunks, invisible to readers until [`RedisDesign::publish`] commits.
+    async fn stage(
+        &self,
+        conn: &Conn,
+        meta: &CampaignMeta,
+        attempt: Stamp,
+        version: u64,
+        members: &RoaringTreemap,
+        expire_at: i64,
+    ) -> StoreResult<()>;
+
+    /// Queues what makes `attempt`'s staged audience live.
+    fn publish(&self, tx: &mut Fenced, id: &str, attempt: Stamp, expire_at: i64);
+
+    /// Frees a generation no longer live (replaced, deleted, or staged and
+    /// never published). Best effort; everything it frees also expires.
+    async fn retire(
+        &self,
+        conn: &Conn,
+        meta: &CampaignMeta,
+        generation: Stamp,
+        members: &RoaringTreemap,
+    ) -> StoreResult<()>;
+
+    /// Applies an in-place change of at most [`CHUNK`] IDs making `version`.
+    /// Single-key designs queue it inside the commit; `per-user` writes it
+    /// ahead, invisible until the version moves (and returns `true`: the
+    /// change must be recorded as pending so it can be undone).
+    async fn write_delta(
+        &self,
+        conn: &Conn,
+        tx: &mut Fenced,
+        meta: &CampaignMeta,
+        version: u64,
+        delta: &Delta,
+        expire_at: i64,
+    ) -> StoreResult<()>;
+
+    /// Whether [`RedisDesign::write_delta`] writes outside the commit.
+    fn delta_ahead(&self) -> bool {
+        false
+    }
+
+    /// Undoes the writes of a pending in-place change that never committed.
+    async fn undo_delta(
+        &self,
+        _conn: &Conn,
+        _meta: &CampaignMeta,
+        _version: u64,
+        _delta: &Delta,
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Drops what readers of versions before `version` needed, once no
+    /// reader can still be on them.
+    async fn prune_delta(
+        &self,
+        _conn: &Conn,
+        _meta: &CampaignMeta,
+        _version: u64,
+        _removed: &RoaringTreemap,
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Queues, inside the delete commit, the removal of the live data.
+    fn delete(&self, tx: &mut Fenced, id: &str);
+
+    /// Moves the expiry of the live data: inside the commit for keys of the
+    /// campaign's slot, and for per-user keys ahead of it (only ever later).
+    async fn expire(
+        &self,
+        conn: &Conn,
+        tx: &mut Fenced,
+        meta: &CampaignMeta,
+        members: &RoaringTreemap,
+        expire_at: i64,
+    ) -> StoreResult<()>;
+
+    /// Whether retiring or moving expiry needs the member list.
+    fn keys_per_member(&self) -> bool;
+
+    /// Whether [`RedisDesign::queue_probe`]'s commands live in the
+    /// campaign's slot, so the probe and the metadata read can be one
+    /// MULTI: one answer, one version.
+    fn probe_in_campaign_slot(&self) -> bool;
+
+    /// Queues commands answering "is each of `users` in campaign `id`?".
+    fn queue_probe(&self, pipe: &mut Pipeline, id: &str, users: &[UserId]);
+
+    /// Reads [`RedisDesign::queue_probe`]'s replies, for the state `at`.
+    fn read_probe(
+        &self,
+        replies: &mut dyn Iterator<Item = Value>,
+        id: &str,
+        at: &Identity,
+        users: &[UserId],
+    ) -> StoreResult<Vec<bool>>;
+
+    /// Queues commands answering "which of `campaigns` (all of this design)
+    /// hold each of `users`". By default, one probe per campaign.
+    fn queue_campaigns_for(
+        &self,
+        pipe: &mut Pipeline,
+        campaigns: &[&CampaignMeta],
+        users: &[UserId],
+    ) {
+        for c in campaigns {
+            self.queue_probe(pipe, c.id(), users);
+        }
+    }
+
+    /// Reads [`RedisDesign::queue_campaigns_for`]'s replies: one row per
+    /// campaign, one answer per user.
+    fn read_campaigns_for(
+        &self,
+        replies: &mut dyn Iterator<Item = Value>,
+        campaigns: &[&CampaignMeta],
+        users: &[UserId],
+    ) -> StoreResult<Vec<Vec<bool>>> {
+        campaigns
+            .iter()
+            .map(|c| self.read_probe(replies, c.id(), &Identity::of(c), users))
+            .collect()
+    }
+}
+
+/// An in-place change: IDs that join and IDs that leave.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Delta {
+    pub add: RoaringTreemap,
+    pub remove: RoaringTreemap,
+}
+
+impl Delta {
+    pub(crate) fn len(&self) -> u64 {
+        self.add.len() + self.remove.len()
+    }
+
+    /// Both sets as one string (two length-prefixed roaring blobs), for the
+    /// pending key.
+    pub(crate) fn encode(&self) -> StoreResult<Vec<u8>> {
+        let mut out = Vec::new();
+        for part in [&self.add, &self.remove] {
+            out.extend((part.serialized_size() as u64).to_le_bytes());
+            part.serialize_into(&mut out)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> StoreResult<Delta> {
+        let bad = || StoreError::Corrupt("malformed pending change".into());
+        let mut rest = bytes;
+        let mut part = || -> StoreResult<RoaringTreemap> {
+            let (len, tail) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+            let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| bad())?;
+            let body = tail.get(..len).ok_or_else(bad)?;
+            rest = &tail[len..];
+            RoaringTreemap::deserialize_from(body).map_err(|_| bad())
+        };
+        Ok(Delta {
+            add: part()?,
+            remove: part()?,
+        })
+    }
+}
+
+/// The implementations, built once per store.
+pub(crate) struct Designs {
+    set: set::SetDesign,
+    per_user: per_user::PerUserDesign,
+    bitmap: bitmap::BitmapDesign,
+}
+
+impl Designs {
+    pub(crate) fn new(keys: &Keys) -> Designs {
+        Designs {
+            set: set::SetDesign { keys: keys.clone() },
+            per_user: per_user::PerUserDesign { keys: keys.clone() },
+            bitmap: bitmap::BitmapDesign { keys: keys.clone() },
+        }
+    }
+
+    /// The one place a design name becomes its implementation.
+    pub(crate) fn for_design(&self, design: Design) -> &dyn RedisDesign {
+        match design {
+            Design::Set => &self.set,
+            Design::PerUser => &self.per_user,
+            Design::Bitmap => &self.bitmap,
+        }
+    }
+}
+
+/// Refuses a bitmap audience that would cost far more memory than the same
+/// audience as a SET (and would take one huge allocation to write).
+pub(crate) fn check_bitmap_cost(members: &RoaringTreemap) -> Result<(), crate::domain::Invalid> {
+    bitmap::check_cost(members)
+}
+
+pub(crate) fn next_reply(replies: &mut dyn Iterator<Item = Value>) -> StoreResult<Value> {
+    replies
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("Redis sent fewer replies than commands".into()))
+}
+
+pub(crate) fn parse<T: redis::FromRedisValue>(v: Value) -> StoreResult<T> {
+    redis::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Fills a single staging key with `members`, one command per [`CHUNK`]
+/// members built by `chunk_cmd`, pipelined, streaming from the bitmap so
+/// only one round trip's commands are in memory. Starts from nothing; the
+/// staging TTL goes on with the first chunk and is refreshed every 16, so
+/// staging never outlives a crash and never expires under a long build.
+pub(crate) async fn stage_in_chunks(
+    conn: &Conn,
+    key: &str,
+    members: &RoaringTreemap,
+    chunk_cmd: impl Fn(&str, &[u64]) -> Vec<redis::Cmd>,
+) -> StoreResult<()> {
+    conn.unlink("stage", key).await?;
+    let mut ids = members.iter();
+    let mut buf = Vec::with_capacity(CHUNK);
+    let mut index = 0usize;
+    let cmds = std::iter::from_fn(move || {
+        buf.clear();
+        buf.extend(ids.by_ref().take(CHUNK));
+        if buf.is_empty() {
+            return None;
+        }
+        let mut cmds = chunk_cmd(key, &buf);
+        if index.is_multiple_of(16) {
+            let mut expire = redis::cmd("EXPIRE");
+            expire.arg(key).arg(super::snapshot::STAGING_TTL_SECS);
+            cmds.push(expire);
+        }
+        index += 1;
+        Some(cmds)
+    })
+    .flatten();
+    conn.bulk("stage", cmds).await
+}
