@@ -77,6 +77,14 @@ impl Checker {
         &self.store
     }
 
+    /// The store just answered from `campaign`'s current state: the cache
+    /// must not answer from an older one after this.
+    fn observe(&self, campaign: &crate::domain::Campaign) {
+        if let Some(cache) = &self.cache {
+            cache.observe(&campaign.id, campaign.version);
+        }
+    }
+
     /// Applies the stale policy to a cached answer: may it be served?
     fn may_serve(&self, stale: bool) -> bool {
         !stale
@@ -105,14 +113,17 @@ impl Checker {
         // Not cached, or cached but unconfirmed: the store answers if it can;
         // a stale cached answer is the fallback, subject to the policy.
         match self.store.is_member(campaign, user).await {
-            Ok((c, member)) => Ok(Membership {
-                campaign: c.id.clone(),
-                user_id: user,
-                member,
-                active: c.is_active_at(Utc::now()),
-                source: Source::Store,
-                stale: false,
-            }),
+            Ok((c, member)) => {
+                self.observe(&c);
+                Ok(Membership {
+                    campaign: c.id.clone(),
+                    user_id: user,
+                    member,
+                    active: c.is_active_at(Utc::now()),
+                    source: Source::Store,
+                    stale: false,
+                })
+            }
             Err(e) => match cached {
                 Some(hit) if self.may_serve(true) => {
                     let now = Utc::now();
@@ -145,7 +156,10 @@ impl Checker {
             return Ok((answers, Source::Cache, false));
         }
         match self.store.are_members(campaign, users).await {
-            Ok((_, answers)) => Ok((answers, Source::Store, false)),
+            Ok((c, answers)) => {
+                self.observe(&c);
+                Ok((answers, Source::Store, false))
+            }
             Err(e) => match cached {
                 Some((answers, _)) if self.may_serve(true) => Ok((answers, Source::Cache, true)),
                 Some(_) => Err(CheckError::Stale(campaign.to_string())),

@@ -25,7 +25,7 @@
 //! wait for a reload, which builds a new map beside the old one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -223,6 +223,11 @@ struct Entry {
     bytes: u64,
     /// Milliseconds since the cache's epoch when this version was last confirmed.
     confirmed_ms: AtomicU64,
+    /// The store has been seen answering from another state of this
+    /// campaign: the entry must not answer as fresh any more, or a client
+    /// that just got the newer answer from the store could next get an
+    /// older one from here.
+    superseded: AtomicBool,
 }
 
 enum Load {
@@ -316,6 +321,8 @@ struct Inner {
     /// Versions found too big for the budget, by campaign, so they are not
     /// downloaded again at every sync. Only the sync task touches it.
     too_big: std::sync::Mutex<HashMap<String, u64>>,
+    /// The store followed, for [`NearCache::observe`]; `None` for fixed contents.
+    store: Option<RedisStore>,
 }
 
 impl NearCache {
@@ -328,6 +335,7 @@ impl NearCache {
                 epoch: Instant::now(),
                 skipped: AtomicU64::new(0),
                 too_big: std::sync::Mutex::new(HashMap::new()),
+                store: Some(store.clone()),
             }),
         };
         spawn_sync(Arc::downgrade(&cache.inner), store);
@@ -425,6 +433,9 @@ impl NearCache {
     /// Whether `entry` has gone unconfirmed past the staleness bound, now.
     #[inline]
     fn is_stale(&self, entry: &Entry) -> bool {
+        if entry.superseded.load(Ordering::Relaxed) {
+            return true;
+        }
         let age = self
             .now_ms()
             .saturating_sub(entry.confirmed_ms.load(Ordering::Relaxed));
@@ -525,6 +536,7 @@ impl NearCache {
                 members,
                 bytes,
                 confirmed_ms: AtomicU64::new(confirmed),
+                superseded: AtomicBool::new(false),
             };
             entries.insert(entry.campaign.id.clone(), Arc::new(entry));
         }
@@ -534,10 +546,38 @@ impl NearCache {
             .expect("lock poisoned")
             .retain(|id, _| known.contains(id));
         self.inner.skipped.store(skipped, Ordering::Relaxed);
-        self.inner
-            .state
-            .store(Arc::new(State::new(entries, complete)));
+        let state = Arc::new(State::new(entries, complete));
+        self.inner.state.store(state.clone());
+        // A check may have found a newer state in the store while this sync
+        // loaded an older one; it updated the catalog before answering, so
+        // looking again after publishing catches every such entry.
+        for entry in state.list.iter() {
+            let current = store.known_campaign(&entry.campaign.id);
+            if current.is_some_and(|m| !same(entry, &m)) {
+                entry.superseded.store(true, Ordering::Relaxed);
+            }
+        }
         self.tick();
+    }
+
+    /// Tells the cache the store just answered for `campaign` at `version`
+    /// (and, through the catalog the answer updated, at which incarnation):
+    /// an entry of another state stops answering as fresh until the next
+    /// sync replaces it, so reads never go back in time.
+    pub fn observe(&self, campaign: &str, version: u64) {
+        let state = self.inner.state.load();
+        let Some(entry) = state.find(campaign) else {
+            return;
+        };
+        let other_incarnation = || {
+            let store = self.inner.store.as_ref();
+            store
+                .and_then(|s| s.known_campaign(campaign))
+                .is_some_and(|m| m.incarnation != entry.incarnation)
+        };
+        if entry.campaign.version != version || other_incarnation() {
+            entry.superseded.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Fetches one campaign's snapshot if it can fit.
@@ -614,6 +654,7 @@ impl NearCache {
                     bytes,
                     // Far in the future: fixed contents never age.
                     confirmed_ms: AtomicU64::new(u64::MAX / 2),
+                    superseded: AtomicBool::new(false),
                 }),
             );
         }
@@ -624,6 +665,7 @@ impl NearCache {
                 epoch: Instant::now(),
                 skipped: AtomicU64::new(0),
                 too_big: std::sync::Mutex::new(HashMap::new()),
+                store: None,
             }),
         }
     }
@@ -775,6 +817,7 @@ mod tests {
                 epoch: cache.inner.epoch,
                 skipped: AtomicU64::new(0),
                 too_big: std::sync::Mutex::new(HashMap::new()),
+                store: None,
             }),
         };
         assert!(

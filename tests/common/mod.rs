@@ -4,6 +4,7 @@
 //! between a client and that server).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod history;
 pub mod monitor;
 pub mod proxy;
 pub mod serve;

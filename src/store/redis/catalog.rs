@@ -152,6 +152,11 @@ impl RedisStore {
             .map(|_| catalog.campaigns.values().cloned().collect())
     }
 
+    /// One campaign as the catalog holds it now, however old.
+    pub fn known_campaign(&self, id: &str) -> Option<Arc<CampaignMeta>> {
+        self.catalog().campaigns.get(id).cloned()
+    }
+
     /// The publish time (unix ms) of the change that produced `version` of
     /// `campaign`, if this instance heard it announced. Taken once.
     pub fn take_announced(&self, campaign: &str, version: u64) -> Option<i64> {
