@@ -104,6 +104,7 @@ impl Client {
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
         let store_options = StoreOptions {
             check_timeout: options.check_timeout,
+            max_staleness: options.max_staleness,
             ..StoreOptions::default()
         };
         let store =

@@ -14,11 +14,11 @@
 //!       ▼         ▼
 //!   Arc<dyn store::Store>                        chosen once at start-up
 //!       ├── store::embedded   roaring in memory + redb on disk (the default)
-//!       └── store::redis      metadata + catalog poller + snapshots + lease locks
-//!              ├── keys        every Redis key format
-//!              ├── set         design `set`: one SET per campaign
-//!              ├── per_user    design `per-user`: one hash per user
-//!              └── bitmap      design `bitmap`: one Redis bitmap per campaign
+//!       └── store::redis      shared by every instance; see its module map
+//!              ├── catalog     campaign list, reconciled every second
+//!              ├── lease, publish   one writer per campaign; fenced commits
+//!              ├── snapshot, meta, keys, audit, conn, scripts/*.lua
+//!              └── design/{set, per_user, bitmap}   how each lays out an audience
 //! ```
 //!
 //! - [`domain`]: campaigns, validation and status; no I/O.

@@ -57,6 +57,13 @@ pub enum CheckError {
     Stale(String),
 }
 
+/// Whether the store failed to answer at all (so a stale cached answer may
+/// stand in), rather than answering something definite such as "no such
+/// campaign", which an old cached copy must never contradict.
+fn unreachable(e: &StoreError) -> bool {
+    matches!(e, StoreError::Timeout(_) | StoreError::Unavailable(_))
+}
+
 /// Answers checks from the near-cache or the store. Cheap to clone.
 #[derive(Clone)]
 pub struct Checker {
@@ -75,6 +82,14 @@ impl Checker {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The store just answered that `campaign` does not exist: the cache
+    /// must not answer for it as fresh after this.
+    fn observe_error(&self, campaign: &str, e: &StoreError) {
+        if let (Some(cache), StoreError::NotFound(_)) = (&self.cache, e) {
+            cache.observe_gone(campaign);
+        }
     }
 
     /// The store just answered from `campaign`'s current state: the cache
@@ -124,7 +139,11 @@ impl Checker {
                     stale: false,
                 })
             }
-            Err(e) => match cached {
+            Err(e) => match cached.filter(|_| unreachable(&e)) {
+                None => {
+                    self.observe_error(campaign, &e);
+                    Err(e.into())
+                }
                 Some(hit) if self.may_serve(true) => {
                     let now = Utc::now();
                     Ok(Membership {
@@ -137,7 +156,6 @@ impl Checker {
                     })
                 }
                 Some(_) => Err(CheckError::Stale(campaign.to_string())),
-                None => Err(e.into()),
             },
         }
     }
@@ -160,10 +178,13 @@ impl Checker {
                 self.observe(&c);
                 Ok((answers, Source::Store, false))
             }
-            Err(e) => match cached {
+            Err(e) => match cached.filter(|_| unreachable(&e)) {
                 Some((answers, _)) if self.may_serve(true) => Ok((answers, Source::Cache, true)),
                 Some(_) => Err(CheckError::Stale(campaign.to_string())),
-                None => Err(e.into()),
+                None => {
+                    self.observe_error(campaign, &e);
+                    Err(e.into())
+                }
             },
         }
     }
@@ -203,7 +224,7 @@ impl Checker {
                 }
             }
             Ok(lists) => Ok((lists, Source::Store, false)),
-            Err(e) => match cached {
+            Err(e) => match cached.filter(|_| unreachable(&e)) {
                 Some((lists, _)) if self.may_serve(true) => Ok((lists, Source::Cache, true)),
                 Some(_) => Err(CheckError::Stale("one or more campaigns".into())),
                 None => Err(e.into()),

@@ -338,6 +338,12 @@ impl NearCache {
                 store: Some(store.clone()),
             }),
         };
+        let weak = Arc::downgrade(&cache.inner);
+        store.on_catalog_change(Box::new(move |campaigns| {
+            if let Some(inner) = weak.upgrade() {
+                NearCache { inner }.supersede_behind(campaigns);
+            }
+        }));
         spawn_sync(Arc::downgrade(&cache.inner), store);
         cache
     }
@@ -454,10 +460,10 @@ impl NearCache {
     /// whose version is unchanged, loads new versions from their snapshots,
     /// drops ended or deleted campaigns.
     async fn sync(&self, store: &RedisStore) {
-        let Some(mut campaigns) = store.known_campaigns() else {
+        let Some((mut campaigns, confirmed_at)) = store.known_campaigns() else {
             return;
         };
-        let confirmed_ms = store.confirmed_at().map_or(0, |t| self.ms_at(t));
+        let confirmed_ms = self.ms_at(confirmed_at);
         let now = Utc::now();
         campaigns.retain(|m| m.campaign.status_at(now) != Status::Ended);
         let known: std::collections::HashSet<String> =
@@ -486,14 +492,26 @@ impl NearCache {
         for meta in campaigns {
             let reusable = current.entries.get(meta.id()).filter(|e| same(e, &meta));
             let campaign = &meta.campaign;
-            let (members, bytes, confirmed) = match reusable {
+            // A reused entry is rebuilt (a PATCH may have moved its window)
+            // but keeps its confirmation and whether it was superseded.
+            let (members, bytes, confirmed, superseded) = match reusable {
                 Some(e) => (
                     e.members.clone(),
                     e.bytes,
                     e.confirmed_ms.load(Ordering::Relaxed),
+                    e.superseded.load(Ordering::Relaxed),
                 ),
                 None => match self.load(store, &meta, used).await {
-                    Load::Loaded(members, bytes) => (members, bytes, confirmed_ms),
+                    // Loaded from the catalog as it was when this sync began;
+                    // if the catalog has moved on since, it starts superseded.
+                    Load::Loaded(members, bytes) => {
+                        let now = store.known_campaign(meta.id());
+                        let behind = now.is_none_or(|m| {
+                            m.incarnation != meta.incarnation
+                                || m.campaign.version != meta.campaign.version
+                        });
+                        (members, bytes, confirmed_ms, behind)
+                    }
                     Load::TooBig => {
                         // Served by the store from now on; an old version must not linger.
                         complete = false;
@@ -536,7 +554,7 @@ impl NearCache {
                 members,
                 bytes,
                 confirmed_ms: AtomicU64::new(confirmed),
-                superseded: AtomicBool::new(false),
+                superseded: AtomicBool::new(superseded),
             };
             entries.insert(entry.campaign.id.clone(), Arc::new(entry));
         }
@@ -551,13 +569,37 @@ impl NearCache {
         // A check may have found a newer state in the store while this sync
         // loaded an older one; it updated the catalog before answering, so
         // looking again after publishing catches every such entry.
-        for entry in state.list.iter() {
-            let current = store.known_campaign(&entry.campaign.id);
-            if current.is_some_and(|m| !same(entry, &m)) {
+        if let Some((campaigns, _)) = store.known_campaigns() {
+            let campaigns = campaigns
+                .into_iter()
+                .map(|m| (m.id().to_string(), m))
+                .collect();
+            self.supersede_behind(&campaigns);
+        }
+        self.tick();
+    }
+
+    /// Marks every entry whose state differs from `campaigns` (the store's
+    /// catalog) as superseded. Runs on every catalog change, before the
+    /// change is visible, so the cache never answers as fresh from a state
+    /// older than one this process has seen.
+    fn supersede_behind(&self, campaigns: &HashMap<String, Arc<CampaignMeta>>) {
+        for entry in self.inner.state.load().list.iter() {
+            if campaigns
+                .get(&entry.campaign.id)
+                .is_none_or(|m| !same(entry, m))
+            {
                 entry.superseded.store(true, Ordering::Relaxed);
             }
         }
-        self.tick();
+    }
+
+    /// Tells the cache the store just answered that `campaign` does not
+    /// exist: its entry, if any, stops answering as fresh.
+    pub fn observe_gone(&self, campaign: &str) {
+        if let Some(entry) = self.inner.state.load().find(campaign) {
+            entry.superseded.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Tells the cache the store just answered for `campaign` at `version`

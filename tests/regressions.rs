@@ -324,6 +324,16 @@ async fn a_writer_that_lost_its_lease_never_publishes() {
             .cli(&["SISMEMBER", "guestlist:{c}:members", &id.to_string()]);
         assert_eq!(member.trim(), "0", "user {id} of the lost write is live");
     }
+    // Scenario 9: the refused writer cleans up what it staged; that must
+    // never include the snapshot the other writer published (both were
+    // "version 1"). Clean-up may run in the background: give it time, then
+    // the published audience must still be readable.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        h.export("c").await,
+        [7],
+        "the published snapshot was removed by the refused writer's clean-up"
+    );
     assert!(
         (1..=30_000).contains(&pttl),
         "the writer lease has a PTTL of {pttl} ms while held; at most 30000 expected"

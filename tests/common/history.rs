@@ -860,9 +860,12 @@ pub fn check(history: &History, allowances: &Allowances) -> Report {
         let lowest = *fresh.iter().min().expect("non-empty");
         match floor.get(r.reader.as_str()).copied() {
             Some((bound, previous)) => match fresh.iter().copied().filter(|&s| s >= bound).min() {
-                Some(s) => {
+                // Remember the read that raised the floor, the one a
+                // violation is measured against.
+                Some(s) if s > bound => {
                     floor.insert(&r.reader, (s, ri));
                 }
+                Some(_) => {}
                 None => {
                     let newest = *fresh.iter().max().expect("non-empty");
                     violations.push(ctx.read_violation(

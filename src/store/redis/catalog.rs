@@ -37,6 +37,9 @@ const POLL: Duration = Duration::from_millis(250);
 /// in flight.
 const PRUNE_AFTER: Duration = Duration::from_secs(60);
 
+/// See [`RedisStore::on_catalog_change`].
+pub type CatalogListener = Box<dyn Fn(&HashMap<String, Arc<CampaignMeta>>) + Send + Sync>;
+
 /// The campaigns this instance knows.
 #[derive(Default)]
 pub(crate) struct Catalog {
@@ -45,6 +48,21 @@ pub(crate) struct Catalog {
     /// before it is in the catalog.
     pub(crate) reconciled_at: Option<Instant>,
     counter: Option<i64>,
+    /// Campaigns this instance changed itself (remembered or forgot), and
+    /// when. A reconciliation that started before such a change read an
+    /// older state of that campaign, so it keeps the local one: the catalog
+    /// never goes back.
+    touched: HashMap<String, Instant>,
+}
+
+/// Whether `a` is a later state of its campaign than `b`: a later revision
+/// of the same incarnation, or a later-created incarnation.
+fn newer(a: &CampaignMeta, b: &CampaignMeta) -> bool {
+    if a.incarnation == b.incarnation {
+        a.revision > b.revision
+    } else {
+        a.campaign.created_at > b.campaign.created_at
+    }
 }
 
 /// One announced change, as sent on the changes channel.
@@ -86,29 +104,61 @@ impl RedisStore {
             campaigns: slot.campaigns.clone(),
             reconciled_at: slot.reconciled_at,
             counter: slot.counter,
+            touched: slot.touched.clone(),
         };
         f(&mut next);
+        // Under the lock, before anyone can read the new catalog: whatever
+        // follows it (the near-cache) learns first which of its copies it
+        // has left behind, so nothing this process answers goes back.
+        for listener in self
+            .inner
+            .catalog_listeners
+            .read()
+            .expect("lock poisoned")
+            .iter()
+        {
+            listener(&next.campaigns);
+        }
         *slot = Arc::new(next);
     }
 
-    /// Records a campaign this instance just wrote, so its own next check
-    /// need not wait for a reconciliation. Never makes the catalog look
-    /// newer than its last reconciliation.
+    /// Calls `listener` with the new campaign list every time the catalog
+    /// changes, before the change is visible to any reader.
+    pub fn on_catalog_change(&self, listener: CatalogListener) {
+        self.inner
+            .catalog_listeners
+            .write()
+            .expect("lock poisoned")
+            .push(listener);
+    }
+
+    /// Records a campaign state this instance just wrote or read fresh, so
+    /// its own next check need not wait for a reconciliation. Ignored if
+    /// the catalog already holds a newer state of it.
     pub(crate) fn remember(&self, meta: CampaignMeta) {
         self.update_catalog(|c| {
-            let newer = c.campaigns.get(meta.id()).is_none_or(|old| {
-                old.incarnation != meta.incarnation || old.revision <= meta.revision
-            });
-            if newer {
+            if c.campaigns
+                .get(meta.id())
+                .is_none_or(|old| newer(&meta, old))
+            {
+                c.touched.insert(meta.id().to_string(), Instant::now());
                 c.campaigns.insert(meta.id().to_string(), Arc::new(meta));
             }
         });
         self.inner.refreshed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    pub(crate) fn forget(&self, id: &str) {
+    /// Drops incarnation `incarnation` of campaign `id`, seen deleted; a
+    /// newer incarnation the catalog may already hold stays.
+    pub(crate) fn forget(&self, id: &str, incarnation: super::keys::Stamp) {
         self.update_catalog(|c| {
-            c.campaigns.remove(id);
+            if c.campaigns
+                .get(id)
+                .is_some_and(|m| m.incarnation == incarnation)
+            {
+                c.touched.insert(id.to_string(), Instant::now());
+                c.campaigns.remove(id);
+            }
         });
         self.inner.refreshed.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -144,12 +194,14 @@ impl RedisStore {
         self.inner.refreshed.subscribe()
     }
 
-    /// The campaigns as of the last reconciliation, or `None` before the first.
-    pub fn known_campaigns(&self) -> Option<Vec<Arc<CampaignMeta>>> {
+    /// The campaigns the catalog holds, with the start of the reconciliation
+    /// that confirmed them (read together, so the time never vouches for a
+    /// list it did not see); `None` before the first reconciliation.
+    pub fn known_campaigns(&self) -> Option<(Vec<Arc<CampaignMeta>>, Instant)> {
         let catalog = self.catalog();
         catalog
             .reconciled_at
-            .map(|_| catalog.campaigns.values().cloned().collect())
+            .map(|at| (catalog.campaigns.values().cloned().collect(), at))
     }
 
     /// One campaign as the catalog holds it now, however old.
@@ -244,16 +296,23 @@ impl RedisStore {
         self.prune_index(state, &ids, &present).await;
         let count = campaigns.len();
         self.update_catalog(|c| {
-            // A write this instance committed during the reconciliation may
-            // be newer than what it read; keep the newer of the two.
-            for (id, mine) in &c.campaigns {
-                if let Some(read) = campaigns.get(id)
-                    && read.incarnation == mine.incarnation
-                    && read.revision < mine.revision
-                {
-                    campaigns.insert(id.clone(), mine.clone());
+            // What this instance changed itself while the reconciliation ran
+            // is at least as new as what it read: keep it.
+            for (id, at) in &c.touched {
+                if *at < started {
+                    continue;
+                }
+                match c.campaigns.get(id) {
+                    Some(mine) if campaigns.get(id).is_none_or(|read| !newer(read, mine)) => {
+                        campaigns.insert(id.clone(), mine.clone());
+                    }
+                    Some(_) => {}
+                    None => {
+                        campaigns.remove(id);
+                    }
                 }
             }
+            c.touched.retain(|_, at| *at >= started);
             c.campaigns = campaigns;
             c.reconciled_at = Some(started);
             c.counter = counter;

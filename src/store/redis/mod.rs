@@ -37,6 +37,7 @@ mod meta;
 mod publish;
 mod snapshot;
 
+pub use catalog::CatalogListener;
 pub use design::CHUNK;
 pub use keys::{Keys, PREFIX, Stamp};
 pub use meta::CampaignMeta;
@@ -83,6 +84,9 @@ struct Inner {
     /// around an `Arc` keeps the read to a pointer copy and is never held
     /// across an `.await`.
     catalog: RwLock<Arc<Catalog>>,
+    /// Called on every catalog change (see `catalog::on_catalog_change`);
+    /// registered once at start-up, read on every change.
+    catalog_listeners: RwLock<Vec<catalog::CatalogListener>>,
     designs: Designs,
 }
 
@@ -116,6 +120,7 @@ impl RedisStore {
                 client,
                 options,
                 catalog: RwLock::new(Arc::new(Catalog::default())),
+                catalog_listeners: RwLock::new(Vec::new()),
             }),
         };
         let mut first = catalog::Reconciler::default();
@@ -302,7 +307,7 @@ impl RedisStore {
             let mut replies = replies.into_iter();
             let identity = Identity::parse(id, design::parse(design::next_reply(&mut replies)?)?)?;
             let Some(identity) = identity else {
-                self.forget(id);
+                self.forget(id, guess.incarnation);
                 return Err(StoreError::NotFound(id.to_string()));
             };
             if identity.incarnation == guess.incarnation {
@@ -518,6 +523,21 @@ impl Store for RedisStore {
             self.design(*design)
                 .queue_campaigns_for(&mut pipe, campaigns, users);
         }
+        // Designs that probe live keys answer from the newest state, which
+        // the catalog may not know yet. Their identities are read after the
+        // probes, so they are at least as new as what was probed; the
+        // catalog learns them before the answer is returned, and so nothing
+        // this instance answers next (the near-cache included) goes back.
+        let live: Vec<&CampaignMeta> = groups
+            .iter()
+            .filter(|(d, _)| self.design(*d).probe_in_campaign_slot())
+            .flat_map(|(_, ms)| ms.iter().copied())
+            .collect();
+        for m in &live {
+            pipe.cmd("HMGET")
+                .arg(self.keys().meta(m.id()))
+                .arg(&meta::IDENTITY[..]);
+        }
         let replies: Vec<Value> = if pipe.is_empty() {
             Vec::new()
         } else {
@@ -530,6 +550,19 @@ impl Store for RedisStore {
                 .design(*design)
                 .read_campaigns_for(&mut replies, campaigns, users)?;
             hits.extend(campaigns.iter().map(|m| m.id()).zip(rows));
+        }
+        for m in live {
+            let reply = design::parse(design::next_reply(&mut replies)?)?;
+            match Identity::parse(m.id(), reply)? {
+                None => self.forget(m.id(), m.incarnation),
+                Some(seen) if seen != Identity::of(m) => {
+                    // Learnt before answering; a failure here only delays it.
+                    if let Ok(fresh) = self.load(&self.inner.check, m.id()).await {
+                        self.remember(fresh);
+                    }
+                }
+                Some(_) => {}
+            }
         }
         hits.sort_by(|a, b| a.0.cmp(b.0));
         for (id, row) in hits {

@@ -497,7 +497,7 @@ impl RedisStore {
         {
             tracing::warn!(campaign = %id, error = %e, "index entry left behind; reconciliation prunes it");
         }
-        self.forget(id);
+        self.forget(id, current.incarnation);
         self.announce(id, current.campaign.version).await;
         if current.campaign.version > 0 && design.keys_per_member() {
             self.retire_later(current.clone(), current.generation, None);

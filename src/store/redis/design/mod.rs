@@ -276,3 +276,45 @@ pub(crate) async fn stage_in_chunks(
     .flatten();
     conn.bulk("stage", cmds).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::redis::conn::PIPELINE_DEPTH;
+
+    /// Staging streams: when the k-th chunk's command is built, all but the
+    /// last round trip or two of earlier chunks are already in Redis. A
+    /// stage that built every command first (a gigabyte for 30M IDs) fails.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn staging_builds_commands_as_it_sends_them() {
+        let server = crate::redis_server::RedisServer::start().unwrap();
+        let client = redis::Client::open(server.url()).unwrap();
+        let conn = Conn::open(&client, Duration::from_secs(10)).unwrap();
+        let members: RoaringTreemap = (0..(CHUNK * PIPELINE_DEPTH * 4) as u64).collect();
+        let built = AtomicUsize::new(0);
+        let probe = std::sync::Mutex::new(client.get_connection().unwrap());
+        stage_in_chunks(&conn, "s", &members, |key, chunk| {
+            let k = built.fetch_add(1, Ordering::Relaxed);
+            let landed: usize = tokio::task::block_in_place(|| {
+                redis::cmd("SCARD")
+                    .arg(key)
+                    .query(&mut *probe.lock().unwrap())
+                    .unwrap()
+            });
+            let behind = k.saturating_sub(2 * PIPELINE_DEPTH) * CHUNK;
+            assert!(
+                landed >= behind,
+                "chunk {k} built with only {landed} IDs sent"
+            );
+            let mut sadd = redis::cmd("SADD");
+            sadd.arg(key).arg(chunk);
+            vec![sadd]
+        })
+        .await
+        .unwrap();
+        assert_eq!(built.load(Ordering::Relaxed), 4 * PIPELINE_DEPTH);
+    }
+}
