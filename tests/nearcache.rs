@@ -70,8 +70,9 @@ async fn a_replace_on_one_instance_reaches_the_other_within_a_second() {
         loop {
             let (status, body) = member(&b, "promo", round).await;
             assert_eq!(status, StatusCode::OK, "{body}");
-            if body["member"] == true {
-                assert_eq!(body["source"], "cache", "{body}");
+            // While B's catalog is ahead of its cache, checks go to Redis
+            // (fresh); the lag measured is until the cache itself answers.
+            if body["member"] == true && body["source"] == "cache" {
                 // The old member is gone in the same instant.
                 let (_, old) = member(&b, "promo", round - 1).await;
                 assert_eq!(old["member"], false, "round {round}: {old}");
