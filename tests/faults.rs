@@ -244,7 +244,9 @@ async fn a_lost_commit_reply_is_resolved_by_reading_the_revision_back() {
         let fired = proxy.fired();
         proxy.cut_after(b"A fenced commit", 1);
         let (status, r) = b.upload("c", op, "text/plain", body).await;
-        proxy.wait_fired(fired + 1).await;
+        tokio::time::timeout(Duration::from_secs(10), proxy.wait_fired(fired + 1))
+            .await
+            .unwrap_or_else(|_| panic!("{op}: no fenced commit reached Redis ({status}: {r})"));
         assert_eq!(live(&a, "c").await, expect, "{op}: the commit ran");
         assert_eq!(
             status,
