@@ -55,12 +55,19 @@ pub enum CheckError {
         "the cached audience of {0:?} has not been confirmed within the staleness bound and the store cannot answer; retry shortly"
     )]
     Stale(String),
+    /// "Which campaigns" rests on this instance's list of campaigns, which
+    /// has not been confirmed against the store within the bound, and the
+    /// policy is to refuse.
+    #[error(
+        "the list of campaigns has not been confirmed against the store within the staleness bound; retry shortly"
+    )]
+    StaleList,
 }
 
 /// Whether the store failed to answer at all (so a stale cached answer may
 /// stand in), rather than answering something definite such as "no such
 /// campaign", which an old cached copy must never contradict.
-fn unreachable(e: &StoreError) -> bool {
+fn store_unreachable(e: &StoreError) -> bool {
     matches!(e, StoreError::Timeout(_) | StoreError::Unavailable(_))
 }
 
@@ -139,7 +146,7 @@ impl Checker {
                     stale: false,
                 })
             }
-            Err(e) => match cached.filter(|_| unreachable(&e)) {
+            Err(e) => match cached.filter(|_| store_unreachable(&e)) {
                 None => {
                     self.observe_error(campaign, &e);
                     Err(e.into())
@@ -178,7 +185,7 @@ impl Checker {
                 self.observe(&c);
                 Ok((answers, Source::Store, false))
             }
-            Err(e) => match cached.filter(|_| unreachable(&e)) {
+            Err(e) => match cached.filter(|_| store_unreachable(&e)) {
                 Some((answers, _)) if self.may_serve(true) => Ok((answers, Source::Cache, true)),
                 Some(_) => Err(CheckError::Stale(campaign.to_string())),
                 None => {
@@ -220,11 +227,11 @@ impl Checker {
                 if self.may_serve(true) {
                     Ok((lists, Source::Store, true))
                 } else {
-                    Err(CheckError::Stale("the campaign list".into()))
+                    Err(CheckError::StaleList)
                 }
             }
             Ok(lists) => Ok((lists, Source::Store, false)),
-            Err(e) => match cached.filter(|_| unreachable(&e)) {
+            Err(e) => match cached.filter(|_| store_unreachable(&e)) {
                 Some((lists, _)) if self.may_serve(true) => Ok((lists, Source::Cache, true)),
                 Some(_) => Err(CheckError::Stale("one or more campaigns".into())),
                 None => Err(e.into()),

@@ -176,7 +176,10 @@ impl From<crate::lookup::CheckError> for ApiError {
     fn from(e: crate::lookup::CheckError) -> ApiError {
         match e {
             crate::lookup::CheckError::Store(e) => e.into(),
-            stale @ crate::lookup::CheckError::Stale(_) => ApiError::Stale(stale.to_string()),
+            stale
+            @ (crate::lookup::CheckError::Stale(_) | crate::lookup::CheckError::StaleList) => {
+                ApiError::Stale(stale.to_string())
+            }
         }
     }
 }
