@@ -65,8 +65,29 @@ async fn instance(
     (h, cache)
 }
 
-fn proxy_for(server: &RedisServer) -> FaultProxy {
-    FaultProxy::start(([127, 0, 0, 1], server.port).into())
+/// Redis, instance A connected to it directly, and instance B connected
+/// through a fault proxy (with a near-cache when `cache` is set).
+struct Pair {
+    /// Kept alive as long as the test binds it.
+    server: RedisServer,
+    proxy: FaultProxy,
+    a: Harness,
+    b: Harness,
+    cache: Option<NearCache>,
+}
+
+async fn pair(backend: Backend, cache: Option<StalePolicy>) -> Pair {
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], server.port).into());
+    let (a, _) = instance(&server.url(), None, backend).await;
+    let (b, cache) = instance(&proxy.url(), cache, backend).await;
+    Pair {
+        server,
+        proxy,
+        a,
+        b,
+        cache,
+    }
 }
 
 async fn member(h: &Harness, campaign: &str, user: u64) -> (StatusCode, Value) {
@@ -94,10 +115,13 @@ async fn a_near_cache_that_missed_a_delete_and_recreate_never_serves_the_old_aud
     // instance that missed the middle states must not keep its entry only
     // because the version number matches.
     let _serial = SERIAL.lock().await;
-    let server = RedisServer::start();
-    let proxy = proxy_for(&server);
-    let (a, _) = instance(&server.url(), None, Backend::RedisSet).await;
-    let (b, cache) = instance(&proxy.url(), Some(StalePolicy::Serve), Backend::RedisSet).await;
+    let Pair {
+        server: _redis,
+        proxy,
+        a,
+        b,
+        cache,
+    } = pair(Backend::RedisSet, Some(StalePolicy::Serve)).await;
     let cache = cache.unwrap();
     a.active("c").await;
     a.replace("c", &[1]).await;
@@ -142,10 +166,13 @@ async fn lists_from_a_catalog_older_than_the_bound_are_flagged_stale() {
     // answer "which campaigns" from it as fresh. Only its admin connection
     // (the one that reconciles) is cut; checks still reach Redis.
     let _serial = SERIAL.lock().await;
-    let server = RedisServer::start();
-    let proxy = proxy_for(&server);
-    let (a, _) = instance(&server.url(), None, Backend::RedisPerUser).await;
-    let (b, _) = instance(&proxy.url(), None, Backend::RedisPerUser).await;
+    let Pair {
+        server: _redis,
+        proxy,
+        a,
+        b,
+        ..
+    } = pair(Backend::RedisPerUser, None).await;
     a.active("c").await;
     a.replace("c", &[1]).await;
     eventually("B lists c for user 1", Duration::from_secs(5), async || {
@@ -191,10 +218,13 @@ async fn cached_entries_turn_stale_while_a_slow_reload_is_in_progress() {
     // snapshot take seconds; an unchanged campaign's entry must still be
     // flagged stale once it has gone unconfirmed past the bound.
     let _serial = SERIAL.lock().await;
-    let server = RedisServer::start();
-    let proxy = proxy_for(&server);
-    let (a, _) = instance(&server.url(), None, Backend::RedisSet).await;
-    let (b, cache) = instance(&proxy.url(), Some(StalePolicy::Serve), Backend::RedisSet).await;
+    let Pair {
+        server: _redis,
+        proxy,
+        a,
+        b,
+        cache,
+    } = pair(Backend::RedisSet, Some(StalePolicy::Serve)).await;
     let cache = cache.unwrap();
     a.active("x").await;
     a.replace("x", &[1]).await;
@@ -228,10 +258,13 @@ async fn cached_entries_turn_stale_while_a_slow_reload_is_in_progress() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_commit_reply_is_resolved_by_reading_the_revision_back() {
     let _serial = SERIAL.lock().await;
-    let server = RedisServer::start();
-    let proxy = proxy_for(&server);
-    let (a, _) = instance(&server.url(), None, Backend::RedisSet).await;
-    let (b, _) = instance(&proxy.url(), None, Backend::RedisSet).await;
+    let Pair {
+        server: _redis,
+        proxy,
+        a,
+        b,
+        ..
+    } = pair(Backend::RedisSet, None).await;
     a.active("c").await;
     a.replace("c", &[1, 2]).await;
     // Every fenced commit carries this script text; the proxy lets the
@@ -259,10 +292,13 @@ async fn a_lost_commit_reply_is_resolved_by_reading_the_revision_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_a_blackhole_fail_cleanly_and_checks_keep_their_deadline() {
     let _serial = SERIAL.lock().await;
-    let server = RedisServer::start();
-    let proxy = proxy_for(&server);
-    let (a, _) = instance(&server.url(), None, Backend::RedisSet).await;
-    let (b, cache) = instance(&proxy.url(), Some(StalePolicy::Serve), Backend::RedisSet).await;
+    let Pair {
+        server: _redis,
+        proxy,
+        a,
+        b,
+        cache,
+    } = pair(Backend::RedisSet, Some(StalePolicy::Serve)).await;
     let cache = cache.unwrap();
     a.active("c").await;
     a.replace("c", &[1, 2]).await;
@@ -321,10 +357,13 @@ async fn writes_through_a_blackhole_fail_cleanly_and_checks_keep_their_deadline(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_redis_near_the_deadline_never_half_applies_a_write() {
     let _serial = SERIAL.lock().await;
-    let server = RedisServer::start();
-    let proxy = proxy_for(&server);
-    let (a, _) = instance(&server.url(), None, Backend::RedisPerUser).await;
-    let (b, _) = instance(&proxy.url(), None, Backend::RedisPerUser).await;
+    let Pair {
+        server: _redis,
+        proxy,
+        a,
+        b,
+        ..
+    } = pair(Backend::RedisPerUser, None).await;
     a.active("c").await;
     a.replace("c", &[1, 2, 3]).await;
     // Round trips of 2 × 230 ms against a 1 s admin deadline: some calls make
