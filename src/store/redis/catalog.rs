@@ -169,11 +169,6 @@ impl RedisStore {
         self.catalog().reconciled_at.map(|t| t.elapsed())
     }
 
-    /// When the catalog was last confirmed in full against Redis.
-    pub fn confirmed_at(&self) -> Option<Instant> {
-        self.catalog().reconciled_at
-    }
-
     /// Past this age, answers that depend on the catalog are stale.
     pub(crate) fn max_catalog_age(&self) -> Duration {
         self.inner
