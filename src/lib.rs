@@ -27,7 +27,8 @@
 //! - [`http`]: the JSON API, its error type and auth policy.
 //! - [`portal`]: the admin portal at `/admin`, server-rendered, with sessions
 //!   and CSRF tokens; its writes go through the same functions as the API.
-//! - [`config`]: the command line; [`telemetry`]: logs and metrics set-up.
+//! - [`config`]: the command line; [`secret`]: secrets from the environment
+//!   or mounted files, never flags; [`telemetry`]: logs and metrics set-up.
 //! - [`cli`]: the admin commands (`campaign`, `audience`, `check`, `user`,
 //!   `audit`), an HTTP client of a running server.
 //! - [`nearcache`]: in-process audience replicas; [`lookup`]: the login path
@@ -47,6 +48,7 @@ pub mod lookup;
 pub mod nearcache;
 pub mod portal;
 pub mod redis_server;
+pub mod secret;
 pub mod server;
 pub mod store;
 pub mod telemetry;
