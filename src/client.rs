@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use crate::domain::UserId;
 use crate::lookup::{CheckError, Checker, Membership, UserCampaigns};
 use crate::nearcache::{CacheStatus, NearCache, NearCacheOptions, StalePolicy};
-use crate::store::redis::{Keys, RedisStore};
+use crate::store::redis::{ConnectOptions, Keys, RedisStore};
 use crate::store::{Store, StoreOptions};
 
 /// How a [`Client`] talks to Redis and how its near-cache behaves.
@@ -47,6 +47,9 @@ pub struct ClientOptions {
     pub max_cache_bytes: u64,
     /// Key prefix the service writes under (default `guestlist`).
     pub key_prefix: String,
+    /// A password kept out of the URL, and TLS files for `rediss://`
+    /// (a private CA, a client certificate).
+    pub connect: ConnectOptions,
 }
 
 impl Default for ClientOptions {
@@ -58,6 +61,7 @@ impl Default for ClientOptions {
             on_stale: cache.on_stale,
             max_cache_bytes: cache.max_bytes,
             key_prefix: crate::store::redis::PREFIX.to_string(),
+            connect: ConnectOptions::default(),
         }
     }
 }
@@ -107,10 +111,10 @@ impl Client {
             max_staleness: options.max_staleness,
             ..StoreOptions::default()
         };
-        let store =
-            RedisStore::connect_with_keys(url, store_options, Keys::new(options.key_prefix))
-                .await
-                .map_err(|e| ClientError::Config(format!("{e:#}")))?;
+        let keys = Keys::new(options.key_prefix);
+        let store = RedisStore::open(url, &options.connect, store_options, keys)
+            .await
+            .map_err(|e| ClientError::Config(format!("{e:#}")))?;
         let cache = NearCache::start(
             store.clone(),
             NearCacheOptions {

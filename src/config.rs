@@ -176,6 +176,9 @@ pub struct BenchArgs {
     #[arg(long, env = "GUESTLIST_BENCH_REDIS")]
     pub redis: Option<String>,
 
+    #[command(flatten)]
+    pub redis_tls: RedisTlsArgs,
+
     /// Directory for results.json, report.md and the SVG charts.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -184,6 +187,66 @@ pub struct BenchArgs {
     /// per run) that finishes in about a minute.
     #[arg(long)]
     pub quick: bool,
+}
+
+/// TLS files for a `rediss://` store. Paths only: none of them is a secret.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RedisTlsArgs {
+    /// PEM file of the CA that signed the Redis server's certificate; it
+    /// replaces the system's roots (rediss:// only).
+    #[arg(long, env = "GUESTLIST_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
+    /// PEM certificate chain to present when Redis requires client
+    /// certificates (rediss:// only; with --redis-client-key).
+    #[arg(
+        long,
+        env = "GUESTLIST_REDIS_CLIENT_CERT",
+        requires = "redis_client_key"
+    )]
+    pub redis_client_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --redis-client-cert.
+    #[arg(
+        long,
+        env = "GUESTLIST_REDIS_CLIENT_KEY",
+        requires = "redis_client_cert"
+    )]
+    pub redis_client_key: Option<std::path::PathBuf>,
+}
+
+impl RedisTlsArgs {
+    /// Connection options with these files and the password from
+    /// `GUESTLIST_REDIS_PASSWORD` or `GUESTLIST_REDIS_PASSWORD_FILE`.
+    pub fn connect_options(&self) -> anyhow::Result<crate::store::redis::ConnectOptions> {
+        crate::store::redis::ConnectOptions {
+            ca_file: self.redis_ca_file.clone(),
+            client_cert: self.redis_client_cert.clone(),
+            client_key: self.redis_client_key.clone(),
+            password: None,
+        }
+        .with_password_from_env()
+    }
+}
+
+/// Refuses a `--store` URL with a password typed on the command line, where
+/// every user of the machine can read it; the same URL in `GUESTLIST_STORE`
+/// is allowed. `serve` is the `serve` subcommand's matches.
+pub fn refuse_store_password_in_argv(serve: &clap::ArgMatches) -> anyhow::Result<()> {
+    if serve.value_source("store") != Some(clap::parser::ValueSource::CommandLine) {
+        return Ok(());
+    }
+    let Some(store) = serve.get_one::<String>("store") else {
+        return Ok(());
+    };
+    let has_password = crate::store::StoreSpec::parse(store).is_ok_and(|s| s.has_password());
+    anyhow::ensure!(
+        !has_password,
+        "--store {} carries a password on the command line, readable by every user of this machine; \
+         put the password in GUESTLIST_REDIS_PASSWORD (or a file named by GUESTLIST_REDIS_PASSWORD_FILE)",
+        crate::store::redact_url(store)
+    );
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -205,9 +268,14 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Where data lives: a directory for the embedded store, or a
-    /// redis://host:port[/db] URL for Redis.
+    /// redis://[user@]host[:port][/db] URL for Redis (rediss:// for TLS).
+    /// Other URL schemes are refused. The password goes in
+    /// GUESTLIST_REDIS_PASSWORD, never in this flag.
     #[arg(long, env = "GUESTLIST_STORE", default_value = "./guestlist-data")]
     pub store: String,
+
+    #[command(flatten)]
+    pub redis_tls: RedisTlsArgs,
 
     /// Deadline for one login check against the store (e.g. 50ms). A check
     /// that misses it answers 503 store_unavailable instead of hanging.
@@ -294,4 +362,5 @@ pub const SECRETS_HELP: &str = "\
 Secrets (environment only, never logged):
   GUESTLIST_ADMIN_TOKEN  admin token for writes and exports (named admin in the audit log); generated and printed once if no admin token is set
   GUESTLIST_ADMIN_TOKENS named admin tokens, name:token,name:token (the name is the audit log's actor)
-  GUESTLIST_CHECK_TOKEN  if set, reads and checks need it (or the admin token)";
+  GUESTLIST_CHECK_TOKEN  if set, reads and checks need it (or the admin token)
+  GUESTLIST_REDIS_PASSWORD  password for the Redis store (or GUESTLIST_REDIS_PASSWORD_FILE, a file holding it)";

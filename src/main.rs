@@ -10,6 +10,9 @@ async fn main() -> anyhow::Result<()> {
         .after_help(SECRETS_HELP)
         .get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(serve) = matches.subcommand_matches("serve") {
+        guestlist::config::refuse_store_password_in_argv(serve)?;
+    }
     match cli.command {
         Command::Serve(args) => {
             guestlist::telemetry::init_logs(args.log_format, "info");

@@ -1,9 +1,10 @@
 //! A private `redis-server` process: loopback only, no persistence, its own
 //! temporary directory, killed on drop. The benchmark starts one when no
-//! `--redis` is given, and the integration tests start one per test.
+//! `--redis` is given, and the integration tests start one per test, some
+//! with TLS or extra configuration ([`ServerOptions`]).
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,60 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    options: ServerOptions,
+}
+
+/// How a private server differs from the plain default.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Serve TLS only (the plain port is closed), with these PEM files.
+    pub tls: Option<ServerTls>,
+    /// Configuration passed as `--name value`, e.g. `maxmemory-policy`.
+    pub config: Vec<(String, String)>,
+}
+
+/// PEM files of a TLS server.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA that client certificates must chain to.
+    pub ca: PathBuf,
+    /// Whether clients must present a certificate.
+    pub auth_clients: bool,
+}
+
+impl ServerOptions {
+    /// Adds one `--name value` configuration directive.
+    pub fn config(mut self, name: &str, value: &str) -> ServerOptions {
+        self.config.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    fn args(&self, port: u16) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let mut push = |name: &str, value: &std::ffi::OsStr| {
+            args.push(format!("--{name}").into());
+            args.push(value.to_owned());
+        };
+        let port = port.to_string();
+        match &self.tls {
+            None => push("port", port.as_ref()),
+            Some(tls) => {
+                push("port", "0".as_ref());
+                push("tls-port", port.as_ref());
+                push("tls-cert-file", tls.cert.as_os_str());
+                push("tls-key-file", tls.key.as_os_str());
+                push("tls-ca-cert-file", tls.ca.as_os_str());
+                let auth = if tls.auth_clients { "yes" } else { "no" };
+                push("tls-auth-clients", auth.as_ref());
+            }
+        }
+        for (name, value) in &self.config {
+            push(name, value.as_ref());
+        }
+        args
+    }
 }
 
 /// A free loopback port below 55536, so that port + 10000 (a cluster bus) is valid too.
@@ -30,10 +85,16 @@ pub fn free_port() -> anyhow::Result<u16> {
 impl RedisServer {
     /// Starts `redis-server` from `PATH` on a free loopback port.
     pub fn start() -> anyhow::Result<RedisServer> {
+        Self::start_with(ServerOptions::default())
+    }
+
+    /// Starts `redis-server` from `PATH` on a free loopback port, configured by `options`.
+    pub fn start_with(options: ServerOptions) -> anyhow::Result<RedisServer> {
         let mut server = RedisServer {
             port: free_port()?,
             dir: tempfile::tempdir().context("creating a directory for redis-server")?,
             child: None,
+            options,
         };
         server.restart()?;
         Ok(server)
@@ -44,7 +105,8 @@ impl RedisServer {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.child.is_none(), "redis-server is already running");
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(self.options.args(self.port))
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -96,8 +158,14 @@ impl RedisServer {
         self.port
     }
 
+    /// `redis://127.0.0.1:port`, or `rediss://` when it serves TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn dir(&self) -> &Path {

@@ -9,7 +9,7 @@ use crate::config::{ServeArgs, Toggle};
 use crate::http::{self, AppState, Tokens};
 use crate::lookup::Checker;
 use crate::nearcache::{NearCache, NearCacheOptions};
-use crate::store::redis::RedisStore;
+use crate::store::redis::{Keys, RedisStore};
 use crate::store::{self, Store, StoreSpec};
 
 /// Builds the token set from the arguments, generating an admin token when
@@ -59,12 +59,18 @@ pub async fn serve(
     args: ServeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let spec = StoreSpec::parse(&args.store);
+    let spec = StoreSpec::parse(&args.store)?;
     let (store, cache): (Arc<dyn Store>, Option<NearCache>) = match &spec {
         StoreSpec::Redis(url) => {
-            let redis = RedisStore::connect(url, args.store_options())
+            let connect = args.redis_tls.connect_options()?;
+            let redis = RedisStore::open(url, &connect, args.store_options(), Keys::default())
                 .await
                 .with_context(|| format!("opening the store {}", spec.redacted()))?;
+            // In the background: start-up never waits on a slow or absent Redis.
+            tokio::spawn({
+                let redis = redis.clone();
+                async move { redis.check_settings().await }
+            });
             let cache = (args.near_cache == Toggle::On).then(|| {
                 NearCache::start(
                     redis.clone(),

@@ -28,7 +28,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::io::tcp::TcpSettings;
 use roaring::RoaringTreemap;
 
 use crate::config::BenchArgs;
@@ -36,7 +35,7 @@ use crate::domain::{Campaign, Design};
 use crate::lookup::{CheckError as LookupError, Checker, Source};
 use crate::nearcache::{NearCache, NearCacheOptions};
 use crate::redis_server::RedisServer;
-use crate::store::redis::{Keys, RedisStore};
+use crate::store::redis::{ConnectOptions, Keys, RedisStore};
 use crate::store::{Store, StoreError, StoreOptions};
 use results::{Machine, Results, Run};
 
@@ -159,7 +158,8 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
             (server.url(), Some(server))
         }
     };
-    let results = run(&url, &plan, command_line()).await?;
+    let connect = args.redis_tls.connect_options()?;
+    let results = run_with(&url, &connect, &plan, command_line()).await?;
     println!("{}", report::comparison_table(&results));
     println!("{}", report::runs_table(&results));
     if let Some(dir) = &args.out {
@@ -176,7 +176,9 @@ fn check_loopback(url: &str) -> anyhow::Result<()> {
         .into_connection_info()
         .context("invalid Redis URL (not shown: it may hold a password)")?;
     let host = match info.addr() {
-        redis::ConnectionAddr::Tcp(host, _) => host.clone(),
+        redis::ConnectionAddr::Tcp(host, _) | redis::ConnectionAddr::TcpTls { host, .. } => {
+            host.clone()
+        }
         redis::ConnectionAddr::Unix(_) => return Ok(()),
         other => bail!("unsupported Redis address {other:?}"),
     };
@@ -198,6 +200,16 @@ fn command_line() -> String {
 
 /// Runs the whole matrix against the Redis at `url`.
 pub async fn run(url: &str, plan: &Plan, command: String) -> anyhow::Result<Results> {
+    run_with(url, &ConnectOptions::default(), plan, command).await
+}
+
+/// [`run`] with a password or TLS files for reaching Redis.
+pub async fn run_with(
+    url: &str,
+    connect_options: &ConnectOptions,
+    plan: &Plan,
+    command: String,
+) -> anyhow::Result<Results> {
     let prefix = format!("guestlist-bench-{:08x}", rand::random::<u32>());
     let keys = Keys::new(prefix.clone());
     let options = StoreOptions {
@@ -205,8 +217,8 @@ pub async fn run(url: &str, plan: &Plan, command: String) -> anyhow::Result<Resu
         admin_timeout: Duration::from_secs(30),
         ..StoreOptions::default()
     };
-    let store = RedisStore::connect_with_keys(url, options, keys).await?;
-    let admin = connect(url, Duration::from_secs(30)).await?;
+    let store = RedisStore::open(url, connect_options, options, keys).await?;
+    let admin = connect(url, connect_options, Duration::from_secs(30)).await?;
     let redis_version = info_field(&admin, "server", "redis_version")
         .await?
         .unwrap_or_default();
@@ -237,7 +249,7 @@ pub async fn run(url: &str, plan: &Plan, command: String) -> anyhow::Result<Resu
                     // still queued (json at high concurrency queues gigabytes),
                     // closing it makes Redis drop them instead of streaming
                     // them into the next run's measurements.
-                    let checker = connect(url, plan.deadline).await?;
+                    let checker = connect(url, connect_options, plan.deadline).await?;
                     let target = Arc::new(Target {
                         design,
                         lookup: Checker::new(Arc::new(store.clone()), loaded.cache.clone()),
@@ -281,11 +293,12 @@ pub async fn run(url: &str, plan: &Plan, command: String) -> anyhow::Result<Resu
     })
 }
 
-async fn connect(url: &str, deadline: Duration) -> anyhow::Result<ConnectionManager> {
-    let info = url
-        .into_connection_info()?
-        .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-    let client = redis::Client::open(info)?;
+async fn connect(
+    url: &str,
+    options: &ConnectOptions,
+    deadline: Duration,
+) -> anyhow::Result<ConnectionManager> {
+    let client = crate::store::redis::client(url, options)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(deadline))
         .set_connection_timeout(Some(Duration::from_secs(5)));

@@ -60,16 +60,52 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub enum StoreSpec {
     /// A directory for the embedded store.
     Embedded(std::path::PathBuf),
-    /// A `redis://` or `rediss://` URL.
+    /// A `redis://` or `rediss://` URL, its scheme in lower case.
     Redis(String),
 }
 
+/// What `--store` accepts, for error messages.
+const ACCEPTED_STORES: &str = "--store takes a directory for the embedded store (e.g. ./guestlist-data), \
+    redis://[user@]host[:port][/db] for Redis, or rediss://[user@]host[:port][/db] for Redis over TLS";
+
+/// Why a `--store` value was refused. Messages show the value redacted.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreSpecError {
+    #[error("--store is empty; {ACCEPTED_STORES}")]
+    Empty,
+    #[error("--store {0}: Redis Cluster is not supported yet; {ACCEPTED_STORES}")]
+    Cluster(String),
+    #[error("--store {shown}: the scheme {scheme}:// is not supported; {ACCEPTED_STORES}")]
+    Scheme { shown: String, scheme: String },
+    #[error("--store {0}: a Redis URL starts with redis:// or rediss://; {ACCEPTED_STORES}")]
+    Malformed(String),
+}
+
 impl StoreSpec {
-    pub fn parse(s: &str) -> StoreSpec {
-        if s.starts_with("redis://") || s.starts_with("rediss://") {
-            StoreSpec::Redis(s.to_string())
-        } else {
-            StoreSpec::Embedded(s.into())
+    /// Reads `--store`. A value that looks like a URL (`scheme://`) must
+    /// name a scheme guestlist supports; only other values are directories,
+    /// so a mistyped URL fails here instead of becoming a data directory.
+    /// Schemes are case-insensitive (RFC 3986) and normalised to lower case.
+    pub fn parse(s: &str) -> Result<StoreSpec, StoreSpecError> {
+        if s.is_empty() {
+            return Err(StoreSpecError::Empty);
+        }
+        let Some((scheme, rest)) = url_scheme(s) else {
+            // `redis:host` or `redis:/host`: a URL missing a slash, not a directory.
+            let lower = s.to_ascii_lowercase();
+            if lower.starts_with("redis:") || lower.starts_with("rediss:") {
+                return Err(StoreSpecError::Malformed(redact_url(s)));
+            }
+            return Ok(StoreSpec::Embedded(s.into()));
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        match scheme.as_str() {
+            "redis" | "rediss" => Ok(StoreSpec::Redis(format!("{scheme}://{rest}"))),
+            "redis+cluster" | "rediss+cluster" => Err(StoreSpecError::Cluster(redact_url(s))),
+            _ => Err(StoreSpecError::Scheme {
+                shown: redact_url(s),
+                scheme,
+            }),
         }
     }
 
@@ -80,6 +116,25 @@ impl StoreSpec {
             StoreSpec::Redis(url) => redact_url(url),
         }
     }
+
+    /// Whether this is a Redis URL that carries a password.
+    pub fn has_password(&self) -> bool {
+        match self {
+            StoreSpec::Embedded(_) => false,
+            StoreSpec::Redis(url) => ::redis::parse_redis_url(url)
+                .is_some_and(|u| u.password().is_some_and(|p| !p.is_empty())),
+        }
+    }
+}
+
+/// Splits `scheme://rest` when `s` starts with a URL scheme (RFC 3986:
+/// a letter, then letters, digits, `+`, `-` or `.`).
+fn url_scheme(s: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = s.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    valid.then_some((scheme, rest))
 }
 
 /// Masks the userinfo of a URL (`redis://user:secret@host` → `redis://user:***@host`).
@@ -241,14 +296,52 @@ mod tests {
 
     #[test]
     fn store_specs_pick_the_backend_by_scheme() {
+        let parse = |s| StoreSpec::parse(s).unwrap();
         assert_eq!(
-            StoreSpec::parse("redis://127.0.0.1:6379/2"),
+            parse("redis://127.0.0.1:6379/2"),
             StoreSpec::Redis("redis://127.0.0.1:6379/2".into())
         );
         assert_eq!(
-            StoreSpec::parse("./data"),
-            StoreSpec::Embedded("./data".into())
+            parse("Rediss://host:6380"),
+            StoreSpec::Redis("rediss://host:6380".into())
         );
+        assert_eq!(parse("./data"), StoreSpec::Embedded("./data".into()));
+        assert_eq!(parse("data:v2"), StoreSpec::Embedded("data:v2".into()));
+        assert_eq!(
+            parse("/srv/a://b"),
+            StoreSpec::Embedded("/srv/a://b".into()),
+            "a path is not a scheme"
+        );
+    }
+
+    #[test]
+    fn other_urls_are_refused_with_the_accepted_forms_and_no_password() {
+        for bad in [
+            "ftp://x",
+            "redis+clsuter://x",
+            "REDIS+CLUSTER://h:7000",
+            "unix:///tmp/redis.sock",
+            "redis:/h",
+            "redis:h:6379",
+            "",
+            "http://u:hunter2@h",
+        ] {
+            let e = StoreSpec::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("redis://") && e.contains("rediss://"), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let e = StoreSpec::parse("redis+cluster://h:7000").unwrap_err();
+        assert!(matches!(e, StoreSpecError::Cluster(_)), "{e}");
+    }
+
+    #[test]
+    fn only_a_non_empty_password_counts() {
+        let has = |s| StoreSpec::parse(s).unwrap().has_password();
+        assert!(has("redis://:hunter2@h"));
+        assert!(has("rediss://app:hunter2@h:6380/1"));
+        assert!(!has("redis://app@h"));
+        assert!(!has("redis://h:6379"));
+        assert!(!has("./data"));
     }
 
     #[test]

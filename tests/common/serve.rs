@@ -16,16 +16,32 @@ impl Serve {
     /// token, and `extra` flags; its log goes to a file named after `name`
     /// in the temp directory, kept so a failure can be read.
     pub fn start(name: &str, store: &str, extra: &[&str]) -> Serve {
+        Self::start_with(name, Some(store), extra, &[])
+    }
+
+    /// Like [`Serve::start`], with `--store` only when `store` is given and
+    /// with `envs` set (e.g. `GUESTLIST_STORE`, a password variable).
+    pub fn start_with(
+        name: &str,
+        store: Option<&str>,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Serve {
         let port = guestlist::redis_server::free_port().unwrap();
         let listen = format!("127.0.0.1:{port}");
         let log = std::env::temp_dir().join(format!("guestlist-test-{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_guestlist"))
-            .args(["serve", "--listen", &listen, "--store", store])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_guestlist"));
+        cmd.args(["serve", "--listen", &listen]);
+        if let Some(store) = store {
+            cmd.args(["--store", store]);
+        }
+        let child = cmd
             .args(extra)
             .env("GUESTLIST_ADMIN_TOKEN", ADMIN)
             .env_remove("GUESTLIST_ADMIN_TOKENS")
             .env_remove("GUESTLIST_CHECK_TOKEN")
             .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -37,15 +53,31 @@ impl Serve {
         }
     }
 
+    /// What the process wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&mut self) {
+        assert!(
+            self.becomes_ready(Duration::from_secs(20)).await,
+            "{} not ready within 20 s; see {}",
+            self.base,
+            self.log.display()
+        );
+    }
+
+    /// Whether `/readyz` answers 200 within `timeout`; panics if the
+    /// process exits first.
+    pub async fn becomes_ready(&mut self, timeout: Duration) -> bool {
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
                 && r.status() == reqwest::StatusCode::OK
             {
-                return;
+                return true;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
@@ -53,12 +85,9 @@ impl Serve {
                     self.log.display()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready within 20 s; see {}",
-                self.base,
-                self.log.display()
-            );
+            if Instant::now() >= deadline {
+                return false;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //!   mod.rs      RedisStore: connect, checks, and a thin `impl Store`
+//!   connect.rs  how to reach Redis: URL, password, TLS
 //!   conn.rs     connections with per-call deadlines and metrics
+//!   settings.rs server settings that hurt logins, checked at start-up
 //!   catalog.rs  the campaign catalog, reconciled; change listener
 //!   lease.rs    the writer lease (one writer per campaign)
 //!   publish.rs  the write protocol: fenced commits, rebuilds, deltas
@@ -30,14 +32,17 @@
 mod audit;
 mod catalog;
 mod conn;
+mod connect;
 mod design;
 mod keys;
 mod lease;
 mod meta;
 mod publish;
+mod settings;
 mod snapshot;
 
 pub use catalog::CatalogListener;
+pub use connect::{ConnectOptions, PASSWORD_VAR, client, uses_tls};
 pub use design::CHUNK;
 pub use keys::{Keys, PREFIX, Stamp};
 pub use meta::CampaignMeta;
@@ -46,11 +51,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::io::tcp::TcpSettings;
-use redis::{IntoConnectionInfo, Value};
+use redis::Value;
 use roaring::RoaringTreemap;
 
 use super::{AuditEvent, Store, StoreError, StoreOptions, StoreResult};
@@ -103,12 +106,18 @@ impl RedisStore {
         options: StoreOptions,
         keys: Keys,
     ) -> anyhow::Result<RedisStore> {
-        let info = url
-            .into_connection_info()
-            .context("invalid Redis URL (not shown: it may hold a password)")?
-            // Checks are tiny; Nagle's delay would dominate their latency.
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info).context("creating the Redis client")?;
+        Self::open(url, &ConnectOptions::default(), options, keys).await
+    }
+
+    /// Like [`RedisStore::connect_with_keys`], with a password or TLS files
+    /// from `connect`.
+    pub async fn open(
+        url: &str,
+        connect: &ConnectOptions,
+        options: StoreOptions,
+        keys: Keys,
+    ) -> anyhow::Result<RedisStore> {
+        let client = connect::client(url, connect)?;
         let store = RedisStore {
             inner: Arc::new(Inner {
                 refreshed: tokio::sync::watch::channel(0).0,
@@ -127,11 +136,13 @@ impl RedisStore {
         match store.reconcile(&mut first).await {
             Ok(()) => tracing::info!(
                 url = %super::redact_url(url),
+                tls = uses_tls(url),
                 campaigns = store.catalog().campaigns.len(),
                 "connected to Redis"
             ),
             Err(e) => tracing::warn!(
                 url = %super::redact_url(url),
+                tls = uses_tls(url),
                 error = %e,
                 "Redis is not reachable yet; retrying in the background"
             ),
@@ -140,6 +151,18 @@ impl RedisStore {
         catalog::spawn_reconciler(Arc::downgrade(&store.inner), wake.clone());
         catalog::spawn_change_listener(Arc::downgrade(&store.inner), wake);
         Ok(store)
+    }
+
+    /// Logs a warning for each server setting that hurts logins (see
+    /// `settings.rs`); settings that cannot be read are logged at info.
+    pub async fn check_settings(&self) {
+        let (found, unreadable) = settings::read(&self.inner.admin).await;
+        for error in unreadable {
+            tracing::info!(%error, "could not check Redis settings that affect logins");
+        }
+        for warning in settings::warnings(&found) {
+            tracing::warn!("Redis setting: {warning}");
+        }
     }
 
     fn design(&self, design: Design) -> &dyn RedisDesign {
