@@ -22,8 +22,8 @@ pub struct RedisServer {
 pub struct ServerOptions {
     /// Serve TLS only (the plain port is closed), with these PEM files.
     pub tls: Option<ServerTls>,
-    /// Configuration passed as `--name value`, e.g. `maxmemory-policy`.
-    pub config: Vec<(String, String)>,
+    /// Configuration passed as `--name value…`, e.g. `maxmemory-policy`.
+    pub config: Vec<(String, Vec<String>)>,
 }
 
 /// PEM files of a TLS server.
@@ -39,8 +39,14 @@ pub struct ServerTls {
 
 impl ServerOptions {
     /// Adds one `--name value` configuration directive.
-    pub fn config(mut self, name: &str, value: &str) -> ServerOptions {
-        self.config.push((name.to_string(), value.to_string()));
+    pub fn config(self, name: &str, value: &str) -> ServerOptions {
+        self.config_args(name, &[value])
+    }
+
+    /// Adds a directive of several arguments, e.g. `rename-command CONFIG ""`.
+    pub fn config_args(mut self, name: &str, values: &[&str]) -> ServerOptions {
+        let values = values.iter().map(|v| v.to_string()).collect();
+        self.config.push((name.to_string(), values));
         self
     }
 
@@ -63,8 +69,9 @@ impl ServerOptions {
                 push("tls-auth-clients", auth.as_ref());
             }
         }
-        for (name, value) in &self.config {
-            push(name, value.as_ref());
+        for (name, values) in &self.config {
+            args.push(format!("--{name}").into());
+            args.extend(values.iter().map(Into::into));
         }
         args
     }

@@ -1,5 +1,6 @@
 //! One contract, every store: embedded, and Redis with the `set`, `per-user`
-//! and `bitmap` designs.
+//! and `bitmap` designs, and `set` again over TLS (`rediss://` to a server
+//! whose CA the test made).
 //!
 //! Each case is written once against the HTTP API and instantiated for each
 //! backend by `suite!`, so the backends cannot drift apart.
@@ -28,6 +29,10 @@ macro_rules! suite {
         mod redis_bitmap {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisBitmap).await).await })*
+        }
+        mod redis_tls {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisTls).await).await })*
         }
     };
 }

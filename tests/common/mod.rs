@@ -1,13 +1,15 @@
 //! Test fixtures: a real `redis-server` on a free loopback port, a harness
 //! that drives the router without a socket, `monitor` (what Redis ran, and
-//! in which hash slots) and `proxy` (a TCP proxy that injects network faults
-//! between a client and that server).
+//! in which hash slots), `proxy` (a TCP proxy that injects network faults
+//! between a client and that server) and `tls` (certificates made by the
+//! test, and a TLS-only server).
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod history;
 pub mod monitor;
 pub mod proxy;
 pub mod serve;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,7 +39,13 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let inner = guestlist::redis_server::RedisServer::start().expect("redis-server starts");
+        Self::start_with(guestlist::redis_server::ServerOptions::default())
+    }
+
+    /// Starts with TLS or extra configuration.
+    pub fn start_with(options: guestlist::redis_server::ServerOptions) -> RedisServer {
+        let inner =
+            guestlist::redis_server::RedisServer::start_with(options).expect("redis-server starts");
         let port = inner.port();
         RedisServer { inner, port }
     }
@@ -87,6 +95,8 @@ pub enum Backend {
     RedisSet,
     RedisPerUser,
     RedisBitmap,
+    /// The `set` design over `rediss://`, trusting a CA the test made.
+    RedisTls,
 }
 
 /// A router over a real store, driven in-process with `oneshot`.
@@ -142,6 +152,18 @@ impl Harness {
             Backend::RedisSet | Backend::RedisPerUser | Backend::RedisBitmap => {
                 let server = RedisServer::start();
                 let store = RedisStore::connect(&server.url(), test_options())
+                    .await
+                    .unwrap();
+                (Arc::new(store), Some(server), None)
+            }
+            Backend::RedisTls => {
+                // Both sides read their PEM files once, at start, so the
+                // files may go when this scope ends.
+                let certs = tls::Pki::new();
+                let server = certs.redis(false);
+                let connect = certs.connect_options(false);
+                let keys = guestlist::store::redis::Keys::default();
+                let store = RedisStore::open(&server.url(), &connect, test_options(), keys)
                     .await
                     .unwrap();
                 (Arc::new(store), Some(server), None)
