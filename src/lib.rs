@@ -18,6 +18,7 @@
 //!              ├── catalog     campaign list, reconciled every second
 //!              ├── lease, publish   one writer per campaign; fenced commits
 //!              ├── snapshot, meta, keys, audit, conn, scripts/*.lua
+//!              ├── connect, settings   URL, password, TLS; start-up checks
 //!              └── design/{set, per_user, bitmap}   how each lays out an audience
 //! ```
 //!
