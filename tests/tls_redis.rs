@@ -199,3 +199,35 @@ async fn tls_files_with_a_plain_url_are_refused_at_start() {
     .expect("a CA file with redis:// is a mistake");
     assert!(e.to_string().contains("rediss://"), "{e:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_measures_a_tls_redis_with_the_same_options() {
+    use guestlist::bench::{BenchDesign, Plan, run_with};
+    let pki = Pki::new();
+    let redis = pki.redis(false);
+    let plan = Plan {
+        designs: vec![
+            BenchDesign::Json,
+            BenchDesign::Store(guestlist::domain::Design::Set),
+        ],
+        audiences: vec![500],
+        concurrency: vec![2],
+        duration: Duration::from_millis(200),
+        seed: 7,
+        hit_ratio: 0.1,
+        id_space_factor: 10,
+        deadline: Duration::from_secs(1),
+    };
+    let results = run_with(
+        &redis.url(),
+        &pki.connect_options(false),
+        &plan,
+        "test".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(results.runs.len(), 2);
+    for r in &results.runs {
+        assert!(r.checks > 0 && r.errors == 0, "{r:?}");
+    }
+}
