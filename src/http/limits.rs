@@ -69,3 +69,68 @@ pub fn idle_bounded(body: Body, idle: Duration) -> (Body, Arc<AtomicBool>) {
     });
     (Body::from_stream(chunks), cut)
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::middleware;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_gets_503_request_timeout_as_json() {
+        let app = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "too late"
+                }),
+            )
+            .route("/quick", get(|| async { "in time" }))
+            .layer(middleware::from_fn_with_state(
+                Duration::from_millis(50),
+                deadline,
+            ));
+        let call = |path: &'static str| {
+            app.clone()
+                .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        };
+
+        let slow = call("/slow").await.unwrap();
+        assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = slow.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "request_timeout");
+
+        let quick = call("/quick").await.unwrap();
+        assert_eq!(quick.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_silent_body_ends_in_an_error_and_a_steady_one_does_not() {
+        let (steady, cut) = idle_bounded(Body::from("1\n2\n"), Duration::from_millis(50));
+        assert_eq!(steady.collect().await.unwrap().to_bytes(), "1\n2\n");
+        assert!(!cut.load(Ordering::Acquire));
+
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<&'static str, std::io::Error>>(1);
+        tx.send(Ok("1\n")).await.unwrap();
+        let silent = Body::from_stream(tokio_stream_of(rx));
+        let (silent, cut) = idle_bounded(silent, Duration::from_millis(50));
+        let e = silent.collect().await.unwrap_err();
+        assert!(e.to_string().contains("no data arrived for 50ms"), "{e}");
+        assert!(cut.load(Ordering::Acquire));
+        drop(tx);
+    }
+
+    /// The receiver as a stream that stays open while its sender lives.
+    fn tokio_stream_of<T: Send + 'static>(
+        rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> + Send + 'static {
+        stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+    }
+}
