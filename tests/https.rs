@@ -5,10 +5,12 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::ADMIN;
 use common::serve::Serve;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use tokio::io::AsyncReadExt;
 
 /// Writes a CA and a server certificate for 127.0.0.1 signed by it; returns
 /// the CA's PEM.
@@ -76,6 +78,8 @@ async fn the_cli_manages_a_campaign_over_https_with_a_private_ca_and_refuses_wit
             cert.to_str().unwrap(),
             "--tls-key",
             key.to_str().unwrap(),
+            "--header-timeout",
+            "2s",
         ],
     )
     .https(&ca_pem);
@@ -134,4 +138,15 @@ async fn the_cli_manages_a_campaign_over_https_with_a_private_ca_and_refuses_wit
     let plain = server.base.replacen("https://", "http://", 1);
     let out = cli(&plain, None, &["check", "spring", "6"]).await;
     assert!(!out.status.success());
+
+    // A client that never starts its TLS handshake is closed by the header timeout.
+    let addr = server.base.trim_start_matches("https://");
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), silent.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "a silent connection outlived the handshake timeout"
+    );
+    assert!(rest.is_empty());
 }
