@@ -310,7 +310,8 @@ pub struct ListenerArgs {
     pub tls_key: Option<std::path::PathBuf>,
 
     /// Time a client has to send a complete request header, counted from the
-    /// connection's first byte (or its opening); it bounds the TLS handshake too.
+    /// header's first byte (from the connection's opening, for its first
+    /// request); it bounds the TLS handshake too.
     #[arg(long, env = "GUESTLIST_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
 
