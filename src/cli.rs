@@ -1,5 +1,5 @@
 //! The admin CLI: `guestlist campaign|audience|check|user|audit`, talking to a
-//! running server over HTTP.
+//! running server over HTTP or HTTPS (`--ca-file` for a private CA).
 //!
 //! Output is a readable table by default and the server's JSON with `--json`.
 //! Any error exits non-zero with the server's message (and line number, for
@@ -31,10 +31,12 @@ struct Api {
 
 impl Api {
     fn new(remote: &Remote) -> anyhow::Result<Api> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("building the HTTP client")?;
+        crate::tls::install_crypto_provider();
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(path) = &remote.ca_file {
+            builder = builder.tls_certs_only(crate::tls::ca_certificates(path)?);
+        }
+        let http = builder.build().context("building the HTTP client")?;
         Ok(Api {
             http,
             base: remote.server.trim_end_matches('/').to_string(),
@@ -54,10 +56,7 @@ impl Api {
     /// Sends a request; a non-2xx answer becomes an error carrying the
     /// server's message.
     async fn send(&self, req: RequestBuilder) -> anyhow::Result<Value> {
-        let response = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let response = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let text = response
             .text()
@@ -71,6 +70,25 @@ impl Api {
             bail!("{}", describe_error(status, &body));
         }
         Ok(body)
+    }
+}
+
+impl Api {
+    /// Why a request got no answer, with the fix when the server's
+    /// certificate is the reason.
+    fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        let mut causes = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source());
+        let untrusted = causes.any(|cause| cause.to_string().contains("certificate"));
+        let context = if untrusted {
+            format!(
+                "the server at {} presented a TLS certificate this client does not trust; \
+                 pass --ca-file (or GUESTLIST_CA_FILE) with the CA that signed it",
+                self.base
+            )
+        } else {
+            format!("cannot reach the server at {}", self.base)
+        };
+        anyhow::Error::new(e).context(context)
     }
 }
 
@@ -314,7 +332,7 @@ async fn export(api: &Api, campaign: &str) -> anyhow::Result<()> {
         .timeout(TRANSFER_TIMEOUT)
         .send()
         .await
-        .with_context(|| format!("cannot reach the server at {}", api.base))?;
+        .map_err(|e| api.unreachable(e))?;
     let status = response.status();
     if !status.is_success() {
         let text = response.text().await.unwrap_or_default();

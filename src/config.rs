@@ -84,6 +84,10 @@ pub struct Remote {
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// For an https:// server: trust only the CA certificates in this PEM
+    /// file instead of the system's roots (a private CA).
+    #[arg(long, global = true, env = "GUESTLIST_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -317,6 +321,9 @@ pub struct ServeArgs {
     #[arg(long, env = "GUESTLIST_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
+    #[command(flatten)]
+    pub listener: ListenerArgs,
+
     /// Admin token for writes and exports. If unset, a random one is generated
     /// at start and printed once to stderr. Never logged.
     #[arg(
@@ -355,6 +362,52 @@ impl ServeArgs {
             max_staleness: self.max_staleness,
         }
     }
+}
+
+/// How the listener treats connections: HTTPS, timeouts and the cap that keep
+/// slow or hostile clients from starving the login path.
+#[derive(Debug, Clone, Args)]
+pub struct ListenerArgs {
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key), for
+    /// deployments without a TLS-terminating proxy.
+    #[arg(long, env = "GUESTLIST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "GUESTLIST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Time a client has to send a complete request header, counted from the
+    /// header's first byte (from the connection's opening, for its first
+    /// request); it bounds the TLS handshake too.
+    #[arg(long, env = "GUESTLIST_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long a keep-alive connection may sit idle between requests. Keep
+    /// it above the idle timeout of any load balancer in front (often 60 s).
+    #[arg(long, env = "GUESTLIST_IDLE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most connections served at once; further ones wait in the listen
+    /// backlog until one closes.
+    #[arg(long, env = "GUESTLIST_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Deadline of one request on every route but audience uploads; a
+    /// request past it answers 503 request_timeout.
+    #[arg(long, env = "GUESTLIST_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// An audience upload whose body sends nothing for this long is cut off
+    /// with 408 body_idle_timeout (uploads as such have no deadline).
+    #[arg(long, env = "GUESTLIST_UPLOAD_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub upload_idle_timeout: Duration,
+
+    /// After SIGTERM or SIGINT, how long in-flight requests may run before
+    /// their connections are closed. Keep it under the orchestrator's grace
+    /// period (30 s in Kubernetes by default).
+    #[arg(long, env = "GUESTLIST_DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
 }
 
 /// The help text for the environment-only secrets, shown after the flags.

@@ -5,6 +5,8 @@
 //! ```text
 //!   HTTP request
 //!       │
+//!   http::listener ── TLS, connection cap, header/idle timeouts, drain
+//!       │
 //!   http::router ── auth (tokens, or portal session + CSRF) ── metrics ── trace
 //!       │                    └── portal: /admin pages (templates/portal/)
 //!   http::{campaigns, audience, checks, ops, audit}   one file per route group
@@ -29,7 +31,8 @@
 //! - [`portal`]: the admin portal at `/admin`, server-rendered, with sessions
 //!   and CSRF tokens; its writes go through the same functions as the API.
 //! - [`config`]: the command line; [`secret`]: secrets from the environment
-//!   or mounted files, never flags; [`telemetry`]: logs and metrics set-up.
+//!   or mounted files, never flags; [`telemetry`]: logs and metrics set-up;
+//!   [`tls`]: certificates for the HTTPS listener and the CLI.
 //! - [`cli`]: the admin commands (`campaign`, `audience`, `check`, `user`,
 //!   `audit`), an HTTP client of a running server.
 //! - [`nearcache`]: in-process audience replicas; [`lookup`]: the login path
@@ -53,3 +56,4 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

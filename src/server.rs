@@ -59,6 +59,8 @@ pub async fn serve(
     args: ServeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Certificate problems surface before the store is opened.
+    let listener_options = http::ListenerOptions::from_args(&args.listener)?;
     let spec = StoreSpec::parse(&args.store)?;
     let (store, cache): (Arc<dyn Store>, Option<NearCache>) = match &spec {
         StoreSpec::Redis(url) => {
@@ -98,19 +100,24 @@ pub async fn serve(
         max_upload_bytes: args.max_upload_bytes,
         metrics: Some(crate::telemetry::metrics()),
         portal: Arc::default(),
+        limits: http::Limits {
+            request_timeout: args.listener.request_timeout,
+            upload_idle_timeout: args.listener.upload_idle_timeout,
+        },
     };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
+        scheme = listener_options.scheme(),
         store = %spec.redacted(),
         kind = state.store.kind(),
         check_timeout = ?args.check_timeout,
         near_cache = cache.is_some(),
         "guestlist serving"
     );
-    http::run(listener, http::router(state), shutdown).await?;
+    http::listener::serve(listener, http::router(state), listener_options, shutdown).await?;
     tracing::info!("drained in-flight requests; bye");
     Ok(())
 }

@@ -145,6 +145,7 @@ async fn drive(backend: Backend) {
     let started = Instant::now();
     let redis = (backend != Backend::Embedded).then(RedisServer::start);
     let data = tempfile::tempdir().unwrap();
+    guestlist::tls::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

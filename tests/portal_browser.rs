@@ -25,6 +25,7 @@ impl Drop for Server {
 
 async fn wait_healthy(base: &str, server: &mut Server) {
     let deadline = Instant::now() + Duration::from_secs(30);
+    guestlist::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()

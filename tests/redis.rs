@@ -135,6 +135,7 @@ async fn serve(store: Arc<dyn Store>, max_upload: u64) -> String {
 }
 
 fn client() -> reqwest::Client {
+    guestlist::tls::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()

@@ -52,7 +52,17 @@ async fn read_upload(state: &AppState, id: &str, request: Request) -> Result<Par
     if declared.is_some_and(|n| n > limit) {
         return Err(ingest::IngestError::TooLarge { limit }.into());
     }
-    let parsed = ingest::parse_body(request.into_body(), format, limit).await?;
+    let (body, stalled) =
+        super::limits::idle_bounded(request.into_body(), state.limits.upload_idle_timeout);
+    let parsed = match ingest::parse_body(body, format, limit).await {
+        Err(ingest::IngestError::Body(_)) if stalled.load(std::sync::atomic::Ordering::Acquire) => {
+            return Err(ApiError::BodyTimeout(format!(
+                "the upload sent no data for {}; nothing was changed",
+                humantime::format_duration(state.limits.upload_idle_timeout)
+            )));
+        }
+        parsed => parsed?,
+    };
     campaign
         .design
         .check_ids(&parsed.members)

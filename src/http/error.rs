@@ -1,7 +1,8 @@
 //! The one error type of the HTTP layer.
 //!
-//! Every error leaves as `{"error": "<code>", "message": "<what and how to fix>"}`
-//! plus context fields (`field`, `line`) where they help. Internal details are
+//! Every error leaves as `{"error": "<code>", "message": "<what and how to fix>",
+//! "request_id": "<the id in the logs>"}` plus context fields (`field`,
+//! `line`) where they help. Internal details are
 //! logged here and never sent to the client.
 
 use axum::Json;
@@ -42,6 +43,12 @@ pub enum ApiError {
     /// 415: a content type we do not parse.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 408: an upload's body stopped sending data.
+    #[error("{0}")]
+    BodyTimeout(String),
+    /// 503: the request missed its deadline (`--request-timeout`).
+    #[error("{0}")]
+    Timeout(String),
     /// 503: the store did not answer (in time).
     #[error("{0}")]
     Unavailable(String),
@@ -72,7 +79,10 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) | ApiError::Stale(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unavailable(_) | ApiError::Stale(_) | ApiError::Timeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +96,8 @@ impl ApiError {
             ApiError::Forbidden(_) => "csrf_token_invalid",
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::BodyTimeout(_) => "body_idle_timeout",
+            ApiError::Timeout(_) => "request_timeout",
             ApiError::Unavailable(_) => "store_unavailable",
             ApiError::Stale(_) => "cache_stale",
             ApiError::Internal(_) => "internal",
@@ -106,6 +118,7 @@ impl ApiError {
         match self {
             ApiError::Internal(detail) => tracing::error!(detail = %detail, "internal error"),
             ApiError::Unavailable(detail) => tracing::warn!(detail = %detail, "store unavailable"),
+            ApiError::Timeout(_) => tracing::warn!("request timed out"),
             _ => {}
         }
     }
@@ -121,6 +134,9 @@ impl ApiError {
             if let Some(line) = line {
                 body.insert("line".into(), json!(line));
             }
+        }
+        if let Some(id) = super::request_id::current() {
+            body.insert("request_id".into(), json!(&*id));
         }
         Value::Object(body)
     }

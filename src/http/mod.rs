@@ -6,7 +6,10 @@
 //! - [`ops`]: health, readiness and metrics;
 //! - [`audit`]: the audit log of every change, and who made it;
 //! - [`auth`]: the token policy, applied to all of the above as one layer;
-//! - [`error`]: the error type every handler returns.
+//! - [`error`]: the error type every handler returns;
+//! - [`request_id`]: the id that ties a request's logs and error body together;
+//! - [`limits`]: request deadlines, and the idle limit of upload bodies;
+//! - [`listener`]: accepts connections (HTTP or HTTPS) under a cap and timeouts.
 
 pub mod audience;
 pub mod audit;
@@ -14,23 +17,28 @@ pub mod auth;
 pub mod campaigns;
 pub mod checks;
 pub mod error;
+pub mod limits;
+pub mod listener;
 pub mod ops;
+pub mod request_id;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
 use crate::lookup::Checker;
 use crate::store::Store;
 pub use auth::Tokens;
 pub use error::ApiError;
+pub use limits::Limits;
+pub use listener::ListenerOptions;
 
 /// JSON bodies other than audiences are small; this bounds them.
 pub const JSON_BODY_LIMIT: usize = 1 << 20;
@@ -48,17 +56,26 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Portal sessions and the sign-in limiter.
     pub portal: Arc<crate::portal::Portal>,
+    /// Request deadlines and the upload idle limit.
+    pub limits: Limits,
 }
 
 /// The whole API as one router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // Uploads can take minutes; their bodies have an idle limit instead.
+    let deadlined = Router::new()
         .merge(campaigns::router())
-        .merge(audience::router())
         .merge(checks::router())
         .merge(ops::router())
         .merge(audit::router())
         .merge(crate::portal::router(state.clone()))
+        .layer(middleware::from_fn_with_state(
+            state.limits.request_timeout,
+            limits::deadline,
+        ));
+    let router = Router::new()
+        .merge(deadlined)
+        .merge(audience::router())
         .fallback(|| async {
             ApiError::NotFound {
                 code: "route_not_found",
@@ -70,41 +87,56 @@ pub fn router(state: AppState) -> Router {
             auth::authenticate,
         ))
         .layer(middleware::from_fn(record_metrics))
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
+    request_id::layer(router).with_state(state)
 }
 
-/// Serves `app` on an already-bound listener until `shutdown` resolves, then
-/// drains in-flight requests. Tests bind port 0 and pass the listener in.
+/// Serves `app` on an already-bound listener with the default connection
+/// limits until `shutdown` resolves, then drains in-flight requests. Tests
+/// bind port 0 and pass the listener in.
 pub async fn run(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Connection info gives the portal's sign-in limiter a client address.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    listener::serve(listener, app, ListenerOptions::default(), shutdown).await
 }
 
-/// Request counts and latency per route (the matched pattern, never the raw
-/// path, so user ids do not explode the label set).
+/// Request counts and latency per route. Every label comes from a closed
+/// set, since each new value is a series kept for the life of the process:
+/// the matched pattern (never the raw path), a known method or `other`, and
+/// the status (a number from 100 to 999).
 async fn record_metrics(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let start = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("guestlist_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("guestlist_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("guestlist_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// A method as metrics and logs name it: one of the standard methods, or
+/// `other` for whatever string a client made up.
+pub fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
 }
 
 /// `axum::Json` with our error body on rejection.
@@ -120,6 +152,7 @@ impl AppState {
             max_upload_bytes,
             metrics: None,
             portal: Arc::default(),
+            limits: Limits::default(),
         }
     }
 }

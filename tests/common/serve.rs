@@ -9,6 +9,8 @@ pub struct Serve {
     child: Child,
     pub base: String,
     log: std::path::PathBuf,
+    /// Trusts the server's CA when it serves HTTPS.
+    http: reqwest::Client,
 }
 
 impl Serve {
@@ -46,16 +48,30 @@ impl Serve {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("starting guestlist serve");
+        guestlist::tls::install_crypto_provider();
         Serve {
             child,
             base: format!("http://{listen}"),
             log,
+            http: reqwest::Client::new(),
         }
     }
 
     /// What the process wrote to stderr so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// For a server started with `--tls-cert/--tls-key`: its base URL is
+    /// `https://`, and readiness is checked trusting only `ca_pem`.
+    pub fn https(mut self, ca_pem: &str) -> Serve {
+        self.base = self.base.replacen("http://", "https://", 1);
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+        self.http = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .build()
+            .unwrap();
+        self
     }
 
     /// Waits until `/readyz` answers 200.
@@ -71,7 +87,7 @@ impl Serve {
     /// Whether `/readyz` answers 200 within `timeout`; panics if the
     /// process exits first.
     pub async fn becomes_ready(&mut self, timeout: Duration) -> bool {
-        let http = reqwest::Client::new();
+        let http = self.http.clone();
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
@@ -90,6 +106,24 @@ impl Serve {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// SIGTERM, then waits up to `limit` for the process to exit; `None` if
+    /// it is still running then.
+    pub async fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// SIGKILL: no shutdown code runs.

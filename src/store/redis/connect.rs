@@ -72,7 +72,7 @@ pub fn client(url: &str, options: &ConnectOptions) -> anyhow::Result<redis::Clie
     let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
     if !options.has_tls_files() {
         if tls {
-            install_crypto_provider();
+            crate::tls::install_crypto_provider();
         }
         return redis::Client::open(info).context("creating the Redis client");
     }
@@ -93,7 +93,7 @@ pub fn client(url: &str, options: &ConnectOptions) -> anyhow::Result<redis::Clie
         .as_deref()
         .map(|ca| read_pem(ca, "--redis-ca-file"))
         .transpose()?;
-    install_crypto_provider();
+    crate::tls::install_crypto_provider();
     redis::Client::build_with_tls(
         info,
         redis::TlsCertificates {
@@ -106,13 +106,6 @@ pub fn client(url: &str, options: &ConnectOptions) -> anyhow::Result<redis::Clie
 
 fn read_pem(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {flag} {}", path.display()))
-}
-
-/// rustls needs a process-wide crypto provider when it cannot pick one from
-/// its features alone (another crate may enable aws-lc-rs). Installing ring
-/// first keeps the choice ours; a provider installed earlier is kept.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]
