@@ -87,8 +87,8 @@ pub enum Access {
     Admin,
 }
 
-/// The access policy, in one place: writes and the export need an admin
-/// token; other `/v1` reads and checks need the check token when one is set.
+/// The access policy, in one place: writes, the export, the audit log and
+/// the near-cache's per-campaign state need an admin token; other `/v1` reads and checks need the check token when one is set.
 pub fn required_access(method: &Method, path: &str) -> Access {
     if !path.starts_with("/v1/") {
         return Access::Open;
@@ -97,7 +97,8 @@ pub fn required_access(method: &Method, path: &str) -> Access {
     let is_check = method == Method::POST && path == "/v1/check";
     let is_export = is_read && path.ends_with("/audience");
     let is_audit = path == "/v1/audit";
-    if is_export || is_audit || !(is_read || is_check) {
+    let is_cache = path == "/v1/cache";
+    if is_export || is_audit || is_cache || !(is_read || is_check) {
         Access::Admin
     } else {
         Access::Read
@@ -200,6 +201,7 @@ mod tests {
             (Method::POST, "/v1/campaigns/a/audience/add", Access::Admin),
             (Method::GET, "/v1/campaigns/a/audience", Access::Admin),
             (Method::GET, "/v1/audit", Access::Admin),
+            (Method::GET, "/v1/cache", Access::Admin),
             (Method::GET, "/v1/campaigns", Access::Read),
             (Method::GET, "/v1/campaigns/a/members/1", Access::Read),
             (Method::GET, "/v1/users/1/campaigns", Access::Read),

@@ -16,6 +16,11 @@ impl Serve {
     /// token, and `extra` flags; its log goes to a file named after `name`
     /// in the temp directory, kept so a failure can be read.
     pub fn start(name: &str, store: &str, extra: &[&str]) -> Serve {
+        Self::start_with_env(name, store, extra, &[])
+    }
+
+    /// [`Serve::start`] with extra environment variables (secrets among them).
+    pub fn start_with_env(name: &str, store: &str, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         let port = guestlist::redis_server::free_port().unwrap();
         let listen = format!("127.0.0.1:{port}");
         let log = std::env::temp_dir().join(format!("guestlist-test-{name}.log"));
@@ -26,6 +31,7 @@ impl Serve {
             .env_remove("GUESTLIST_ADMIN_TOKENS")
             .env_remove("GUESTLIST_CHECK_TOKEN")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -61,6 +67,16 @@ impl Serve {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id, to read what `ps` shows of it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown code runs.
