@@ -6,6 +6,8 @@
 //! - [`ops`]: health, readiness and metrics;
 //! - [`audit`]: the audit log of every change, and who made it;
 //! - [`auth`]: the token policy, applied to all of the above as one layer;
+//! - [`limiter`]: the limiter on failed tokens, shared with the portal's sign-in;
+//! - [`peer`]: the client's address, through trusted proxies;
 //! - [`error`]: the error type every handler returns.
 
 pub mod audience;
@@ -14,7 +16,9 @@ pub mod auth;
 pub mod campaigns;
 pub mod checks;
 pub mod error;
+pub mod limiter;
 pub mod ops;
+pub mod peer;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,8 +50,12 @@ pub struct AppState {
     pub max_upload_bytes: u64,
     /// Renders `/metrics`; `None` when no recorder is installed (some tests).
     pub metrics: Option<PrometheusHandle>,
-    /// Portal sessions and the sign-in limiter.
+    /// Portal sessions.
     pub portal: Arc<crate::portal::Portal>,
+    /// Failed tokens per client, from the API and the portal's sign-in.
+    pub limiter: Arc<limiter::FailureLimiter>,
+    /// Whose `X-Forwarded-For` names the client.
+    pub proxies: Arc<peer::TrustedProxies>,
 }
 
 /// The whole API as one router.
@@ -120,6 +128,8 @@ impl AppState {
             max_upload_bytes,
             metrics: None,
             portal: Arc::default(),
+            limiter: Arc::default(),
+            proxies: Arc::default(),
         }
     }
 }
