@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio_util::io::ReaderStream;
 
 use crate::config::{AudienceCmd, CampaignCmd, Remote};
+use crate::secret::Secret;
 
 /// Deadline of an ordinary call; uploads and exports get their own.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,7 +26,7 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 struct Api {
     http: reqwest::Client,
     base: String,
-    token: Option<String>,
+    token: Option<Secret>,
     json: bool,
 }
 
@@ -40,7 +41,7 @@ impl Api {
         Ok(Api {
             http,
             base: remote.server.trim_end_matches('/').to_string(),
-            token: remote.token.clone().filter(|t| !t.is_empty()),
+            token: crate::secret::from_env("GUESTLIST_TOKEN")?,
             json: remote.json,
         })
     }
@@ -48,7 +49,7 @@ impl Api {
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
+            req = req.bearer_auth(token.expose());
         }
         req.timeout(CALL_TIMEOUT)
     }

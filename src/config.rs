@@ -72,15 +72,6 @@ pub struct Remote {
         default_value = "http://127.0.0.1:8080"
     )]
     pub server: String,
-    /// Token sent as a bearer token (an admin token for changes).
-    #[arg(
-        long,
-        global = true,
-        env = "GUESTLIST_TOKEN",
-        hide_env_values = true,
-        hide = true
-    )]
-    pub token: Option<String>,
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -324,33 +315,21 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub listener: ListenerArgs,
 
-    /// Admin token for writes and exports. If unset, a random one is generated
-    /// at start and printed once to stderr. Never logged.
-    #[arg(
-        long = "admin-token",
-        env = "GUESTLIST_ADMIN_TOKEN",
-        hide_env_values = true,
-        hide = true
-    )]
-    pub admin_token: Option<String>,
+    /// Proxies whose X-Forwarded-For names the client, for the limiter on
+    /// wrong tokens and the logs: networks (10.0.0.0/8) or addresses. From
+    /// any other peer the header is ignored.
+    #[arg(long = "trusted-proxy", env = "GUESTLIST_TRUSTED_PROXIES", value_delimiter = ',', num_args = 1.., value_parser = crate::http::peer::parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 
-    /// Named admin tokens, `name:token,name:token`; the name goes in the audit log.
-    #[arg(
-        long = "admin-tokens",
-        env = "GUESTLIST_ADMIN_TOKENS",
-        hide_env_values = true,
-        hide = true
-    )]
-    pub admin_tokens: Option<String>,
+    /// Serve reads and checks without a token on a non-loopback address.
+    /// Without it, such an address needs GUESTLIST_CHECK_TOKEN.
+    #[arg(long, env = "GUESTLIST_PUBLIC_READS")]
+    pub public_reads: bool,
 
-    /// Optional token required for reads and checks (the admin token also works).
-    #[arg(
-        long = "check-token",
-        env = "GUESTLIST_CHECK_TOKEN",
-        hide_env_values = true,
-        hide = true
-    )]
-    pub check_token: Option<String>,
+    /// A portal session ends after this long without a request (it ends
+    /// after 8 hours in any case).
+    #[arg(long, env = "GUESTLIST_PORTAL_IDLE_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub portal_idle_timeout: Duration,
 }
 
 impl ServeArgs {
@@ -412,8 +391,38 @@ pub struct ListenerArgs {
 
 /// The help text for the environment-only secrets, shown after the flags.
 pub const SECRETS_HELP: &str = "\
-Secrets (environment only, never logged):
+Secrets (environment only, never logged; each also as NAME_FILE, the path of a file holding it):
   GUESTLIST_ADMIN_TOKEN  admin token for writes and exports (named admin in the audit log); generated and printed once if no admin token is set
   GUESTLIST_ADMIN_TOKENS named admin tokens, name:token,name:token (the name is the audit log's actor)
-  GUESTLIST_CHECK_TOKEN  if set, reads and checks need it (or the admin token)
-  GUESTLIST_REDIS_PASSWORD  password for the Redis store (or GUESTLIST_REDIS_PASSWORD_FILE, a file holding it)";
+  GUESTLIST_CHECK_TOKEN  if set, reads and checks need it (or an admin token); required on a non-loopback address unless --public-reads
+  GUESTLIST_TOKEN        the token the admin commands send (an admin token for changes)
+  GUESTLIST_REDIS_PASSWORD  password for the Redis store
+Tokens must be at least 16 characters.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_secret_is_a_flag_so_the_parsed_config_holds_none() {
+        let secret = "0123456789abcdef-secret";
+        for flag in ["--admin-token", "--admin-tokens", "--check-token"] {
+            let parsed = Cli::try_parse_from(["guestlist", "serve", flag, secret]);
+            assert!(parsed.is_err(), "{flag} is accepted");
+        }
+        let parsed = Cli::try_parse_from(["guestlist", "check", "c", "1", "--token", secret]);
+        assert!(parsed.is_err(), "--token is accepted");
+        let cli = Cli::try_parse_from([
+            "guestlist",
+            "serve",
+            "--trusted-proxy",
+            "10.0.0.0/8,192.0.2.1",
+        ])
+        .unwrap();
+        let Command::Serve(args) = &cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.trusted_proxies.len(), 2);
+        assert_eq!(args.portal_idle_timeout, Duration::from_secs(1800));
+    }
+}

@@ -5,9 +5,11 @@ use guestlist::config::{Cli, Command, SECRETS_HELP};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `serve --help` is where an operator looks for the tokens.
     let matches = Cli::command()
         .after_long_help(SECRETS_HELP)
         .after_help(SECRETS_HELP)
+        .mut_subcommand("serve", |serve| serve.after_help(SECRETS_HELP))
         .get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some(serve) = matches.subcommand_matches("serve") {

@@ -281,7 +281,7 @@ pub struct CachedMembership {
     pub ends_at: DateTime<Utc>,
 }
 
-/// A cached campaign as `/readyz` and [`NearCache::status`] show it.
+/// A cached campaign as `/v1/cache` and [`NearCache::status`] show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CachedCampaign {
     pub id: String,
@@ -304,6 +304,14 @@ pub struct CacheStatus {
     pub skipped: u64,
     pub max_staleness_ms: u64,
     pub on_stale: StalePolicy,
+}
+
+/// How many campaigns the cache holds and how many are stale: what
+/// `/readyz`, which anyone may read, shows of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CacheCounts {
+    pub campaigns: u64,
+    pub stale: u64,
 }
 
 /// A cheap handle; clones share one cache. The sync task stops when the last
@@ -434,6 +442,24 @@ impl NearCache {
     /// Whether the cache has loaded every campaign it should hold.
     pub fn is_warm(&self) -> bool {
         self.inner.state.load().complete
+    }
+
+    pub fn counts(&self) -> CacheCounts {
+        let state = self.inner.state.load();
+        CacheCounts {
+            campaigns: state.entries.len() as u64,
+            stale: state.entries.values().filter(|e| self.is_stale(e)).count() as u64,
+        }
+    }
+
+    /// Whether the cache alone answers every check within the stale policy
+    /// while the store cannot: it holds every campaign it should, and its
+    /// answers are fresh or the policy serves stale ones.
+    pub fn answers_without_store(&self) -> bool {
+        let state = self.inner.state.load();
+        state.complete
+            && (self.inner.options.on_stale == StalePolicy::Serve
+                || !state.entries.values().any(|e| self.is_stale(e)))
     }
 
     /// Whether `entry` has gone unconfirmed past the staleness bound, now.

@@ -6,32 +6,49 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::{ServeArgs, Toggle};
+use crate::http::auth::ensure_long_enough;
+use crate::http::peer::TrustedProxies;
 use crate::http::{self, AppState, Tokens};
 use crate::lookup::Checker;
 use crate::nearcache::{NearCache, NearCacheOptions};
+use crate::portal::Portal;
+use crate::secret::{self, Secret};
 use crate::store::redis::{Keys, RedisStore};
 use crate::store::{self, Store, StoreSpec};
 
-/// Builds the token set from the arguments, generating an admin token when
-/// none is configured. A generated token is printed once, to stderr only.
-pub fn tokens(args: &ServeArgs) -> anyhow::Result<Tokens> {
+/// Builds the token set from the environment (`NAME` or `NAME_FILE`),
+/// generating an admin token when none is configured. A generated token is
+/// printed once, to stderr only. Every configured token must be at least
+/// [`MIN_TOKEN_CHARS`] long.
+pub fn tokens(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Tokens> {
     let mut admin = Vec::new();
-    if let Some(token) = args.admin_token.as_deref().filter(|t| !t.is_empty()) {
-        admin.push(("admin".to_string(), token.to_string()));
+    if let Some(token) = secret::from_lookup("GUESTLIST_ADMIN_TOKEN", &lookup)? {
+        ensure_long_enough("GUESTLIST_ADMIN_TOKEN", &token)?;
+        admin.push(("admin".to_string(), token));
     }
-    if let Some(list) = args.admin_tokens.as_deref() {
-        admin.extend(parse_named_tokens(list)?);
+    if let Some(list) = secret::from_lookup("GUESTLIST_ADMIN_TOKENS", &lookup)? {
+        for (name, token) in parse_named_tokens(list.expose())? {
+            ensure_long_enough(
+                &format!("the GUESTLIST_ADMIN_TOKENS token named {name:?}"),
+                &token,
+            )?;
+            admin.push((name, token));
+        }
     }
     if admin.is_empty() {
         let token = format!("{:032x}", rand::random::<u128>());
         eprintln!("guestlist: no admin token is set; this run's admin token is {token}");
-        admin.push(("admin".to_string(), token));
+        admin.push(("admin".to_string(), Secret::new(token)));
     }
-    Tokens::new(admin, args.check_token.clone())
+    let check = secret::from_lookup("GUESTLIST_CHECK_TOKEN", &lookup)?;
+    if let Some(token) = &check {
+        ensure_long_enough("GUESTLIST_CHECK_TOKEN", token)?;
+    }
+    Tokens::new(admin, check)
 }
 
 /// Parses `name:token,name:token`. The error names the entry, never the token.
-pub fn parse_named_tokens(list: &str) -> anyhow::Result<Vec<(String, String)>> {
+pub fn parse_named_tokens(list: &str) -> anyhow::Result<Vec<(String, Secret)>> {
     list.split(',')
         .map(str::trim)
         .filter(|entry| !entry.is_empty())
@@ -49,9 +66,24 @@ pub fn parse_named_tokens(list: &str) -> anyhow::Result<Vec<(String, String)>> {
             // Presented tokens are trimmed, so configured ones are too.
             let token = token.trim();
             anyhow::ensure!(!token.is_empty(), "GUESTLIST_ADMIN_TOKENS entry {} ({name}) has an empty token", i + 1);
-            Ok((name.to_string(), token.to_string()))
+            Ok((name.to_string(), Secret::new(token)))
         })
         .collect()
+}
+
+/// Refuses to serve reads and checks to a network without a check token,
+/// unless that is what `--public-reads` asks for. Loopback stays open so a
+/// developer's machine needs no token.
+fn ensure_reads_guarded(args: &ServeArgs, tokens: &Tokens) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.listen.ip().is_loopback() || tokens.has_check_token() || args.public_reads,
+        "--listen {} is not a loopback address, and without GUESTLIST_CHECK_TOKEN anyone who \
+         reaches it can read campaigns and check users; set GUESTLIST_CHECK_TOKEN (or \
+         GUESTLIST_CHECK_TOKEN_FILE), or pass --public-reads (GUESTLIST_PUBLIC_READS=true) if \
+         reads are meant to be open",
+        args.listen
+    );
+    Ok(())
 }
 
 /// Opens the store, binds the listener and serves until `shutdown` resolves.
@@ -59,7 +91,9 @@ pub async fn serve(
     args: ServeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    // Certificate problems surface before the store is opened.
+    // Configuration errors come before the store is opened or a port bound.
+    let tokens = tokens(|name| std::env::var(name).ok())?;
+    ensure_reads_guarded(&args, &tokens)?;
     let listener_options = http::ListenerOptions::from_args(&args.listener)?;
     let spec = StoreSpec::parse(&args.store)?;
     let (store, cache): (Arc<dyn Store>, Option<NearCache>) = match &spec {
@@ -96,14 +130,16 @@ pub async fn serve(
     let state = AppState {
         checker: Checker::new(store.clone(), cache.clone()),
         store,
-        tokens: Arc::new(tokens(&args)?),
+        tokens: Arc::new(tokens),
         max_upload_bytes: args.max_upload_bytes,
         metrics: Some(crate::telemetry::metrics()),
-        portal: Arc::default(),
+        portal: Arc::new(Portal::new(args.portal_idle_timeout)),
         limits: http::Limits {
             request_timeout: args.listener.request_timeout,
             upload_idle_timeout: args.listener.upload_idle_timeout,
         },
+        limiter: Arc::default(),
+        proxies: Arc::new(TrustedProxies::new(args.trusted_proxies.clone())),
     };
     let listener = TcpListener::bind(args.listen)
         .await
@@ -129,12 +165,61 @@ mod tests {
     #[test]
     fn named_tokens_parse_and_errors_never_echo_a_token() {
         let parsed = parse_named_tokens("alice:s3cret, bob:other:with:colons").unwrap();
-        assert_eq!(parsed[0], ("alice".into(), "s3cret".into()));
-        assert_eq!(parsed[1], ("bob".into(), "other:with:colons".into()));
+        assert_eq!(parsed[0], ("alice".into(), Secret::new("s3cret")));
+        assert_eq!(parsed[1], ("bob".into(), Secret::new("other:with:colons")));
         let e = parse_named_tokens("alice:s3cret,notoken")
             .unwrap_err()
             .to_string();
         assert!(e.contains("entry 2") && !e.contains("s3cret"), "{e}");
         assert!(parse_named_tokens("bad name:x").is_err());
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn every_token_shorter_than_16_characters_is_refused_by_its_name() {
+        let long = "0123456789abcdef";
+        let cases = [
+            (
+                "GUESTLIST_ADMIN_TOKEN",
+                "short-admin",
+                "GUESTLIST_ADMIN_TOKEN",
+            ),
+            ("GUESTLIST_ADMIN_TOKENS", "alice:short-alice", "\"alice\""),
+            (
+                "GUESTLIST_CHECK_TOKEN",
+                "short-check",
+                "GUESTLIST_CHECK_TOKEN",
+            ),
+        ];
+        for (var, value, named) in cases {
+            let mut pairs = vec![(var, value)];
+            if var != "GUESTLIST_ADMIN_TOKEN" {
+                pairs.push(("GUESTLIST_ADMIN_TOKEN", long));
+            }
+            let e = tokens(env(&pairs)).unwrap_err().to_string();
+            assert!(e.contains(named) && e.contains("16"), "{e}");
+            assert!(!e.contains("short-"), "the value leaked: {e}");
+        }
+        let ok = tokens(env(&[
+            ("GUESTLIST_ADMIN_TOKENS", &format!("alice:{long}")),
+            ("GUESTLIST_CHECK_TOKEN", long),
+        ]))
+        .unwrap();
+        assert_eq!(ok.admin_name(long.as_bytes()), Some("alice"));
+        assert!(ok.has_check_token());
+        let shown = format!("{ok:?}");
+        assert!(shown.contains("alice") && !shown.contains(long), "{shown}");
     }
 }

@@ -157,8 +157,16 @@ async fn a_warm_instance_keeps_answering_through_an_outage_and_flags_staleness()
     let (status, body) = member(&strict, "promo", 10).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"], "cache_stale");
+    // Serving stale answers is within the policy, so the instance stays in
+    // service; the strict one cannot answer and leaves it.
     let (status, body) = h.get("/readyz").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["store_reachable"], false, "{body}");
+    assert_eq!(body["near_cache"]["stale"], 1, "{body}");
+    let (status, body) = strict.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, body) = h.get("/v1/cache").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["near_cache"]["campaigns"][0]["stale"], true, "{body}");
 
     server.restart();

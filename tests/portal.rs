@@ -6,10 +6,12 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use common::{ADMIN, Backend, Harness, lines};
+use guestlist::portal::session::{SESSION_COOKIE as SESSION, SIGNIN_COOKIE as SIGNIN};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -146,7 +148,7 @@ async fn without_a_session_every_page_redirects_alike_and_no_form_is_accepted() 
 }
 
 #[tokio::test]
-async fn sign_in_sets_a_strict_http_only_expiring_cookie_and_a_wrong_token_learns_nothing() {
+async fn sign_in_sets_a_host_only_secure_strict_expiring_cookie_and_a_wrong_token_learns_nothing() {
     let h = Harness::new(Backend::Embedded).await;
     let mut b = Browser::new(&h);
 
@@ -162,7 +164,7 @@ async fn sign_in_sets_a_strict_http_only_expiring_cookie_and_a_wrong_token_learn
     let wrong = b.try_sign_in("not-the-token").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.body.contains("That token is not valid."));
-    assert!(!b.cookies.contains_key("guestlist_session"));
+    assert!(!b.cookies.contains_key(SESSION));
 
     // Without the sign-in page's token the form is refused outright.
     let mut fresh = Browser::new(&h);
@@ -170,26 +172,26 @@ async fn sign_in_sets_a_strict_http_only_expiring_cookie_and_a_wrong_token_learn
         .post("/admin/signin", &[("token", ADMIN), ("csrf", "guess")])
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
-    assert!(!fresh.cookies.contains_key("guestlist_session"));
+    assert!(!fresh.cookies.contains_key(SESSION));
 
     let ok = b.try_sign_in(ADMIN).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
     assert_eq!(ok.location(), "/admin/campaigns");
     // Signing in again replaces the session: the old cookie stops working.
-    let first = b.cookies["guestlist_session"].clone();
+    let first = b.cookies[SESSION].clone();
     // (The sign-in page forwards a signed-in browser, so its form token comes
     // from another one.)
     let mut other = Browser::new(&h);
     let form = other.get("/admin/signin").await;
-    let signin = other.cookies["guestlist_signin"].clone();
-    b.cookies.insert("guestlist_signin".into(), signin);
+    let signin = other.cookies[SIGNIN].clone();
+    b.cookies.insert(SIGNIN.into(), signin);
     let again = b
         .post("/admin/signin", &[("token", ADMIN), ("csrf", &form.csrf())])
         .await;
     assert_eq!(again.status, StatusCode::SEE_OTHER);
-    assert_ne!(b.cookies["guestlist_session"], first);
+    assert_ne!(b.cookies[SESSION], first);
     let mut old = Browser::new(&h);
-    old.cookies.insert("guestlist_session".into(), first);
+    old.cookies.insert(SESSION.into(), first);
     assert_eq!(
         old.get("/admin/campaigns").await.location(),
         "/admin/signin"
@@ -199,25 +201,80 @@ async fn sign_in_sets_a_strict_http_only_expiring_cookie_and_a_wrong_token_learn
         .get_all(header::SET_COOKIE)
         .iter()
         .map(|v| v.to_str().unwrap())
-        .find(|v| v.starts_with("guestlist_session="))
+        .find(|v| v.starts_with(&format!("{SESSION}=")))
         .expect("session cookie");
-    for flag in ["HttpOnly", "SameSite=Strict", "Max-Age=28800", "Path=/"] {
+    // `__Host-` and `Secure` always: browsers still keep it over plain HTTP
+    // to a loopback host, and nowhere else.
+    for flag in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Max-Age=28800",
+        "Path=/",
+        "Secure",
+    ] {
         assert!(session.contains(flag), "{flag} missing from {session}");
     }
-    assert!(!session.contains("Secure"), "plain HTTP here");
+    assert!(session.starts_with("__Host-") && !session.contains("Domain"));
+    let signin = form.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        signin.starts_with("__Host-") && signin.contains("Secure"),
+        "{signin}"
+    );
     assert_eq!(b.get("/admin/campaigns").await.status, StatusCode::OK);
+}
 
-    // Behind a TLS-terminating proxy the cookie is also Secure.
-    let mut tls = Browser::new(&h);
-    let form = tls.get("/admin/signin").await;
-    let csrf = form.csrf();
-    let body = serde_urlencoded::to_string([("token", ADMIN), ("csrf", &csrf)]).unwrap();
-    let request = Request::post("/admin/signin")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header("x-forwarded-proto", "https");
-    let ok = tls.send(request, Body::from(body)).await;
-    let set: Vec<_> = ok.headers.get_all(header::SET_COOKIE).iter().collect();
-    assert!(set.iter().all(|v| v.to_str().unwrap().contains("; Secure")));
+#[tokio::test]
+async fn a_request_with_two_session_cookies_is_not_signed_in() {
+    let h = Harness::new(Backend::Embedded).await;
+    h.active("c").await;
+    h.replace("c", &[1]).await;
+    let mut b = Browser::new(&h);
+    let csrf = b.sign_in().await;
+    let mine = b.cookies[SESSION].clone();
+    let mut other = Browser::new(&h);
+    other.sign_in().await;
+    let theirs = other.cookies[SESSION].clone();
+
+    for planted in [theirs.as_str(), "planted", mine.as_str()] {
+        let cookie = format!("{SESSION}={mine}; {SESSION}={planted}");
+        let page = Browser::new(&h)
+            .send(
+                Request::get("/admin/campaigns").header(header::COOKIE, &cookie),
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(page.location(), "/admin/signin", "{planted}");
+        let upload = Request::put("/v1/campaigns/c/audience")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header("x-csrf-token", &csrf)
+            .header(header::COOKIE, &cookie);
+        let page = Browser::new(&h).send(upload, Body::from(lines(&[7]))).await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{planted}");
+    }
+    assert_eq!(h.export("c").await, vec![1], "unchanged");
+    assert_eq!(b.get("/admin/campaigns").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_session_left_idle_past_its_timeout_ends() {
+    use guestlist::http::{AppState, Tokens, router};
+    use guestlist::portal::Portal;
+    let h = Harness::new(Backend::Embedded).await;
+    let mut state = AppState::new(h.store.clone(), Tokens::single(ADMIN), 1 << 20);
+    state.portal = std::sync::Arc::new(Portal::new(Duration::from_millis(300)));
+    let idle = Harness {
+        app: router(state),
+        store: h.store.clone(),
+        backend: h.backend,
+        redis: None,
+        data_dir: None,
+    };
+    let mut b = Browser::new(&idle);
+    b.sign_in().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let page = b.get("/admin/campaigns").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/admin/signin");
 }
 
 #[tokio::test]
@@ -356,7 +413,7 @@ async fn failed_sign_ins_are_rate_limited() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
-    assert!(!b.cookies.contains_key("guestlist_session"));
+    assert!(!b.cookies.contains_key(SESSION));
 }
 
 #[tokio::test]

@@ -3,13 +3,18 @@
 //! Admin tokens guard every write and the audience export; an optional check
 //! token guards reads and checks. Tokens are compared in constant time and
 //! never logged. Each admin token has a name, which becomes the request's
-//! [`Actor`] for logs.
+//! [`Actor`] for logs. A client that keeps presenting wrong tokens is
+//! answered 429 for a while ([`super::limiter`]), and each wrong token is
+//! logged with the client's address and the route, never the token.
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::secret::Secret;
 
 use super::AppState;
 use super::error::ApiError;
@@ -18,11 +23,35 @@ use super::error::ApiError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor(pub String);
 
-/// The configured tokens. `Debug` is hand-written so a token can never reach a log.
+/// The shortest token accepted at start: 16 characters of `openssl rand
+/// -hex 8` already take 2^64 guesses, and the limiter allows a handful a
+/// minute.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Tokens are kept and compared as SHA-256 digests: every comparison is of
+/// 32 bytes, in constant time, so neither a token's content nor its length
+/// shows in the time an answer takes, and the process holds no token itself.
+type Digest = [u8; 32];
+
+fn digest(token: &[u8]) -> Digest {
+    Sha256::digest(token).into()
+}
+
+/// Refuses a token shorter than [`MIN_TOKEN_CHARS`]; the error names it by
+/// `what` (its variable), never by value.
+pub fn ensure_long_enough(what: &str, token: &Secret) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        token.expose().chars().count() >= MIN_TOKEN_CHARS,
+        "{what} is shorter than {MIN_TOKEN_CHARS} characters; use a random one, e.g. `openssl rand -hex 16`"
+    );
+    Ok(())
+}
+
+/// The configured tokens, as digests. `Debug` shows the names only.
 #[derive(Clone)]
 pub struct Tokens {
-    admin: Vec<(String, String)>,
-    check: Option<String>,
+    admin: Vec<(String, Digest)>,
+    check: Option<Digest>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -37,35 +66,50 @@ impl std::fmt::Debug for Tokens {
 
 impl Tokens {
     /// `admin` pairs are (name, token). Empty tokens are refused: an empty
-    /// bearer would otherwise match a misconfigured deployment.
-    pub fn new(admin: Vec<(String, String)>, check: Option<String>) -> anyhow::Result<Tokens> {
+    /// bearer would otherwise match a misconfigured deployment. Length is
+    /// checked where the tokens are read ([`ensure_long_enough`]), which
+    /// knows which variable to name.
+    pub fn new(admin: Vec<(String, Secret)>, check: Option<Secret>) -> anyhow::Result<Tokens> {
         anyhow::ensure!(!admin.is_empty(), "at least one admin token is required");
         for (name, token) in &admin {
-            anyhow::ensure!(!token.is_empty(), "admin token {name:?} is empty");
+            anyhow::ensure!(!token.expose().is_empty(), "admin token {name:?} is empty");
         }
-        let check = check.filter(|t| !t.is_empty());
-        Ok(Tokens { admin, check })
+        Ok(Tokens {
+            admin: admin
+                .into_iter()
+                .map(|(name, token)| (name, digest(token.expose().as_bytes())))
+                .collect(),
+            check: check
+                .filter(|t| !t.expose().is_empty())
+                .map(|t| digest(t.expose().as_bytes())),
+        })
     }
 
     /// A single admin token named `admin`.
-    pub fn single(token: impl Into<String>) -> Tokens {
+    pub fn single(token: impl AsRef<str>) -> Tokens {
         Tokens {
-            admin: vec![("admin".into(), token.into())],
+            admin: vec![("admin".into(), digest(token.as_ref().as_bytes()))],
             check: None,
         }
     }
 
-    pub fn with_check_token(mut self, token: impl Into<String>) -> Tokens {
-        self.check = Some(token.into());
+    pub fn with_check_token(mut self, token: impl AsRef<str>) -> Tokens {
+        self.check = Some(digest(token.as_ref().as_bytes()));
         self
+    }
+
+    /// Whether reads and checks need a token.
+    pub fn has_check_token(&self) -> bool {
+        self.check.is_some()
     }
 
     /// The name of the admin token equal to `presented`, if any. Every
     /// configured token is compared, so timing does not reveal which matched.
     pub fn admin_name(&self, presented: &[u8]) -> Option<&str> {
+        let presented = digest(presented);
         let mut found = None;
         for (name, token) in &self.admin {
-            if bool::from(token.as_bytes().ct_eq(presented)) {
+            if bool::from(token.ct_eq(&presented)) {
                 found = Some(name.as_str());
             }
         }
@@ -75,7 +119,7 @@ impl Tokens {
     fn is_check_token(&self, presented: &[u8]) -> bool {
         self.check
             .as_ref()
-            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(presented)))
+            .is_some_and(|t| bool::from(t.ct_eq(&digest(presented))))
     }
 }
 
@@ -87,8 +131,8 @@ pub enum Access {
     Admin,
 }
 
-/// The access policy, in one place: writes and the export need an admin
-/// token; other `/v1` reads and checks need the check token when one is set.
+/// The access policy, in one place: writes, the export, the audit log and
+/// the near-cache's per-campaign state need an admin token; other `/v1` reads and checks need the check token when one is set.
 pub fn required_access(method: &Method, path: &str) -> Access {
     if !path.starts_with("/v1/") {
         return Access::Open;
@@ -97,7 +141,8 @@ pub fn required_access(method: &Method, path: &str) -> Access {
     let is_check = method == Method::POST && path == "/v1/check";
     let is_export = is_read && path.ends_with("/audience");
     let is_audit = path == "/v1/audit";
-    if is_export || is_audit || !(is_read || is_check) {
+    let is_cache = path == "/v1/cache";
+    if is_export || is_audit || is_cache || !(is_read || is_check) {
         Access::Admin
     } else {
         Access::Read
@@ -138,6 +183,18 @@ pub async fn authenticate(
     }
     let tokens = &state.tokens;
     let presented = bearer(&request);
+    // A limited client is refused before its token is compared: a right
+    // guess must not get through while it is limited.
+    let client = presented.map(|_| {
+        state
+            .proxies
+            .client_of(request.extensions(), request.headers())
+    });
+    if let Some(client) = client
+        && let Err(wait) = state.limiter.check(client)
+    {
+        return Err(ApiError::TooManyFailures(wait));
+    }
     let mut actor = presented
         .and_then(|p| tokens.admin_name(p))
         .map(str::to_string);
@@ -165,12 +222,20 @@ pub async fn authenticate(
         Access::Open => true,
         Access::Admin => actor.is_some(),
         Access::Read => {
-            tokens.check.is_none()
+            !tokens.has_check_token()
                 || actor.is_some()
                 || presented.is_some_and(|p| tokens.is_check_token(p))
         }
     };
     if !allowed {
+        if let Some(client) = client {
+            state.limiter.failed(client);
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", |p| p.as_str());
+            tracing::warn!(%client, method = %request.method(), route, "refused a bearer token");
+        }
         let message = match (presented, access) {
             (None, Access::Admin) => {
                 "this endpoint needs an admin token: send Authorization: Bearer <token>"
@@ -200,6 +265,7 @@ mod tests {
             (Method::POST, "/v1/campaigns/a/audience/add", Access::Admin),
             (Method::GET, "/v1/campaigns/a/audience", Access::Admin),
             (Method::GET, "/v1/audit", Access::Admin),
+            (Method::GET, "/v1/cache", Access::Admin),
             (Method::GET, "/v1/campaigns", Access::Read),
             (Method::GET, "/v1/campaigns/a/members/1", Access::Read),
             (Method::GET, "/v1/users/1/campaigns", Access::Read),
@@ -242,12 +308,32 @@ mod tests {
     #[test]
     fn the_matching_admin_token_names_the_actor() {
         let t = Tokens::new(
-            vec![("alice".into(), "aaa".into()), ("bob".into(), "bbb".into())],
+            vec![
+                ("alice".into(), Secret::new("aaa")),
+                ("bob".into(), Secret::new("bbb")),
+            ],
             None,
         )
         .unwrap();
         assert_eq!(t.admin_name(b"bbb"), Some("bob"));
         assert_eq!(t.admin_name(b"bb"), None);
-        assert!(Tokens::new(vec![("x".into(), String::new())], None).is_err());
+        assert_eq!(t.admin_name(b"bbbb"), None);
+        assert!(Tokens::new(vec![("x".into(), Secret::new(""))], None).is_err());
+    }
+
+    #[test]
+    fn a_short_token_is_refused_by_name_never_by_value() {
+        let e = ensure_long_enough("GUESTLIST_CHECK_TOKEN", &Secret::new("fifteen-chars!!"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("GUESTLIST_CHECK_TOKEN") && e.contains("16"),
+            "{e}"
+        );
+        assert!(!e.contains("fifteen"), "{e}");
+        // Characters, not bytes: 16 two-byte letters pass, as do 16 ASCII ones.
+        assert!(ensure_long_enough("t", &Secret::new("é".repeat(16))).is_ok());
+        assert!(ensure_long_enough("t", &Secret::new("é".repeat(8))).is_err());
+        assert!(ensure_long_enough("t", &Secret::new("0123456789abcdef")).is_ok());
     }
 }

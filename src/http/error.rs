@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -28,6 +28,9 @@ pub enum ApiError {
     /// 401: missing or wrong token. Says nothing about what exists.
     #[error("{0}")]
     Unauthorized(String),
+    /// 429: this client sent too many wrong tokens; retry after the wait.
+    #[error("too many wrong tokens from your address; retry in {} s", retry_after_secs(*.0))]
+    TooManyFailures(std::time::Duration),
     /// 403: a portal session without its CSRF token.
     #[error("{0}")]
     Forbidden(String),
@@ -74,6 +77,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -93,6 +97,7 @@ impl ApiError {
             | ApiError::NotFound { code, .. }
             | ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::TooManyFailures(_) => "too_many_failures",
             ApiError::Forbidden(_) => "csrf_token_invalid",
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -145,8 +150,20 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log();
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let ApiError::TooManyFailures(wait) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_secs(wait).into());
+        }
+        response
     }
+}
+
+/// Whole seconds for `Retry-After`, rounded up so a client that waits that
+/// long is not refused again.
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 impl From<StoreError> for ApiError {

@@ -9,7 +9,9 @@
 //! - [`error`]: the error type every handler returns;
 //! - [`request_id`]: the id that ties a request's logs and error body together;
 //! - [`limits`]: request deadlines, and the idle limit of upload bodies;
-//! - [`listener`]: accepts connections (HTTP or HTTPS) under a cap and timeouts.
+//! - [`listener`]: accepts connections (HTTP or HTTPS) under a cap and timeouts;
+//! - [`limiter`]: the limiter on failed tokens, shared with the portal's sign-in;
+//! - [`peer`]: the client's address, through trusted proxies.
 
 pub mod audience;
 pub mod audit;
@@ -17,9 +19,11 @@ pub mod auth;
 pub mod campaigns;
 pub mod checks;
 pub mod error;
+pub mod limiter;
 pub mod limits;
 pub mod listener;
 pub mod ops;
+pub mod peer;
 pub mod request_id;
 
 use std::sync::Arc;
@@ -54,10 +58,14 @@ pub struct AppState {
     pub max_upload_bytes: u64,
     /// Renders `/metrics`; `None` when no recorder is installed (some tests).
     pub metrics: Option<PrometheusHandle>,
-    /// Portal sessions and the sign-in limiter.
+    /// Portal sessions.
     pub portal: Arc<crate::portal::Portal>,
     /// Request deadlines and the upload idle limit.
     pub limits: Limits,
+    /// Failed tokens per client, from the API and the portal's sign-in.
+    pub limiter: Arc<limiter::FailureLimiter>,
+    /// Whose `X-Forwarded-For` names the client.
+    pub proxies: Arc<peer::TrustedProxies>,
 }
 
 /// The whole API as one router.
@@ -153,6 +161,8 @@ impl AppState {
             metrics: None,
             portal: Arc::default(),
             limits: Limits::default(),
+            limiter: Arc::default(),
+            proxies: Arc::default(),
         }
     }
 }

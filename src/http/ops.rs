@@ -1,4 +1,5 @@
-//! Operations endpoints: liveness, readiness and Prometheus metrics.
+//! Operations endpoints: liveness, readiness, the near-cache's state and
+//! Prometheus metrics.
 
 use axum::Json;
 use axum::Router;
@@ -7,6 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::AppState;
 
@@ -14,6 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/cache", get(cache_status))
         .route("/metrics", get(metrics))
 }
 
@@ -22,29 +26,59 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers; 503 with the reason otherwise, so a load
-/// balancer takes the instance out while Redis is unreachable.
-/// The near-cache's state (loaded campaigns, versions, staleness) is part of
-/// the answer either way, since it is what answers logins during an outage.
+/// Ready when this instance can answer checks within its policy: the store
+/// answers, or the near-cache holds every campaign and its answers are fresh
+/// or may be served stale. Anyone may read it, so it gives counts only; the
+/// per-campaign state is at `/v1/cache`, behind the admin token, and the
+/// store's error goes to the log, never to the client.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let cache = state.checker.cache().map(|c| c.status());
-    match state.store.ready().await {
-        Ok(()) => Json(json!({
-            "status": "ready",
-            "store": state.store.kind(),
-            "near_cache": cache,
-        }))
-        .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "error": "store_unavailable",
-                "message": format!("the {} store is not ready: {e}", state.store.kind()),
-                "store": state.store.kind(),
-                "near_cache": cache,
-            })),
-        )
-            .into_response(),
+    let cache = state.checker.cache();
+    let counts = cache.map(|c| c.counts());
+    let kind = state.store.kind();
+    let store_error = state.store.ready().await.err();
+    log_store_readiness(kind, store_error.as_ref().map(|e| e.to_string()));
+    let ready = store_error.is_none() || cache.is_some_and(|c| c.answers_without_store());
+    let mut body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "store": kind,
+        "store_reachable": store_error.is_none(),
+        "near_cache": counts,
+    });
+    if ready {
+        return Json(body).into_response();
+    }
+    body["error"] = "store_unavailable".into();
+    body["message"] = format!("the {kind} store is not ready and nothing else can answer").into();
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// The near-cache's state per campaign: versions, sizes, staleness.
+async fn cache_status(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "near_cache": state.checker.cache().map(|c| c.status()) }))
+}
+
+/// How often an unchanged store error is logged again while probes repeat it.
+const REPEAT_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The last store error logged, and when. Probes arrive every few seconds
+/// from each load balancer; the log gets a line when the reason changes, when
+/// the store recovers, and once a minute while it stays the same. One process
+/// serves one store, so a process-wide record is enough.
+static LAST_STORE_ERROR: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+
+fn log_store_readiness(kind: &str, error: Option<String>) {
+    let mut last = LAST_STORE_ERROR.lock().expect("lock poisoned");
+    match (error, last.as_ref()) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            tracing::info!(store = kind, "the store is ready again");
+            *last = None;
+        }
+        (Some(e), Some((prev, at))) if *prev == e && at.elapsed() < REPEAT_LOG_EVERY => {}
+        (Some(e), _) => {
+            tracing::warn!(store = kind, error = %e, "the store is not ready");
+            *last = Some((e, Instant::now()));
+        }
     }
 }
 

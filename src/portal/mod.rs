@@ -1,7 +1,7 @@
 //! The admin portal at `/admin`: server-rendered pages for the people who run
 //! campaigns.
 //!
-//! - [`session`]: sign-in sessions, CSRF tokens, the failed sign-in limiter;
+//! - [`session`]: sign-in sessions, CSRF tokens and cookies;
 //! - [`pages`]: one handler per page or form, rendering `templates/portal/`.
 //!
 //! Every write goes through the same functions as the API (and the audience
@@ -17,26 +17,34 @@
 pub mod pages;
 pub mod session;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::http::AppState;
-use session::{Session, Sessions, SignInLimiter};
+use session::{Session, Sessions};
 
 /// Portal forms are a few fields; uploads go to the API, not here.
 const FORM_LIMIT: usize = 64 * 1024;
 
-/// The portal's own state, shared through [`AppState`].
+/// The portal's own state, shared through [`AppState`]. Failed sign-ins
+/// count in the API's limiter ([`AppState::limiter`]), since both guess the
+/// same tokens.
 #[derive(Default)]
 pub struct Portal {
     pub sessions: Sessions,
-    pub limiter: SignInLimiter,
+}
+
+impl Portal {
+    /// A portal whose sessions end after `idle_timeout` without a request.
+    pub fn new(idle_timeout: std::time::Duration) -> Portal {
+        Portal {
+            sessions: Sessions::new(idle_timeout),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -123,14 +131,6 @@ async fn headers(request: Request, next: Next) -> Response {
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
-}
-
-/// The client's address, for the sign-in limiter. In-process tests have no
-/// connection info; they count as one client.
-pub fn client_ip(request_extensions: &axum::http::Extensions) -> IpAddr {
-    request_extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
 /// The session the guard attached; handlers behind the guard can rely on it.

@@ -14,11 +14,12 @@ use axum::routing::get;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 
+use super::Signed;
 use super::session::{self, SESSION_COOKIE, SESSION_TTL, SIGNIN_COOKIE};
-use super::{Signed, client_ip};
 use crate::domain::{Campaign, CampaignPatch, NewCampaign, Status, validate_id};
 use crate::http::auth::Actor;
 use crate::http::campaigns::{create_campaign, delete_campaign, update_campaign};
+use crate::http::error::retry_after_secs;
 use crate::http::{ApiError, AppState};
 use crate::store::AuditEvent;
 
@@ -243,21 +244,9 @@ struct SignInPage {
     error: Option<String>,
 }
 
-/// Is the request known to have arrived over TLS (at a proxy in front)?
-fn over_tls(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
-}
-
-fn signin_form(headers: &HeaderMap, status: StatusCode, error: Option<String>) -> Response {
+fn signin_form(status: StatusCode, error: Option<String>) -> Response {
     let csrf = session::random_token();
-    let cookie = session::set_cookie(
-        SIGNIN_COOKIE,
-        &csrf,
-        std::time::Duration::from_secs(3600),
-        over_tls(headers),
-    );
+    let cookie = session::set_cookie(SIGNIN_COOKIE, &csrf, std::time::Duration::from_secs(3600));
     (
         status,
         [(header::SET_COOKIE, cookie)],
@@ -270,7 +259,7 @@ async fn signin_page(State(state): State<AppState>, headers: HeaderMap) -> Respo
     if state.portal.sessions.from_headers(&headers).is_some() {
         return Redirect::to("/admin/campaigns").into_response();
     }
-    signin_form(&headers, StatusCode::OK, None)
+    signin_form(StatusCode::OK, None)
 }
 
 #[derive(Deserialize)]
@@ -282,7 +271,9 @@ struct SignInForm {
 }
 
 async fn signin(State(state): State<AppState>, request: Request) -> Response {
-    let client = client_ip(request.extensions());
+    let client = state
+        .proxies
+        .client_of(request.extensions(), request.headers());
     let headers = request.headers().clone();
     let Ok(Form(form)) = Form::<SignInForm>::from_request(request, &()).await else {
         return (
@@ -306,31 +297,29 @@ async fn signin(State(state): State<AppState>, request: Request) -> Response {
         )
             .into_response();
     }
-    if let Err(wait) = state.portal.limiter.check(client) {
+    if let Err(wait) = state.limiter.check(client) {
         tracing::warn!(%client, "portal sign-in refused: too many failures");
         let mut response = signin_form(
-            &headers,
             StatusCode::TOO_MANY_REQUESTS,
             Some(format!(
                 "Too many failed sign-ins from your address. Try again in {} seconds.",
-                wait.as_secs().max(1)
+                retry_after_secs(wait)
             )),
         );
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, wait.as_secs().max(1).into());
+            .insert(header::RETRY_AFTER, retry_after_secs(wait).into());
         return response;
     }
     let Some(actor) = state.tokens.admin_name(form.token.trim().as_bytes()) else {
-        state.portal.limiter.failed(client);
+        state.limiter.failed(client);
         tracing::warn!(%client, "portal sign-in failed: wrong token");
         return signin_form(
-            &headers,
             StatusCode::UNAUTHORIZED,
             Some("That token is not valid.".into()),
         );
     };
-    state.portal.limiter.succeeded(client);
+    state.limiter.succeeded(client);
     // A fresh session every time: one the browser already held (perhaps
     // planted or stolen) ends here.
     if let Some(old) = state.portal.sessions.from_headers(&headers) {
@@ -338,37 +327,27 @@ async fn signin(State(state): State<AppState>, request: Request) -> Response {
     }
     let session = state.portal.sessions.create(actor);
     tracing::info!(actor = %session.actor, "portal sign-in");
-    let secure = over_tls(&headers);
     let mut response = Redirect::to("/admin/campaigns").into_response();
     let h = response.headers_mut();
     h.append(
         header::SET_COOKIE,
-        session::set_cookie(SESSION_COOKIE, &session.id, SESSION_TTL, secure)
+        session::set_cookie(SESSION_COOKIE, &session.id, SESSION_TTL)
             .parse()
             .expect("cookie is ASCII"),
     );
     h.append(
         header::SET_COOKIE,
-        session::set_cookie(SIGNIN_COOKIE, "", std::time::Duration::ZERO, secure)
+        session::set_cookie(SIGNIN_COOKIE, "", std::time::Duration::ZERO)
             .parse()
             .expect("cookie is ASCII"),
     );
     response
 }
 
-async fn signout(
-    State(state): State<AppState>,
-    axum::Extension(s): Signed,
-    headers: HeaderMap,
-) -> Response {
+async fn signout(State(state): State<AppState>, axum::Extension(s): Signed) -> Response {
     state.portal.sessions.remove(&s.id);
     tracing::info!(actor = %s.actor, "portal sign-out");
-    let cookie = session::set_cookie(
-        SESSION_COOKIE,
-        "",
-        std::time::Duration::ZERO,
-        over_tls(&headers),
-    );
+    let cookie = session::set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO);
     (
         [(header::SET_COOKIE, cookie)],
         Redirect::to("/admin/signin"),

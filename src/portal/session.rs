@@ -1,12 +1,17 @@
-//! Who is signed in to the portal: sessions, their CSRF tokens, and the
-//! limiter on failed sign-ins.
+//! Who is signed in to the portal: sessions, their CSRF tokens and cookies.
 //!
 //! Sessions live in this process's memory only. A restart signs everyone out,
 //! which is the safe failure, and no token or session id is ever written to
-//! the store or to a log.
+//! the store or to a log. A session ends at the first of two deadlines: its
+//! absolute lifetime, and a stretch of idleness.
+//!
+//! Cookies carry the `__Host-` prefix and `Secure`: browsers then refuse them
+//! from another subdomain, over another path, and over plain HTTP, except
+//! to a loopback host (`127.0.0.1`, `localhost`), which browsers count as
+//! secure. The portal therefore works over plain HTTP only on a loopback
+//! listener; anywhere else it needs HTTPS, at a proxy in front or here.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,23 +20,19 @@ use axum::http::header;
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
-/// The session cookie. `Path=/` because the upload form streams to the
-/// `/v1` audience endpoints with it.
-pub const SESSION_COOKIE: &str = "guestlist_session";
+/// The session cookie. `Path=/` (which `__Host-` requires anyway) because
+/// the upload form streams to the `/v1` audience endpoints with it.
+pub const SESSION_COOKIE: &str = "__Host-guestlist_session";
 /// Set by the sign-in page and echoed by its form: sign-in has no session yet,
 /// so its CSRF token is a double-submitted cookie.
-pub const SIGNIN_COOKIE: &str = "guestlist_signin";
-/// How long a session lasts, signed in or not.
+pub const SIGNIN_COOKIE: &str = "__Host-guestlist_signin";
+/// How long a session lasts at most, however busy.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+/// How long a session lasts without a request, unless configured.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Sessions held at once. Past it the one closest to expiry is dropped, so a
 /// flood of sign-ins cannot grow memory.
 const MAX_SESSIONS: usize = 10_000;
-
-/// Failed sign-ins allowed per client address per window.
-const MAX_FAILURES: u32 = 5;
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Client addresses tracked by the limiter at once.
-const MAX_TRACKED: usize = 10_000;
 
 /// One signed-in browser. `Debug` is hand-written: the id and the CSRF
 /// token are credentials and must never reach a log.
@@ -43,6 +44,7 @@ pub struct Session {
     /// Must accompany every state-changing request of this session.
     pub csrf: String,
     expires: Instant,
+    last_seen: Instant,
 }
 
 impl std::fmt::Debug for Session {
@@ -62,12 +64,26 @@ impl Session {
     }
 }
 
-#[derive(Default)]
 pub struct Sessions {
+    /// A std `Mutex`: held for one map operation, never across an await.
     by_id: Mutex<HashMap<String, Session>>,
+    idle_timeout: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions::new(DEFAULT_IDLE_TIMEOUT)
+    }
 }
 
 impl Sessions {
+    pub fn new(idle_timeout: Duration) -> Sessions {
+        Sessions {
+            by_id: Mutex::default(),
+            idle_timeout,
+        }
+    }
+
     pub fn create(&self, actor: &str) -> Session {
         let now = Instant::now();
         let session = Session {
@@ -75,6 +91,7 @@ impl Sessions {
             actor: actor.to_string(),
             csrf: random_token(),
             expires: now + SESSION_TTL,
+            last_seen: now,
         };
         let mut map = self.by_id.lock().expect("lock poisoned");
         if map.len() >= MAX_SESSIONS {
@@ -89,66 +106,24 @@ impl Sessions {
         session
     }
 
-    /// The live session named by the request's cookie.
+    /// The live session named by the request's cookie; a request counts as
+    /// activity. A request with two session cookies has none: one of them
+    /// was planted, and which one the browser meant cannot be told.
     pub fn from_headers(&self, headers: &HeaderMap) -> Option<Session> {
         let id = cookie(headers, SESSION_COOKIE)?;
+        let now = Instant::now();
         let mut map = self.by_id.lock().expect("lock poisoned");
-        match map.get(id) {
-            Some(s) if s.expires > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                map.remove(id);
-                None
-            }
-            None => None,
+        let session = map.get_mut(id)?;
+        if session.expires <= now || now.duration_since(session.last_seen) > self.idle_timeout {
+            map.remove(id);
+            return None;
         }
+        session.last_seen = now;
+        Some(session.clone())
     }
 
     pub fn remove(&self, id: &str) {
         self.by_id.lock().expect("lock poisoned").remove(id);
-    }
-}
-
-/// Counts failed sign-ins per client address in fixed windows.
-#[derive(Default)]
-pub struct SignInLimiter {
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl SignInLimiter {
-    /// `Err(wait)` while `client` has used up its failures for this window.
-    pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
-        let map = self.failures.lock().expect("lock poisoned");
-        match map.get(&client) {
-            Some((start, count)) if *count >= MAX_FAILURES => {
-                let wait = FAILURE_WINDOW.saturating_sub(start.elapsed());
-                if wait.is_zero() { Ok(()) } else { Err(wait) }
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub fn failed(&self, client: IpAddr) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().expect("lock poisoned");
-        if map.len() >= MAX_TRACKED {
-            map.retain(|_, (start, _)| start.elapsed() < FAILURE_WINDOW);
-        }
-        if map.len() >= MAX_TRACKED && !map.contains_key(&client) {
-            // Still full of live windows: an attack from many addresses.
-            // Forgetting the oldest window is the lesser harm than growing.
-            if let Some(oldest) = map.iter().min_by_key(|(_, (s, _))| *s).map(|(ip, _)| *ip) {
-                map.remove(&oldest);
-            }
-        }
-        let entry = map.entry(client).or_insert((now, 0));
-        if entry.0.elapsed() >= FAILURE_WINDOW {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-    }
-
-    pub fn succeeded(&self, client: IpAddr) {
-        self.failures.lock().expect("lock poisoned").remove(&client);
     }
 }
 
@@ -159,46 +134,38 @@ pub fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The value of cookie `name` in the request, if sent.
+/// The value of cookie `name` in the request, if sent exactly once. A name
+/// sent twice is refused rather than guessed at: the second copy comes from
+/// somewhere the first did not (another path, a planted cookie).
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v);
+    let first = values.next()?;
+    if values.next().is_some() {
+        tracing::warn!(cookie = name, "request refused: the cookie was sent twice");
+        return None;
+    }
+    Some(first)
 }
 
-/// A `Set-Cookie` value. `secure` adds `Secure`, for requests that reached a
-/// TLS-terminating proxy (`X-Forwarded-Proto: https`).
-pub fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> String {
+/// A `Set-Cookie` value: `__Host-` cookies must be `Secure`, with `Path=/`
+/// and no `Domain`.
+pub fn set_cookie(name: &str, value: &str, max_age: Duration) -> String {
     format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        max_age.as_secs(),
-        if secure { "; Secure" } else { "" }
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        max_age.as_secs()
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failed_sign_ins_are_limited_per_address() {
-        let limiter = SignInLimiter::default();
-        let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "10.0.0.1".parse().unwrap());
-        for _ in 0..MAX_FAILURES {
-            assert!(limiter.check(a).is_ok());
-            limiter.failed(a);
-        }
-        let wait = limiter.check(a).unwrap_err();
-        assert!(wait > Duration::from_secs(50), "{wait:?}");
-        assert!(limiter.check(b).is_ok(), "another address is not limited");
-        limiter.succeeded(a);
-        assert!(limiter.check(a).is_ok());
-    }
 
     #[test]
     fn sessions_expire_and_are_bounded() {
@@ -217,9 +184,57 @@ mod tests {
             .unwrap()
             .expires = Instant::now();
         assert!(sessions.from_headers(&headers).is_none(), "expired");
+        assert!(sessions.by_id.lock().unwrap().is_empty(), "and forgotten");
         for _ in 0..MAX_SESSIONS + 5 {
             sessions.create("bob");
         }
         assert_eq!(sessions.by_id.lock().unwrap().len(), MAX_SESSIONS);
+    }
+
+    fn headers_for(session: &Session) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let cookie = format!("{SESSION_COOKIE}={}", session.id);
+        headers.insert(header::COOKIE, cookie.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn an_idle_session_ends_and_activity_keeps_one_alive() {
+        let sessions = Sessions::new(Duration::from_secs(60));
+        let (busy, idle) = (sessions.create("alice"), sessions.create("bob"));
+        let age = |id: &str, by: Duration| {
+            let mut map = sessions.by_id.lock().unwrap();
+            let s = map.get_mut(id).unwrap();
+            s.last_seen -= by;
+        };
+        age(&busy.id, Duration::from_secs(50));
+        age(&idle.id, Duration::from_secs(61));
+        assert!(sessions.from_headers(&headers_for(&busy)).is_some());
+        assert!(sessions.from_headers(&headers_for(&idle)).is_none());
+        // The request above counted as activity: 50 s more is still within 60.
+        age(&busy.id, Duration::from_secs(50));
+        assert!(sessions.from_headers(&headers_for(&busy)).is_some());
+        assert!(sessions.from_headers(&headers_for(&idle)).is_none(), "gone");
+    }
+
+    #[test]
+    fn two_session_cookies_name_no_session() {
+        let sessions = Sessions::default();
+        let (a, b) = (sessions.create("alice"), sessions.create("bob"));
+        for value in [
+            format!("{SESSION_COOKIE}={}; {SESSION_COOKIE}={}", a.id, b.id),
+            format!("{SESSION_COOKIE}={}; {SESSION_COOKIE}={}", a.id, a.id),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, value.parse().unwrap());
+            assert!(sessions.from_headers(&headers).is_none(), "{value}");
+        }
+        // The same across two Cookie headers.
+        let mut headers = headers_for(&a);
+        headers.append(
+            header::COOKIE,
+            format!("{SESSION_COOKIE}={}", b.id).parse().unwrap(),
+        );
+        assert!(sessions.from_headers(&headers).is_none());
     }
 }

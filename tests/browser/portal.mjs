@@ -88,10 +88,11 @@ try {
   await page.waitForURL("**/admin/campaigns");
   await page.getByText("Signed in as").waitFor();
   const cookies = await context.cookies();
-  const session = cookies.find((c) => c.name === "guestlist_session");
+  const session = cookies.find((c) => c.name === "__Host-guestlist_session");
   assert.ok(session, "session cookie set");
   assert.equal(session.httpOnly, true);
   assert.equal(session.sameSite, "Strict");
+  assert.equal(session.secure, true, "Secure, which a browser keeps over http only for a loopback host");
   assert.ok(session.expires > Date.now() / 1000, "the session cookie expires");
 
   step("creating a campaign with an invalid window shows the field error and keeps the values");

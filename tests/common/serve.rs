@@ -126,6 +126,11 @@ impl Serve {
         None
     }
 
+    /// The process id, to read what `ps` shows of it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
