@@ -231,7 +231,7 @@ pub fn refuse_store_password_in_argv(serve: &clap::ArgMatches) -> anyhow::Result
     if serve.value_source("store") != Some(clap::parser::ValueSource::CommandLine) {
         return Ok(());
     }
-    let Some(store) = serve.get_one::<String>("store") else {
+    let Some(StoreLocation(store)) = serve.get_one::<StoreLocation>("store") else {
         return Ok(());
     };
     let has_password = crate::store::StoreSpec::parse(store).is_ok_and(|s| s.has_password());
@@ -267,7 +267,7 @@ pub struct ServeArgs {
     /// Other URL schemes are refused. The password goes in
     /// GUESTLIST_REDIS_PASSWORD, never in this flag.
     #[arg(long, env = "GUESTLIST_STORE", default_value = "./guestlist-data")]
-    pub store: String,
+    pub store: StoreLocation,
 
     #[command(flatten)]
     pub redis_tls: RedisTlsArgs,
@@ -330,6 +330,25 @@ pub struct ServeArgs {
     /// after 8 hours in any case).
     #[arg(long, env = "GUESTLIST_PORTAL_IDLE_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
     pub portal_idle_timeout: Duration,
+}
+
+/// `--store` as given. A Redis URL from `GUESTLIST_STORE` may carry a
+/// password, so `Debug` shows it masked: `ServeArgs` can then be logged whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreLocation(pub String);
+
+impl std::str::FromStr for StoreLocation {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(StoreLocation(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{:?}", crate::store::redact_url(&self.0))
+    }
 }
 
 impl ServeArgs {
@@ -424,5 +443,19 @@ mod tests {
         };
         assert_eq!(args.trusted_proxies.len(), 2);
         assert_eq!(args.portal_idle_timeout, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn a_redis_password_in_the_store_url_is_masked_in_debug_output() {
+        let cli = Cli::try_parse_from([
+            "guestlist",
+            "serve",
+            "--store",
+            "redis://app:hunter2-0123456789@10.0.0.1:6379/0",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis://app:***@10.0.0.1:6379/0"), "{shown}");
     }
 }

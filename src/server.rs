@@ -95,7 +95,7 @@ pub async fn serve(
     let tokens = tokens(|name| std::env::var(name).ok())?;
     ensure_reads_guarded(&args, &tokens)?;
     let listener_options = http::ListenerOptions::from_args(&args.listener)?;
-    let spec = StoreSpec::parse(&args.store)?;
+    let spec = StoreSpec::parse(&args.store.0)?;
     let (store, cache): (Arc<dyn Store>, Option<NearCache>) = match &spec {
         StoreSpec::Redis(url) => {
             let connect = args.redis_tls.connect_options()?;
