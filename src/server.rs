@@ -90,6 +90,8 @@ pub async fn serve(
         store,
         tokens: Arc::new(tokens(&args)?),
         max_upload_bytes: args.max_upload_bytes,
+        max_audience: args.max_audience,
+        uploads: http::audience::UploadSlots::new(args.max_concurrent_uploads),
         metrics: Some(crate::telemetry::metrics()),
         portal: Arc::default(),
     };
