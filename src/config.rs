@@ -289,6 +289,26 @@ pub struct ServeArgs {
     #[arg(long, env = "GUESTLIST_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_upload_bytes: u64,
 
+    /// Most distinct user ids one upload may hold; a larger upload gets 413
+    /// audience_too_large and changes nothing.
+    #[arg(
+        long,
+        env = "GUESTLIST_MAX_AUDIENCE",
+        default_value_t = crate::ingest::DEFAULT_MAX_AUDIENCE,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_audience: u64,
+
+    /// Uploads read at once; one more gets 503 too_many_uploads with
+    /// Retry-After. Each may hold up to --max-audience ids in memory.
+    #[arg(
+        long,
+        env = "GUESTLIST_MAX_CONCURRENT_UPLOADS",
+        default_value_t = crate::http::audience::DEFAULT_UPLOAD_SLOTS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_concurrent_uploads: usize,
+
     /// Answer checks from in-process bitmaps of the scheduled and active
     /// audiences, reloaded from Redis on every change (Redis store only).
     #[arg(long, env = "GUESTLIST_NEAR_CACHE", value_enum, default_value = "on")]

@@ -346,6 +346,63 @@ pub fn fmt_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// Longest spelling echoed back in an error; a pasted megabyte should not be.
+pub const MAX_ECHO: usize = 40;
+
+/// Why a text is not a user id; see [`parse_user_id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadUserId {
+    NotANumber,
+    Negative,
+    Signed,
+    LeadingZero,
+    TooLarge,
+}
+
+impl BadUserId {
+    /// The refusal as the API words it, quoting (the start of) the text.
+    pub fn message(self, text: &[u8]) -> String {
+        let why = match self {
+            BadUserId::NotANumber => "",
+            BadUserId::Negative => " (user ids are unsigned)",
+            BadUserId::Signed => " (write it without a sign)",
+            BadUserId::LeadingZero => " (leading zeros are not allowed)",
+            BadUserId::TooLarge => " (larger than 18446744073709551615)",
+        };
+        format!("{} is not a user id{why}", quoted(text))
+    }
+}
+
+/// `text` as a quoted string, cut at [`MAX_ECHO`] bytes.
+pub fn quoted(text: &[u8]) -> String {
+    let shown = String::from_utf8_lossy(&text[..text.len().min(MAX_ECHO)]);
+    if text.len() > MAX_ECHO {
+        format!("{:?}", format!("{shown}…"))
+    } else {
+        format!("{shown:?}")
+    }
+}
+
+/// The one spelling of a user id, in paths and bodies alike: its canonical
+/// decimal form, the one the export writes. ASCII digits only, no sign, no
+/// leading zero (except `0` itself), at most `u64::MAX`. Zero-padded ids are
+/// refused rather than read as numbers because a system that pads them may
+/// treat `007` and `7` as two users; merging them silently would be wrong.
+pub fn parse_user_id(text: &[u8]) -> Result<u64, BadUserId> {
+    let digits = |t: &[u8]| !t.is_empty() && t.iter().all(u8::is_ascii_digit);
+    match text {
+        [b'-', rest @ ..] if digits(rest) => Err(BadUserId::Negative),
+        [b'+', rest @ ..] if digits(rest) => Err(BadUserId::Signed),
+        [b'0', _, ..] if digits(text) => Err(BadUserId::LeadingZero),
+        _ if digits(text) => {
+            // All ASCII digits, so the only possible failure is overflow.
+            let s = std::str::from_utf8(text).map_err(|_| BadUserId::NotANumber)?;
+            s.parse().map_err(|_| BadUserId::TooLarge)
+        }
+        _ => Err(BadUserId::NotANumber),
+    }
+}
+
 mod rfc3339 {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
@@ -453,5 +510,40 @@ mod tests {
         let e = n.validate(Utc::now()).unwrap_err();
         assert_eq!(e.field, "design");
         assert!(e.message.contains("\"list\""));
+    }
+
+    #[test]
+    fn a_user_id_has_one_spelling() {
+        use BadUserId::*;
+        let cases: &[(&str, Result<u64, BadUserId>)] = &[
+            ("0", Ok(0)),
+            ("42", Ok(42)),
+            ("18446744073709551615", Ok(u64::MAX)),
+            ("18446744073709551616", Err(TooLarge)),
+            ("99999999999999999999999", Err(TooLarge)),
+            ("007", Err(LeadingZero)),
+            ("00", Err(LeadingZero)),
+            ("+7", Err(Signed)),
+            ("-7", Err(Negative)),
+            ("-0", Err(Negative)),
+            ("", Err(NotANumber)),
+            ("+", Err(NotANumber)),
+            ("-", Err(NotANumber)),
+            (" 7", Err(NotANumber)),
+            ("7 ", Err(NotANumber)),
+            ("1e3", Err(NotANumber)),
+            ("\u{663}", Err(NotANumber)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_user_id(text.as_bytes()), *expected, "{text:?}");
+        }
+        let long = "9".repeat(100);
+        assert_eq!(
+            TooLarge.message(long.as_bytes()),
+            format!(
+                "\"{}…\" is not a user id (larger than 18446744073709551615)",
+                &long[..MAX_ECHO]
+            )
+        );
     }
 }

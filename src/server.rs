@@ -132,6 +132,8 @@ pub async fn serve(
         store,
         tokens: Arc::new(tokens),
         max_upload_bytes: args.max_upload_bytes,
+        max_audience: args.max_audience,
+        uploads: http::audience::UploadSlots::new(args.max_concurrent_uploads),
         metrics: Some(crate::telemetry::metrics()),
         portal: Arc::new(Portal::new(args.portal_idle_timeout)),
         limits: http::Limits {

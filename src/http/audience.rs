@@ -5,6 +5,7 @@
 //! nothing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -16,10 +17,11 @@ use axum::routing::{get, post};
 use futures_util::{StreamExt, stream};
 use roaring::RoaringTreemap;
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Actor;
 use super::{ApiError, AppState, audit, checked_campaign_id, detached};
-use crate::ingest::{self, Format, Parsed};
+use crate::ingest::{self, Format, Limits, Parsed};
 use crate::store::AuditEvent;
 
 pub fn router() -> Router<AppState> {
@@ -29,9 +31,64 @@ pub fn router() -> Router<AppState> {
         .route("/v1/campaigns/{id}/audience/remove", post(remove))
 }
 
+/// The default of `--max-concurrent-uploads`. Each upload parses on its own
+/// blocking thread and may hold up to `--max-audience` ids in memory; two
+/// keep that peak predictable without making a short upload wait behind a
+/// long one.
+pub const DEFAULT_UPLOAD_SLOTS: usize = 2;
+
+/// What a refused upload is told to wait before retrying. Uploads take
+/// seconds to minutes, so retrying sooner would mostly be refused again.
+const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Admission for uploads: one slot per upload being parsed or written. An
+/// upload that finds none is refused at once (503 with `Retry-After`)
+/// rather than queued: a queued upload would hold its connection and body
+/// buffers while it waits, which is the cost the cap exists to bound.
+#[derive(Clone)]
+pub struct UploadSlots(Arc<Semaphore>);
+
+impl UploadSlots {
+    pub fn new(slots: usize) -> UploadSlots {
+        UploadSlots(Arc::new(Semaphore::new(slots)))
+    }
+
+    fn take(&self) -> Result<UploadSlot, ApiError> {
+        let permit = self.0.clone().try_acquire_owned().map_err(|_| {
+            let retry_after = UPLOAD_RETRY_AFTER.as_secs();
+            ApiError::Saturated {
+                code: "too_many_uploads",
+                message: format!(
+                    "every upload slot is in use (--max-concurrent-uploads); nothing was changed, retry in {retry_after} s"
+                ),
+                retry_after,
+            }
+        })?;
+        metrics::gauge!("guestlist_uploads_in_progress").increment(1.0);
+        Ok(UploadSlot { _permit: permit })
+    }
+}
+
+/// A taken upload slot; dropping it frees the slot.
+struct UploadSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        metrics::gauge!("guestlist_uploads_in_progress").decrement(1.0);
+    }
+}
+
+/// A parsed upload and the slot it holds until its write is done.
+struct Upload {
+    parsed: Parsed,
+    slot: UploadSlot,
+}
+
 /// Checks the campaign exists, then parses the body. The existence check
 /// comes first so a typo in the id fails before a long upload is read.
-async fn read_upload(state: &AppState, id: &str, request: Request) -> Result<Parsed, ApiError> {
+async fn read_upload(state: &AppState, id: &str, request: Request) -> Result<Upload, ApiError> {
     let campaign = state.store.get_campaign(id).await?;
     let content_type = request
         .headers()
@@ -52,9 +109,16 @@ async fn read_upload(state: &AppState, id: &str, request: Request) -> Result<Par
     if declared.is_some_and(|n| n > limit) {
         return Err(ingest::IngestError::TooLarge { limit }.into());
     }
+    // Taken after the cheap refusals, so only an upload that will be read
+    // can be told to come back later.
+    let slot = state.uploads.take()?;
+    let limits = Limits {
+        max_bytes: limit,
+        max_audience: state.max_audience,
+    };
     let (body, stalled) =
         super::limits::idle_bounded(request.into_body(), state.limits.upload_idle_timeout);
-    let parsed = match ingest::parse_body(body, format, limit).await {
+    let parsed = match ingest::parse_body(body, format, limits).await {
         Err(ingest::IngestError::Body(_)) if stalled.load(std::sync::atomic::Ordering::Acquire) => {
             return Err(ApiError::BodyTimeout(format!(
                 "the upload sent no data for {}; nothing was changed",
@@ -72,7 +136,7 @@ async fn read_upload(state: &AppState, id: &str, request: Request) -> Result<Par
             field: None,
             line: None,
         })?;
-    Ok(parsed)
+    Ok(Upload { parsed, slot })
 }
 
 async fn replace(
@@ -82,10 +146,11 @@ async fn replace(
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
-    let parsed = read_upload(&state, id, request).await?;
+    let Upload { parsed, slot } = read_upload(&state, id, request).await?;
     let (received, duplicates) = (parsed.received, parsed.duplicates);
     let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
     let change = detached(async move {
+        let _slot = slot;
         let change = state.store.replace_audience(&id, parsed.members).await?;
         let summary = format!(
             "audience replaced with {} IDs at version {}",
@@ -113,9 +178,10 @@ async fn add(
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
-    let parsed = read_upload(&state, id, request).await?;
+    let Upload { parsed, slot } = read_upload(&state, id, request).await?;
     let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
     let change = detached(async move {
+        let _slot = slot;
         let change = state.store.add_members(&id, parsed.members).await?;
         let summary = format!(
             "added {} IDs (size {}) at version {}",
@@ -141,9 +207,10 @@ async fn remove(
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
-    let parsed = read_upload(&state, id, request).await?;
+    let Upload { parsed, slot } = read_upload(&state, id, request).await?;
     let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
     let change = detached(async move {
+        let _slot = slot;
         let change = state.store.remove_members(&id, parsed.members).await?;
         let summary = format!(
             "removed {} IDs (size {}) at version {}",

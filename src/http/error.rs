@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -43,6 +43,9 @@ pub enum ApiError {
     /// 413: the body is over its limit.
     #[error("{0}")]
     TooLarge(String),
+    /// 413: an upload holds more distinct ids than `--max-audience`.
+    #[error("{0}")]
+    AudienceTooLarge(String),
     /// 415: a content type we do not parse.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -58,6 +61,14 @@ pub enum ApiError {
     /// 503: the near-cache's answer is too old and the policy refuses it.
     #[error("{0}")]
     Stale(String),
+    /// 503 with `Retry-After` (seconds): every slot for this kind of work
+    /// is taken; the same request later will be served.
+    #[error("{message}")]
+    Saturated {
+        code: &'static str,
+        message: String,
+        retry_after: u64,
+    },
     /// 500: a bug or corrupt data; the detail is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -81,12 +92,13 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge(_) | ApiError::AudienceTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unavailable(_) | ApiError::Stale(_) | ApiError::Timeout(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_)
+            | ApiError::Stale(_)
+            | ApiError::Timeout(_)
+            | ApiError::Saturated { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,11 +107,13 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. }
             | ApiError::NotFound { code, .. }
-            | ApiError::Conflict { code, .. } => code,
+            | ApiError::Conflict { code, .. }
+            | ApiError::Saturated { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::TooManyFailures(_) => "too_many_failures",
             ApiError::Forbidden(_) => "csrf_token_invalid",
             ApiError::TooLarge(_) => "body_too_large",
+            ApiError::AudienceTooLarge(_) => "audience_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::BodyTimeout(_) => "body_idle_timeout",
             ApiError::Timeout(_) => "request_timeout",
@@ -155,6 +169,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, retry_after_secs(wait).into());
+        }
+        if let ApiError::Saturated { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         response
     }
@@ -238,6 +257,15 @@ impl From<IngestError> for ApiError {
                 field: None,
                 line: Some(line),
             },
+            IngestError::LineTooLong { line, .. } => ApiError::BadRequest {
+                code: "line_too_long",
+                message: format!("{e}; nothing was changed"),
+                field: None,
+                line: Some(line),
+            },
+            IngestError::TooManyIds { .. } => ApiError::AudienceTooLarge(format!(
+                "{e}; nothing was changed (raise --max-audience or split the list with audience/add)"
+            )),
             IngestError::Empty => ApiError::bad_request(
                 "empty_audience",
                 "the body holds no user ids; nothing was changed (to clear an audience, PUT the JSON array [])",

@@ -56,6 +56,10 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     /// Largest audience upload, in bytes.
     pub max_upload_bytes: u64,
+    /// Most distinct user ids one upload may hold.
+    pub max_audience: u64,
+    /// Uploads allowed to parse at once.
+    pub uploads: audience::UploadSlots,
     /// Renders `/metrics`; `None` when no recorder is installed (some tests).
     pub metrics: Option<PrometheusHandle>,
     /// Portal sessions.
@@ -158,6 +162,8 @@ impl AppState {
             store,
             tokens: Arc::new(tokens),
             max_upload_bytes,
+            max_audience: crate::ingest::DEFAULT_MAX_AUDIENCE,
+            uploads: audience::UploadSlots::new(audience::DEFAULT_UPLOAD_SLOTS),
             metrics: None,
             portal: Arc::default(),
             limits: Limits::default(),
@@ -191,14 +197,10 @@ pub async fn detached<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
 }
 
-/// Parses a user id from a path segment.
+/// Parses a user id from a path segment, by the same rule as upload bodies.
 pub fn parse_user_id(raw: &str) -> Result<u64, ApiError> {
-    raw.parse().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_user_id",
-            format!("{raw:?} is not a user id (an unsigned 64-bit integer)"),
-        )
-    })
+    crate::domain::parse_user_id(raw.as_bytes())
+        .map_err(|why| ApiError::bad_request("invalid_user_id", why.message(raw.as_bytes())))
 }
 
 /// Campaign ids from paths are checked before they reach a store key: a

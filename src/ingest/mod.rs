@@ -5,6 +5,16 @@
 //! a blocking thread, and each ID goes straight into a `RoaringTreemap`. Memory
 //! is therefore bounded by the (compact) audience, not by the body. The first
 //! bad value stops the parse, and nothing has been written anywhere by then.
+//!
+//! - [`lines`]: `text/plain` and `text/csv`, one id per line;
+//! - [`json`]: `application/json`, an array of ids.
+//!
+//! Both read ids with [`crate::domain::parse_user_id`], the rule the URL
+//! paths use too, and both stop once an upload holds more distinct ids than
+//! [`Limits::max_audience`], so memory stays bounded by that limit.
+
+pub mod json;
+pub mod lines;
 
 use std::io::{self, Read};
 
@@ -12,7 +22,6 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use roaring::RoaringTreemap;
-use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use tokio::sync::mpsc;
 
 /// Body formats accepted for audiences.
@@ -42,7 +51,7 @@ impl Format {
 }
 
 /// A parsed audience and what it took to get there.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Parsed {
     pub members: RoaringTreemap,
     /// Every ID read, duplicates included.
@@ -52,15 +61,43 @@ pub struct Parsed {
 }
 
 impl Parsed {
-    fn push(&mut self, id: u64) {
+    /// Counts `id` in, refusing it when it would be distinct id number
+    /// `max_audience + 1`.
+    fn push(&mut self, id: u64, max_audience: u64) -> Result<(), IngestError> {
         self.received += 1;
         if !self.members.insert(id) {
             self.duplicates += 1;
+        } else if self.received - self.duplicates > max_audience {
+            return Err(IngestError::TooManyIds {
+                limit: max_audience,
+            });
         }
+        Ok(())
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// The default of `--max-audience`: far above any campaign seen so far,
+/// and low enough that one upload's bitmap stays within a few hundred MB.
+pub const DEFAULT_MAX_AUDIENCE: u64 = 100_000_000;
+
+/// What one upload may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of body.
+    pub max_bytes: u64,
+    /// Distinct user ids (duplicates are free: they cost no memory).
+    pub max_audience: u64,
+}
+
+impl Limits {
+    /// No limit at all; for tools and tests that read trusted input.
+    pub const NONE: Limits = Limits {
+        max_bytes: u64::MAX,
+        max_audience: u64::MAX,
+    };
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
     /// A value that is not a user ID. `line` is 1-based.
     #[error("line {line}: {message}")]
@@ -69,22 +106,22 @@ pub enum IngestError {
     /// or JSON that is not an array).
     #[error("line {line}: {message}")]
     Malformed { line: u64, message: String },
+    /// A line too long to be one padded id; reading on would buffer it.
+    #[error("line {line}: longer than {limit} bytes (one user id per line)")]
+    LineTooLong { line: u64, limit: usize },
     #[error("the body holds no user ids")]
     Empty,
     #[error("the body is larger than the {limit}-byte upload limit")]
     TooLarge { limit: u64 },
+    #[error("the upload holds more than {limit} distinct user ids")]
+    TooManyIds { limit: u64 },
     #[error("reading the request body failed: {0}")]
     Body(String),
 }
 
-const NOT_A_USER_ID: &str = " is not a user id";
-
-/// Longest line text echoed back in an error; a pasted megabyte should not be.
-const MAX_ECHO: usize = 40;
-
 /// Parses an audience body as it streams in. The CPU-heavy part runs on a
 /// blocking thread so a million-line upload does not stall login checks.
-pub async fn parse_body(body: Body, format: Format, limit: u64) -> Result<Parsed, IngestError> {
+pub async fn parse_body(body: Body, format: Format, limits: Limits) -> Result<Parsed, IngestError> {
     // A few chunks of slack lets the network and the parser overlap without
     // letting a fast client buffer the body in memory.
     let (tx, rx) = mpsc::channel::<Result<Bytes, IngestError>>(8);
@@ -93,7 +130,7 @@ pub async fn parse_body(body: Body, format: Format, limit: u64) -> Result<Parsed
             rx,
             current: Bytes::new(),
         };
-        parse_reader(reader, format)
+        parse_reader(reader, format, limits.max_audience)
     });
 
     let mut stream = body.into_data_stream();
@@ -102,8 +139,10 @@ pub async fn parse_body(body: Body, format: Format, limit: u64) -> Result<Parsed
         let msg = match chunk {
             Ok(bytes) => {
                 seen += bytes.len() as u64;
-                if seen > limit {
-                    Err(IngestError::TooLarge { limit })
+                if seen > limits.max_bytes {
+                    Err(IngestError::TooLarge {
+                        limit: limits.max_bytes,
+                    })
                 } else {
                     Ok(bytes)
                 }
@@ -123,11 +162,15 @@ pub async fn parse_body(body: Body, format: Format, limit: u64) -> Result<Parsed
 }
 
 /// Parses a complete audience from any reader (used by tests and tools).
-pub fn parse_reader(reader: impl Read, format: Format) -> Result<Parsed, IngestError> {
+pub fn parse_reader(
+    reader: impl Read,
+    format: Format,
+    max_audience: u64,
+) -> Result<Parsed, IngestError> {
     let mut reader = TrackedReader::new(reader);
     let result = match format {
-        Format::Lines => parse_lines(&mut reader),
-        Format::Json => parse_json(&mut reader),
+        Format::Lines => parse_lines(&mut reader, max_audience),
+        Format::Json => json::parse(&mut reader, max_audience),
     };
     // An error raised by the transport (too large, client hung up) explains a
     // parse failure better than the truncated text the parser saw.
@@ -141,197 +184,16 @@ pub fn parse_reader(reader: impl Read, format: Format) -> Result<Parsed, IngestE
     Ok(parsed)
 }
 
-fn parse_lines(reader: &mut impl Read) -> Result<Parsed, IngestError> {
-    let mut parsed = Parsed::default();
-    let mut line_no: u64 = 1;
-    let mut line: Vec<u8> = Vec::with_capacity(32);
-    let mut overflowed = false;
+fn parse_lines(reader: &mut impl Read, max_audience: u64) -> Result<Parsed, IngestError> {
+    let mut lines = lines::Lines::new(max_audience);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut first_bytes = true;
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        match reader.read(&mut buf) {
+            Ok(0) => return lines.finish(),
+            Ok(n) => lines.feed(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(IngestError::Body(e.to_string())),
-        };
-        let mut chunk = &buf[..n];
-        if first_bytes {
-            first_bytes = false;
-            chunk = chunk.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(chunk);
         }
-        for &b in chunk {
-            if b == b'\n' {
-                finish_line(&line, overflowed, line_no, &mut parsed)?;
-                line.clear();
-                overflowed = false;
-                line_no += 1;
-            } else if line.len() < MAX_ECHO + 2 {
-                line.push(b);
-            } else {
-                overflowed = true;
-            }
-        }
-    }
-    finish_line(&line, overflowed, line_no, &mut parsed)?;
-    Ok(parsed)
-}
-
-fn finish_line(
-    raw: &[u8],
-    overflowed: bool,
-    line_no: u64,
-    parsed: &mut Parsed,
-) -> Result<(), IngestError> {
-    let text = raw.trim_ascii();
-    if text.is_empty() {
-        return Ok(());
-    }
-    let shown = || {
-        let s = String::from_utf8_lossy(&text[..text.len().min(MAX_ECHO)]).into_owned();
-        if overflowed || text.len() > MAX_ECHO {
-            format!("{s}…")
-        } else {
-            s
-        }
-    };
-    let invalid = |why: &str| IngestError::Invalid {
-        line: line_no,
-        message: format!("{:?} is not a user id{why}", shown()),
-    };
-    if text.iter().all(u8::is_ascii_digit) {
-        if overflowed {
-            return Err(invalid(" (larger than 18446744073709551615)"));
-        }
-        // All digits, so the only possible failure is overflow.
-        let s = std::str::from_utf8(text).expect("digits are ASCII");
-        let id = s
-            .parse::<u64>()
-            .map_err(|_| invalid(" (larger than 18446744073709551615)"))?;
-        parsed.push(id);
-        return Ok(());
-    }
-    let looks_like_header = text[0].is_ascii_alphabetic() || text[0] == b'_' || text[0] == b'"';
-    if looks_like_header {
-        if line_no == 1 {
-            return Ok(());
-        }
-        return Err(invalid(" (a header is allowed only on line 1)"));
-    }
-    if text[0] == b'-' && text.len() > 1 && text[1..].iter().all(u8::is_ascii_digit) {
-        return Err(invalid(" (user ids are unsigned)"));
-    }
-    Err(invalid(""))
-}
-
-fn parse_json(reader: &mut impl Read) -> Result<Parsed, IngestError> {
-    let mut de =
-        serde_json::Deserializer::from_reader(io::BufReader::with_capacity(64 * 1024, reader));
-    let parsed = de
-        .deserialize_seq(AudienceVisitor)
-        .and_then(|p| de.end().map(|()| p));
-    parsed.map_err(|e| {
-        if e.is_io() {
-            return IngestError::Body(e.to_string());
-        }
-        if e.is_eof() && e.line() <= 1 && e.column() == 0 {
-            return IngestError::Empty;
-        }
-        // serde_json appends " at line L column C"; the line goes first in ours.
-        let full = e.to_string();
-        let message = match full.rfind(" at line ") {
-            Some(i) => full[..i].to_string(),
-            None => full,
-        };
-        let line = e.line() as u64;
-        // Our element visitor's rejections name the value; anything else is
-        // the document's shape or syntax.
-        if e.classify() == serde_json::error::Category::Data && message.contains(NOT_A_USER_ID) {
-            IngestError::Invalid { line, message }
-        } else {
-            IngestError::Malformed { line, message }
-        }
-    })
-}
-
-/// Collects a JSON array of IDs straight into the bitmap, element by element.
-struct AudienceVisitor;
-
-impl<'de> Visitor<'de> for AudienceVisitor {
-    type Value = Parsed;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON array of user ids")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parsed, A::Error> {
-        let mut parsed = Parsed::default();
-        while let Some(id) = seq.next_element_seed(IdSeed)? {
-            parsed.push(id);
-        }
-        Ok(parsed)
-    }
-}
-
-struct IdSeed;
-
-impl<'de> DeserializeSeed<'de> for IdSeed {
-    type Value = u64;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
-        d.deserialize_any(IdVisitor)
-    }
-}
-
-struct IdVisitor;
-
-impl IdVisitor {
-    fn reject<E: de::Error>(shown: impl std::fmt::Display, why: &str) -> E {
-        E::custom(format!("{shown}{NOT_A_USER_ID}{why}"))
-    }
-}
-
-impl<'de> Visitor<'de> for IdVisitor {
-    type Value = u64;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an unsigned 64-bit user id")
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-        Ok(v)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-        u64::try_from(v).map_err(|_| Self::reject(v, " (user ids are unsigned)"))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
-        // serde_json reads integers beyond u64 as floats; echoing the rounded
-        // float would show a number the client never sent.
-        if v.fract() == 0.0 && v >= u64::MAX as f64 {
-            Err(Self::reject(
-                "a number",
-                " (larger than 18446744073709551615)",
-            ))
-        } else {
-            Err(Self::reject(v, " (user ids are integers)"))
-        }
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
-        let shown: String = v.chars().take(MAX_ECHO).collect();
-        Err(Self::reject(
-            format!("{shown:?}"),
-            " (send numbers, not strings)",
-        ))
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<u64, E> {
-        Err(Self::reject(v, ""))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<u64, E> {
-        Err(Self::reject("null", ""))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<u64, A::Error> {
-        Err(Self::reject("a nested array", ""))
-    }
-    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<u64, A::Error> {
-        Err(Self::reject("an object", ""))
     }
 }
 
@@ -421,11 +283,11 @@ mod tests {
     use super::*;
 
     fn lines(s: &str) -> Result<Parsed, IngestError> {
-        parse_reader(s.as_bytes(), Format::Lines)
+        parse_reader(s.as_bytes(), Format::Lines, u64::MAX)
     }
 
     fn json(s: &str) -> Result<Parsed, IngestError> {
-        parse_reader(s.as_bytes(), Format::Json)
+        parse_reader(s.as_bytes(), Format::Json, u64::MAX)
     }
 
     fn err_line(e: IngestError) -> (u64, String) {
@@ -477,7 +339,7 @@ mod tests {
 
     #[test]
     fn long_lines_are_echoed_truncated() {
-        let long = "9".repeat(10_000);
+        let long = "9".repeat(1000);
         let (_, msg) = err_line(lines(&format!("1\n{long}x\n")).unwrap_err());
         assert!(msg.len() < 120, "{msg}");
     }
@@ -501,17 +363,128 @@ mod tests {
         assert_eq!(p.members.len(), 0);
     }
 
+    #[test]
+    fn a_padded_id_is_read_whatever_the_padding() {
+        for pad in 0..=100 {
+            let spaces = " ".repeat(pad);
+            for body in [
+                format!("{spaces}12345"),
+                format!("{spaces}12345{spaces}\r\n"),
+                format!("1\n\t{spaces}12345\n"),
+            ] {
+                let p = lines(&body).unwrap_or_else(|e| panic!("padding {pad}: {e}"));
+                assert!(p.members.contains(12345), "padding {pad}: {body:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn lines_longer_than_1_kib_are_refused_with_their_number() {
+        let fits = format!("{}12345", " ".repeat(1024 - 5));
+        assert_eq!(fits.len(), 1024);
+        let p = lines(&format!("1\n{fits}\r\n{fits}\n{fits}")).unwrap();
+        assert_eq!(p.members.iter().collect::<Vec<_>>(), vec![1, 12345]);
+        for too_long in [format!(" {fits}"), format!("{fits} \r"), "7".repeat(5000)] {
+            let e = lines(&format!("1\n2\n{too_long}\n3\n")).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "line 3: longer than 1024 bytes (one user id per line)",
+                "{e:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bom_split_across_body_chunks_is_recognised() {
+        let body = "\u{feff}user_id\r\n7\n8".as_bytes();
+        for size in 1..=4 {
+            let chunks: Vec<Result<Bytes, io::Error>> = body
+                .chunks(size)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            let body = Body::from_stream(futures_util::stream::iter(chunks));
+            let p = parse_body(body, Format::Lines, Limits::NONE)
+                .await
+                .unwrap_or_else(|e| panic!("chunks of {size}: {e}"));
+            assert_eq!(p.members.iter().collect::<Vec<_>>(), vec![7, 8]);
+        }
+    }
+
+    #[test]
+    fn leading_zeros_and_signs_are_refused() {
+        assert_eq!(
+            lines("0").unwrap().members.iter().collect::<Vec<_>>(),
+            vec![0]
+        );
+        let (line, msg) = err_line(lines("1\n007\n").unwrap_err());
+        assert_eq!(
+            (line, msg.as_str()),
+            (
+                2,
+                "\"007\" is not a user id (leading zeros are not allowed)"
+            )
+        );
+        let (line, msg) = err_line(lines("1\n+7\n").unwrap_err());
+        assert_eq!(
+            (line, msg.as_str()),
+            (2, "\"+7\" is not a user id (write it without a sign)")
+        );
+    }
+
+    #[test]
+    fn json_numbers_other_than_plain_digits_are_refused() {
+        for (body, why) in [
+            ("[-0]", "(user ids are unsigned)"),
+            ("[1e2]", "without a fraction or exponent"),
+            ("[7.0]", "without a fraction or exponent"),
+        ] {
+            let (_, msg) = err_line(json(body).unwrap_err());
+            assert!(msg.contains(why), "{body}: {msg}");
+        }
+        for body in ["[007]", "[+7]"] {
+            assert!(
+                matches!(json(body), Err(IngestError::Malformed { line: 1, .. })),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_upload_stops_at_the_audience_limit_and_duplicates_are_free() {
+        let too_many = IngestError::TooManyIds { limit: 3 };
+        assert_eq!(
+            parse_reader(&b"1\n2\n3\n4\n"[..], Format::Lines, 3),
+            Err(too_many)
+        );
+        let too_many = IngestError::TooManyIds { limit: 3 };
+        assert_eq!(
+            parse_reader(&b"[1,2,3,4]"[..], Format::Json, 3),
+            Err(too_many)
+        );
+        for (body, format) in [
+            ("1\n2\n3\n3\n1\n", Format::Lines),
+            ("[1,2,3,3,1]", Format::Json),
+        ] {
+            let p = parse_reader(body.as_bytes(), format, 3).unwrap();
+            assert_eq!((p.members.len(), p.received, p.duplicates), (3, 5, 2));
+        }
+    }
+
     #[tokio::test]
     async fn bodies_over_the_limit_are_rejected() {
         let body = Body::from("1\n2\n3\n4\n5\n6\n");
-        let e = parse_body(body, Format::Lines, 5).await.unwrap_err();
+        let limits = Limits {
+            max_bytes: 5,
+            ..Limits::NONE
+        };
+        let e = parse_body(body, Format::Lines, limits).await.unwrap_err();
         assert!(matches!(e, IngestError::TooLarge { limit: 5 }), "{e:?}");
     }
 
     #[tokio::test]
     async fn streamed_bodies_parse_like_readers() {
         let body = Body::from("user_id\n7\n8\n");
-        let p = parse_body(body, Format::Lines, 1 << 20).await.unwrap();
+        let p = parse_body(body, Format::Lines, Limits::NONE).await.unwrap();
         assert_eq!(p.members.iter().collect::<Vec<_>>(), vec![7, 8]);
     }
 }
