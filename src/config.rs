@@ -169,7 +169,7 @@ pub struct BenchArgs {
     /// A running Redis on loopback to measure. Without it, a private
     /// redis-server is started from PATH and stopped afterwards.
     #[arg(long, env = "GUESTLIST_BENCH_REDIS")]
-    pub redis: Option<String>,
+    pub redis: Option<StoreLocation>,
 
     #[command(flatten)]
     pub redis_tls: RedisTlsArgs,
@@ -352,8 +352,9 @@ pub struct ServeArgs {
     pub portal_idle_timeout: Duration,
 }
 
-/// `--store` as given. A Redis URL from `GUESTLIST_STORE` may carry a
-/// password, so `Debug` shows it masked: `ServeArgs` can then be logged whole.
+/// `--store` (or `bench --redis`) as given. A Redis URL from the environment
+/// may carry a password, so `Debug` shows it masked: the parsed arguments can
+/// then be logged whole.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoreLocation(pub String);
 

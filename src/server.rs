@@ -6,7 +6,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::{ServeArgs, Toggle};
-use crate::http::auth::ensure_long_enough;
+use crate::http::auth::ensure_usable_token;
 use crate::http::peer::TrustedProxies;
 use crate::http::{self, AppState, Tokens};
 use crate::lookup::Checker;
@@ -23,12 +23,12 @@ use crate::store::{self, Store, StoreSpec};
 pub fn tokens(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Tokens> {
     let mut admin = Vec::new();
     if let Some(token) = secret::from_lookup("GUESTLIST_ADMIN_TOKEN", &lookup)? {
-        ensure_long_enough("GUESTLIST_ADMIN_TOKEN", &token)?;
+        ensure_usable_token("GUESTLIST_ADMIN_TOKEN", &token)?;
         admin.push(("admin".to_string(), token));
     }
     if let Some(list) = secret::from_lookup("GUESTLIST_ADMIN_TOKENS", &lookup)? {
         for (name, token) in parse_named_tokens(list.expose())? {
-            ensure_long_enough(
+            ensure_usable_token(
                 &format!("the GUESTLIST_ADMIN_TOKENS token named {name:?}"),
                 &token,
             )?;
@@ -42,7 +42,7 @@ pub fn tokens(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Tokens>
     }
     let check = secret::from_lookup("GUESTLIST_CHECK_TOKEN", &lookup)?;
     if let Some(token) = &check {
-        ensure_long_enough("GUESTLIST_CHECK_TOKEN", token)?;
+        ensure_usable_token("GUESTLIST_CHECK_TOKEN", token)?;
     }
     Tokens::new(admin, check)
 }

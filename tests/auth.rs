@@ -203,6 +203,52 @@ async fn repeated_wrong_bearers_are_answered_429_per_client_and_logged_without_t
     assert!(refusals[9].contains("203.0.113.5"), "{}", refusals[9]);
 }
 
+/// Logins share an address with whoever else sits behind the same NAT or
+/// load balancer: wrong tokens from there must not refuse a valid check
+/// token, and a valid token used on the wrong endpoint is no guess.
+#[tokio::test]
+async fn wrong_bearers_never_lock_out_checks_with_the_valid_check_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut server = Serve::start_with(
+        "auth-limit-checks",
+        Some(store.to_str().unwrap()),
+        &[],
+        &[("GUESTLIST_CHECK_TOKEN", CHECK)],
+    );
+    server.wait_ready().await;
+    let base = server.base.clone();
+    let client = client_from("127.0.0.1");
+    let check = |token: &'static str| {
+        client
+            .post(format!("{base}/v1/check"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"user_ids": [42]}))
+            .send()
+    };
+
+    // The check token on an admin endpoint is refused but is not a failure.
+    for _ in 0..10 {
+        let r = list(&client, &base, CHECK, None).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(check(CHECK).await.unwrap().status(), StatusCode::OK);
+    for _ in 0..5 {
+        let r = list(&client, &base, "wrong-token-guess-3", None).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        check("wrong-token-guess-3").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The login path still answers with the check token; admin calls from
+    // the limited address wait out the window.
+    let r = check(CHECK).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = list(&client, &base, ADMIN, None).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test]
 async fn tokens_from_files_work_and_no_secret_shows_in_the_command_line() {
     let dir = tempfile::tempdir().unwrap();

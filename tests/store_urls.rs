@@ -57,6 +57,9 @@ fn unknown_url_schemes_are_refused_and_create_nothing() {
         "http://127.0.0.1:6379",
         "redis:/127.0.0.1",
         "",
+        // A stray space from an env file, which once became a directory.
+        " redis://127.0.0.1:6379",
+        "./data ",
     ] {
         let cwd = tempfile::tempdir().unwrap();
         let out = serve_exits(cwd.path(), &["--store", store], &[]);

@@ -148,7 +148,7 @@ impl Plan {
 pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
     let plan = Plan::from_args(&args)?;
     let (url, _private) = match &args.redis {
-        Some(url) => {
+        Some(crate::config::StoreLocation(url)) => {
             check_loopback(url)?;
             (url.clone(), None)
         }
@@ -193,8 +193,13 @@ fn check_loopback(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The command as run, for the report; a Redis URL's password is masked
+/// since the report is meant to be committed and shared.
 fn command_line() -> String {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|a| crate::store::redact_url(&a))
+        .collect();
     format!("guestlist {}", args.join(" "))
 }
 

@@ -39,7 +39,13 @@ fn digest(token: &[u8]) -> Digest {
 
 /// Refuses a token shorter than [`MIN_TOKEN_CHARS`]; the error names it by
 /// `what` (its variable), never by value.
-pub fn ensure_long_enough(what: &str, token: &Secret) -> anyhow::Result<()> {
+pub fn ensure_usable_token(what: &str, token: &Secret) -> anyhow::Result<()> {
+    // Presented tokens are trimmed (`bearer`), so a configured one with
+    // white space around it could never match; say so instead.
+    anyhow::ensure!(
+        token.expose().trim() == token.expose(),
+        "{what} starts or ends with white space, so no request could present it; remove it"
+    );
     anyhow::ensure!(
         token.expose().chars().count() >= MIN_TOKEN_CHARS,
         "{what} is shorter than {MIN_TOKEN_CHARS} characters; use a random one, e.g. `openssl rand -hex 16`"
@@ -67,7 +73,7 @@ impl std::fmt::Debug for Tokens {
 impl Tokens {
     /// `admin` pairs are (name, token). Empty tokens are refused: an empty
     /// bearer would otherwise match a misconfigured deployment. Length is
-    /// checked where the tokens are read ([`ensure_long_enough`]), which
+    /// checked where the tokens are read ([`ensure_usable_token`]), which
     /// knows which variable to name.
     pub fn new(admin: Vec<(String, Secret)>, check: Option<Secret>) -> anyhow::Result<Tokens> {
         anyhow::ensure!(!admin.is_empty(), "at least one admin token is required");
@@ -183,8 +189,22 @@ pub async fn authenticate(
     }
     let tokens = &state.tokens;
     let presented = bearer(&request);
-    // A limited client is refused before its token is compared: a right
-    // guess must not get through while it is limited.
+    // Checks that hold what they need skip the limiter: the login path must
+    // not go down because someone behind the same NAT or load balancer sent
+    // wrong tokens. Letting a check token through while its client is
+    // limited gives a guesser nothing useful: tokens are at least 16
+    // characters, and this only answers reads.
+    if access == Access::Read
+        && (!tokens.has_check_token() || presented.is_some_and(|p| tokens.is_check_token(p)))
+    {
+        if let Some(name) = presented.and_then(|p| tokens.admin_name(p)) {
+            let name = name.to_string();
+            request.extensions_mut().insert(Actor(name));
+        }
+        return Ok(next.run(request).await);
+    }
+    // A limited client is refused before an admin token is compared: a
+    // right guess must not get through while it is limited.
     let client = presented.map(|_| {
         state
             .proxies
@@ -228,7 +248,10 @@ pub async fn authenticate(
         }
     };
     if !allowed {
-        if let Some(client) = client {
+        // A known token on the wrong endpoint is a mistake, not a guess.
+        let guessed =
+            presented.is_some_and(|p| tokens.admin_name(p).is_none() && !tokens.is_check_token(p));
+        if let Some(client) = client.filter(|_| guessed) {
             state.limiter.failed(client);
             let route = request
                 .extensions()
@@ -323,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_short_token_is_refused_by_name_never_by_value() {
-        let e = ensure_long_enough("GUESTLIST_CHECK_TOKEN", &Secret::new("fifteen-chars!!"))
+        let e = ensure_usable_token("GUESTLIST_CHECK_TOKEN", &Secret::new("fifteen-chars!!"))
             .unwrap_err()
             .to_string();
         assert!(
@@ -332,8 +355,12 @@ mod tests {
         );
         assert!(!e.contains("fifteen"), "{e}");
         // Characters, not bytes: 16 two-byte letters pass, as do 16 ASCII ones.
-        assert!(ensure_long_enough("t", &Secret::new("é".repeat(16))).is_ok());
-        assert!(ensure_long_enough("t", &Secret::new("é".repeat(8))).is_err());
-        assert!(ensure_long_enough("t", &Secret::new("0123456789abcdef")).is_ok());
+        assert!(ensure_usable_token("t", &Secret::new("é".repeat(16))).is_ok());
+        assert!(ensure_usable_token("t", &Secret::new("é".repeat(8))).is_err());
+        assert!(ensure_usable_token("t", &Secret::new("0123456789abcdef")).is_ok());
+        let e = ensure_usable_token("T", &Secret::new("0123456789abcdef "))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("white space") && !e.contains("0123"), "{e}");
     }
 }

@@ -16,7 +16,7 @@ use axum::response::Response;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use super::AppState;
 
@@ -35,7 +35,14 @@ tokio::task_local! {
 pub fn layer(router: Router<AppState>) -> Router<AppState> {
     router
         .layer(middleware::from_fn(scope))
-        .layer(TraceLayer::new_for_http().make_span_with(span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(span)
+                // ApiError logs each failure once, at the level it deserves;
+                // tower-http's default would add an ERROR line per 5xx, one
+                // per readiness probe during an outage.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::map_request(drop_unacceptable))

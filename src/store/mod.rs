@@ -73,6 +73,10 @@ const ACCEPTED_STORES: &str = "--store takes a directory for the embedded store 
 pub enum StoreSpecError {
     #[error("--store is empty; {ACCEPTED_STORES}")]
     Empty,
+    #[error(
+        "--store {0:?} starts or ends with white space (a stray space in an env file?); {ACCEPTED_STORES}"
+    )]
+    Padded(String),
     #[error("--store {0}: Redis Cluster is not supported yet; {ACCEPTED_STORES}")]
     Cluster(String),
     #[error("--store {shown}: the scheme {scheme}:// is not supported; {ACCEPTED_STORES}")]
@@ -89,6 +93,11 @@ impl StoreSpec {
     pub fn parse(s: &str) -> Result<StoreSpec, StoreSpecError> {
         if s.is_empty() {
             return Err(StoreSpecError::Empty);
+        }
+        // Neither a URL nor a directory name plausibly begins or ends with
+        // white space; taken as given, " redis://…" would become a directory.
+        if s.trim() != s {
+            return Err(StoreSpecError::Padded(redact_url(s)));
         }
         let Some((scheme, rest)) = url_scheme(s) else {
             // `redis:host` or `redis:/host`: a URL missing a slash, not a directory.
