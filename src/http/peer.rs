@@ -5,9 +5,10 @@
 //! `X-Forwarded-For` that is not itself a trusted proxy. Each proxy appends
 //! the address it received the request from, so entries to the right of
 //! that one were written by proxies we trust, and entries to its left by
-//! the client, who may write anything.
+//! the client, who may write anything. Entries may carry a port, which is
+//! dropped.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use axum::extract::ConnectInfo;
 use axum::http::{Extensions, HeaderMap};
@@ -34,16 +35,23 @@ impl TrustedProxies {
         if !self.trusts(client) {
             return client;
         }
-        let hops: Vec<&str> = headers
+        // Raw bytes, not `to_str`: one non-ASCII byte the client wrote at the
+        // far left would otherwise drop the whole header, and with it the
+        // entries our own proxies appended. Header lines are one list, in
+        // the order they arrived.
+        let hops: Vec<&[u8]> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .collect();
         for hop in hops.iter().rev() {
-            // Past a malformed entry nothing can be trusted; the last address
-            // read is the best known.
-            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            // An entry we cannot read ends the walk at the last address
+            // read: the nearest trusted hop's view. Skipping it instead
+            // would reach entries no trusted hop vouches for (a proxy
+            // writing `unknown` leaves the client's own entries next), and
+            // a client could then pick a fresh address, and a fresh failure
+            // budget, for every request.
+            let Some(ip) = parse_hop(hop) else {
                 break;
             };
             client = ip.to_canonical();
@@ -67,6 +75,20 @@ impl TrustedProxies {
     }
 }
 
+/// One `X-Forwarded-For` entry: an address, bare or bracketed, with or
+/// without the port some proxies append (`1.2.3.4:5678`, `[2001:db8::1]:443`).
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop.trim_ascii()).ok()?;
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = hop.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    let bracketed = hop.strip_prefix('[')?.strip_suffix(']')?;
+    bracketed.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+}
+
 /// Parses a `--trusted-proxy` value: a CIDR network, or a single address.
 pub fn parse_network(raw: &str) -> Result<IpNet, String> {
     let raw = raw.trim();
@@ -78,6 +100,7 @@ pub fn parse_network(raw: &str) -> Result<IpNet, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     fn proxies(nets: &[&str]) -> TrustedProxies {
         TrustedProxies::new(nets.iter().map(|n| parse_network(n).unwrap()).collect())
@@ -124,6 +147,60 @@ mod tests {
         assert_eq!(p.client(ip("10.0.0.2"), &h), ip("10.0.0.2"));
         // No header: the proxy itself.
         assert_eq!(p.client(ip("10.0.0.2"), &HeaderMap::new()), ip("10.0.0.2"));
+    }
+
+    fn raw_headers(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_junk_byte_the_client_wrote_does_not_hide_what_our_proxies_appended() {
+        let p = proxies(&["10.0.0.0/8"]);
+        let h = raw_headers(&[b"1.1.1.1\xff, 198.51.100.7"]);
+        assert_eq!(p.client(ip("10.0.0.2"), &h), ip("198.51.100.7"));
+        let h = raw_headers(&[b"caf\xc3\xa9", b"198.51.100.7, 10.1.1.1"]);
+        assert_eq!(p.client(ip("10.0.0.2"), &h), ip("198.51.100.7"));
+        // Junk where a trusted hop wrote stops the walk at the last good hop.
+        let h = raw_headers(&[b"198.51.100.7, 10.1.1.1\xff"]);
+        assert_eq!(p.client(ip("10.0.0.2"), &h), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn entries_with_a_port_or_brackets_are_read() {
+        let p = proxies(&["10.0.0.0/8"]);
+        for (value, client) in [
+            ("198.51.100.7:5678", "198.51.100.7"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("198.51.100.7, 10.1.1.1:80", "198.51.100.7"),
+            (
+                "1.1.1.1, [::ffff:198.51.100.7]:80 ,[::ffff:10.1.1.1]",
+                "198.51.100.7",
+            ),
+            // Unreadable next to us: the proxy itself is the best known.
+            ("198.51.100.7:99999", "10.0.0.2"),
+            ("[2001:db8::1", "10.0.0.2"),
+            ("198.51.100.7, [10.1.1.1]x", "10.0.0.2"),
+            ("198.51.100.7, ", "10.0.0.2"),
+        ] {
+            let h = headers(&[value]);
+            assert_eq!(p.client(ip("10.0.0.2"), &h), ip(client), "{value}");
+        }
+    }
+
+    #[test]
+    fn several_header_lines_are_one_list_in_order() {
+        let p = proxies(&["10.0.0.0/8"]);
+        let h = headers(&["203.0.113.1", "198.51.100.7, 10.1.1.1"]);
+        assert_eq!(p.client(ip("10.0.0.2"), &h), ip("198.51.100.7"));
+        let h = headers(&["198.51.100.7, 10.1.1.1", "203.0.113.1"]);
+        assert_eq!(p.client(ip("10.0.0.2"), &h), ip("203.0.113.1"));
+        let h = headers(&["203.0.113.1", "10.1.1.1", "10.2.2.2"]);
+        assert_eq!(p.client(ip("10.0.0.2"), &h), ip("203.0.113.1"));
     }
 
     #[test]

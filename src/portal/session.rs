@@ -138,20 +138,26 @@ pub fn random_token() -> String {
 /// sent twice is refused rather than guessed at: the second copy comes from
 /// somewhere the first did not (another path, a planted cookie).
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    // Raw bytes, not `to_str`: another cookie on the host with a non-ASCII
+    // value would otherwise drop the whole header and sign the user out.
+    // Every copy of `name` counts towards "sent twice", readable or not.
     let mut values = headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(k, _)| *k == name)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            Some((&pair[..eq], &pair[eq + 1..]))
+        })
+        .filter(|(k, _)| *k == name.as_bytes())
         .map(|(_, v)| v);
     let first = values.next()?;
     if values.next().is_some() {
         tracing::warn!(cookie = name, "request refused: the cookie was sent twice");
         return None;
     }
-    Some(first)
+    std::str::from_utf8(first).ok()
 }
 
 /// A `Set-Cookie` value: `__Host-` cookies must be `Secure`, with `Path=/`
@@ -166,6 +172,7 @@ pub fn set_cookie(name: &str, value: &str, max_age: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn sessions_expire_and_are_bounded() {
@@ -236,5 +243,40 @@ mod tests {
             format!("{SESSION_COOKIE}={}", b.id).parse().unwrap(),
         );
         assert!(sessions.from_headers(&headers).is_none());
+    }
+
+    #[test]
+    fn a_cookie_that_is_not_ascii_does_not_hide_the_session() {
+        let sessions = Sessions::default();
+        let s = sessions.create("alice");
+        for other in [&b"theme=caf\xc3\xa9"[..], b"tracker=\xff\xfe", b"\xe9=1"] {
+            let mut value = other.to_vec();
+            value.extend_from_slice(format!("; {SESSION_COOKIE}={}", s.id).as_bytes());
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, HeaderValue::from_bytes(&value).unwrap());
+            let found = sessions.from_headers(&headers);
+            let shown = String::from_utf8_lossy(&value);
+            assert_eq!(found.map(|f| f.id), Some(s.id.clone()), "{shown}");
+            // In a Cookie header line of its own, too.
+            let mut headers = headers_for(&s);
+            headers.append(header::COOKIE, HeaderValue::from_bytes(other).unwrap());
+            assert!(sessions.from_headers(&headers).is_some(), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_second_session_cookie_that_is_not_ascii_still_counts() {
+        let sessions = Sessions::default();
+        let s = sessions.create("alice");
+        let planted = [SESSION_COOKIE.as_bytes(), b"=\xff"].concat();
+        let mut one_line = format!("{SESSION_COOKIE}={}; ", s.id).into_bytes();
+        one_line.extend_from_slice(&planted);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_bytes(&one_line).unwrap());
+        assert!(sessions.from_headers(&headers).is_none(), "one line");
+        let mut headers = headers_for(&s);
+        headers.append(header::COOKIE, HeaderValue::from_bytes(&planted).unwrap());
+        assert!(sessions.from_headers(&headers).is_none(), "two lines");
+        assert_eq!(cookie(&headers, SESSION_COOKIE), None);
     }
 }
