@@ -18,9 +18,14 @@ use crate::store::{self, Store, StoreSpec};
 
 /// Builds the token set from the environment (`NAME` or `NAME_FILE`),
 /// generating an admin token when none is configured. A generated token is
-/// printed once, to stderr only. Every configured token must be at least
+/// printed once, to stderr only, and only when `may_generate` (a loopback
+/// listener: off a developer's machine stderr is a log stream, and a token
+/// printed there is a leaked one). Every configured token must be at least
 /// [`MIN_TOKEN_CHARS`] long.
-pub fn tokens(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Tokens> {
+pub fn tokens(
+    lookup: impl Fn(&str) -> Option<String>,
+    may_generate: bool,
+) -> anyhow::Result<Tokens> {
     let mut admin = Vec::new();
     if let Some(token) = secret::from_lookup("GUESTLIST_ADMIN_TOKEN", &lookup)? {
         ensure_usable_token("GUESTLIST_ADMIN_TOKEN", &token)?;
@@ -36,6 +41,11 @@ pub fn tokens(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Tokens>
         }
     }
     if admin.is_empty() {
+        anyhow::ensure!(
+            may_generate,
+            "no admin token is set, and on a non-loopback address a generated one would be \
+             printed to the log stream; set GUESTLIST_ADMIN_TOKEN (or GUESTLIST_ADMIN_TOKEN_FILE)"
+        );
         let token = format!("{:032x}", rand::random::<u128>());
         eprintln!("guestlist: no admin token is set; this run's admin token is {token}");
         admin.push(("admin".to_string(), Secret::new(token)));
@@ -92,7 +102,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // Configuration errors come before the store is opened or a port bound.
-    let tokens = tokens(|name| std::env::var(name).ok())?;
+    let tokens = tokens(
+        |name| std::env::var(name).ok(),
+        args.listen.ip().is_loopback(),
+    )?;
     ensure_reads_guarded(&args, &tokens)?;
     let listener_options = http::ListenerOptions::from_args(&args.listener)?;
     let spec = StoreSpec::parse(&args.store.0)?;
@@ -210,14 +223,17 @@ mod tests {
             if var != "GUESTLIST_ADMIN_TOKEN" {
                 pairs.push(("GUESTLIST_ADMIN_TOKEN", long));
             }
-            let e = tokens(env(&pairs)).unwrap_err().to_string();
+            let e = tokens(env(&pairs), true).unwrap_err().to_string();
             assert!(e.contains(named) && e.contains("16"), "{e}");
             assert!(!e.contains("short-"), "the value leaked: {e}");
         }
-        let ok = tokens(env(&[
-            ("GUESTLIST_ADMIN_TOKENS", &format!("alice:{long}")),
-            ("GUESTLIST_CHECK_TOKEN", long),
-        ]))
+        let ok = tokens(
+            env(&[
+                ("GUESTLIST_ADMIN_TOKENS", &format!("alice:{long}")),
+                ("GUESTLIST_CHECK_TOKEN", long),
+            ]),
+            true,
+        )
         .unwrap();
         assert_eq!(ok.admin_name(long.as_bytes()), Some("alice"));
         assert!(ok.has_check_token());

@@ -324,6 +324,15 @@ fn a_non_loopback_address_needs_a_check_token_or_public_reads() {
     }
     assert!(!dir.path().join("store").exists(), "the store was opened");
 
+    // Off loopback, a generated admin token would land in the log stream.
+    let (code, stderr) = serve_exits(&[&args[..], &["--public-reads"]].concat(), &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("GUESTLIST_ADMIN_TOKEN") && !stderr.contains("this run's admin token"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("store").exists(), "the store was opened");
+
     // Either answer lets it start; it is stopped as soon as it says so, so
     // nothing stays listening on a public address.
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
