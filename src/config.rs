@@ -407,6 +407,12 @@ pub struct ListenerArgs {
     #[arg(long, env = "GUESTLIST_IDLE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
+    /// A connection whose answer has not moved a byte towards the client for
+    /// this long is closed, so clients that never read cannot hold slots.
+    /// A slow reader is not cut as long as it keeps reading.
+    #[arg(long, env = "GUESTLIST_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
     /// Most connections served at once; further ones wait in the listen
     /// backlog until one closes.
     #[arg(long, env = "GUESTLIST_MAX_CONNECTIONS", default_value_t = 4096)]

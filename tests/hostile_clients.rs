@@ -377,3 +377,108 @@ async fn shutdown_gives_requests_in_flight_the_drain_timeout_and_no_more() {
         "the upload's connection outlived the server"
     );
 }
+
+/// A connection with a 1 KiB receive buffer, so the server's answers back
+/// up after a few kilobytes.
+async fn tight_connection(addr: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+fn healthz_requests(count: usize) -> Vec<u8> {
+    b"GET /healthz HTTP/1.1\r\nHost: guestlist\r\n\r\n".repeat(count)
+}
+
+/// A server whose timeouts are as short as the stalls the tests can wait
+/// out; the write timeout goes through its environment variable.
+async fn start_short(name: &str) -> (Serve, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--header-timeout",
+        "2s",
+        "--idle-timeout",
+        "3s",
+        "--request-timeout",
+        "2s",
+    ];
+    let mut server = Serve::start_with(
+        name,
+        Some(dir.path().to_str().unwrap()),
+        &flags,
+        &[("GUESTLIST_WRITE_TIMEOUT", "2s")],
+    );
+    server.wait_ready().await;
+    (server, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_cut_off_at_the_write_timeout() {
+    let (server, _dir) = start_short("never-reads").await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+
+    let mut hostile = tight_connection(&addr).await;
+    let requests = healthz_requests(40_000);
+    let started = Instant::now();
+    // Keeps sending and never reads: once the server gives up on writing
+    // and closes (with our requests unread, so with a reset), a write fails.
+    let cut = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Err(e) = hostile.write_all(&requests).await {
+                return e;
+            }
+        }
+    })
+    .await;
+    let error = cut.unwrap_or_else(|_| {
+        panic!(
+            "a client that never read was still connected after {:?}",
+            started.elapsed()
+        )
+    });
+    assert!(
+        matches!(
+            error.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "{error:?}"
+    );
+
+    // The server still answers everyone else.
+    let r = client()
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_that_keeps_reading_outlasts_the_write_timeout() {
+    let (server, _dir) = start_short("slow-reader").await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+
+    let (mut reader, mut writer) = TcpStream::connect(&addr).await.unwrap().into_split();
+    // Far more answers than the reader takes in the time below, so the
+    // server keeps waiting on it, each time for a fraction of the limit
+    // (the kernel's buffers drain at the reader's pace between writes).
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(&healthz_requests(300_000)).await;
+        writer
+    });
+    // Three write timeouts long.
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    while Instant::now() < until {
+        let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf))
+            .await
+            .expect("the server stopped answering a reader that kept reading")
+            .unwrap();
+        assert_ne!(n, 0, "the server closed a reader that kept reading");
+        total += n;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(total > 0);
+    sending.abort();
+}

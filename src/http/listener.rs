@@ -9,6 +9,9 @@
 //!   TLS handshake too;
 //! - an idle timeout between keep-alive requests (hyper's own header timer,
 //!   which starts when a connection goes idle);
+//! - a write deadline: an answer that moves no byte towards the client for
+//!   `write_timeout` closes the connection, or a client that sends requests
+//!   and never reads the answers would hold its slot for good;
 //! - a drain deadline: on shutdown, accepting stops, idle connections close
 //!   at once, and requests in flight get `drain_timeout` to finish.
 //!
@@ -44,6 +47,7 @@ use tower::Service;
 pub struct ListenerOptions {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    pub write_timeout: Duration,
     pub max_connections: usize,
     pub drain_timeout: Duration,
     /// `Some` serves HTTPS.
@@ -56,6 +60,7 @@ impl Default for ListenerOptions {
         ListenerOptions {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(30),
             max_connections: 4096,
             drain_timeout: Duration::from_secs(25),
             tls: None,
@@ -76,6 +81,7 @@ impl ListenerOptions {
         Ok(ListenerOptions {
             header_timeout: args.header_timeout,
             idle_timeout: args.idle_timeout,
+            write_timeout: args.write_timeout,
             max_connections: args.max_connections,
             drain_timeout: args.drain_timeout,
             tls,
@@ -183,11 +189,7 @@ impl Conn {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let busy = Arc::new(AtomicBool::new(false));
-        let io = TokioIo::new(HeaderDeadline::new(
-            stream,
-            self.options.header_timeout,
-            busy.clone(),
-        ));
+        let io = TokioIo::new(Deadlines::new(stream, &self.options, busy.clone()));
         let (app, remote) = (self.app, self.remote);
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             // The portal's sign-in limiter keys on the client address.
@@ -240,28 +242,64 @@ impl Drop for InRequest {
 }
 
 /// The connection's I/O, failing reads once a request header has taken too
-/// long. The clock starts when the connection opens, and again at the first
+/// long, and writes once they have stalled too long.
+///
+/// The header clock starts when the connection opens, and again at the first
 /// byte read while no request is being handled; a request starting, or a
 /// response being written (a pipelined header waits behind it), stops it.
-struct HeaderDeadline<S> {
+///
+/// The write clock runs while writing, flushing or shutting down stays
+/// pending, and restarts from nothing whenever one completes: it measures a
+/// lack of progress, so a large answer to a slow reader is not cut.
+struct Deadlines<S> {
     inner: S,
-    limit: Duration,
-    deadline: Option<Pin<Box<Sleep>>>,
+    header_limit: Duration,
+    header_deadline: Option<Pin<Box<Sleep>>>,
     busy: Arc<AtomicBool>,
+    write_limit: Duration,
+    write_deadline: Option<Pin<Box<Sleep>>>,
 }
 
-impl<S> HeaderDeadline<S> {
-    fn new(inner: S, limit: Duration, busy: Arc<AtomicBool>) -> Self {
-        HeaderDeadline {
+impl<S> Deadlines<S> {
+    fn new(inner: S, options: &ListenerOptions, busy: Arc<AtomicBool>) -> Self {
+        Deadlines {
             inner,
-            limit,
-            deadline: Some(Box::pin(tokio::time::sleep(limit))),
+            header_limit: options.header_timeout,
+            header_deadline: Some(Box::pin(tokio::time::sleep(options.header_timeout))),
             busy,
+            write_limit: options.write_timeout,
+            write_deadline: None,
         }
+    }
+
+    /// Passes on what a write, flush or shutdown returned, or a timeout once
+    /// it has been pending past the write limit.
+    fn within_write_limit<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.write_deadline = None;
+            return polled;
+        }
+        let limit = self.write_limit;
+        let deadline = self
+            .write_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        // Polling registers the waker, so a stalled write wakes the
+        // connection when its time is up.
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no data for the write timeout",
+            )));
+        }
+        Poll::Pending
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for HeaderDeadline<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Deadlines<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -270,8 +308,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeaderDeadline<S> {
         let this = self.get_mut();
         let busy = this.busy.load(Ordering::Acquire);
         if busy {
-            this.deadline = None;
-        } else if let Some(deadline) = this.deadline.as_mut()
+            this.header_deadline = None;
+        } else if let Some(deadline) = this.header_deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Err(io::Error::new(
@@ -282,25 +320,26 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeaderDeadline<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         let got_bytes = matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before;
-        if got_bytes && !busy && this.deadline.is_none() {
-            let mut deadline = Box::pin(tokio::time::sleep(this.limit));
+        if got_bytes && !busy && this.header_deadline.is_none() {
+            let mut deadline = Box::pin(tokio::time::sleep(this.header_limit));
             // Registers the waker, so a stalled header wakes the connection.
             let _ = deadline.as_mut().poll(cx);
-            this.deadline = Some(deadline);
+            this.header_deadline = Some(deadline);
         }
         polled
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for HeaderDeadline<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Deadlines<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.deadline = None;
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        this.header_deadline = None;
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.within_write_limit(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -309,8 +348,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeaderDeadline<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.deadline = None;
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        this.header_deadline = None;
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.within_write_limit(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -318,10 +358,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeaderDeadline<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.within_write_limit(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.within_write_limit(cx, polled)
     }
 }
