@@ -115,10 +115,16 @@ pub async fn serve(
             let redis = RedisStore::open(url, &connect, args.store_options(), Keys::default())
                 .await
                 .with_context(|| format!("opening the store {}", spec.redacted()))?;
-            // In the background: start-up never waits on a slow or absent Redis.
+            // In the background: start-up never waits on a slow or absent
+            // Redis, and a Redis that comes up later is still checked.
             tokio::spawn({
                 let redis = redis.clone();
-                async move { redis.check_settings().await }
+                async move {
+                    while redis.ready().await.is_err() {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    redis.check_settings().await
+                }
             });
             let cache = (args.near_cache == Toggle::On).then(|| {
                 NearCache::start(

@@ -66,3 +66,16 @@ async fn a_disabled_config_command_is_reported_as_unchecked_not_as_a_failure() {
     let log = log_after_check(&mut s, "could not check Redis settings").await;
     assert!(!log.contains("Redis setting:"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_are_checked_once_a_redis_that_was_down_at_start_comes_up() {
+    let mut redis =
+        RedisServer::start_with(well_configured().config("lazyfree-lazy-user-del", "no")).unwrap();
+    redis.kill();
+    let mut s = Serve::start("settings-late-redis", &redis.url(), &[]);
+    // Long enough for a check made only at start to have given up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.restart().unwrap();
+    let log = log_after_check(&mut s, "lazyfree-lazy-user-del is no").await;
+    assert_eq!(log.matches("Redis setting:").count(), 1, "{log}");
+}
