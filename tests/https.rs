@@ -9,27 +9,8 @@ use std::time::Duration;
 
 use common::ADMIN;
 use common::serve::Serve;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use common::tls::Pki;
 use tokio::io::AsyncReadExt;
-
-/// Writes a CA and a server certificate for 127.0.0.1 signed by it; returns
-/// the CA's PEM.
-fn make_certificates(dir: &Path) -> String {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let server_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = server_params.signed_by(&server_key, &issuer).unwrap();
-
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-    ca.pem()
-}
 
 /// Runs the `guestlist` binary off the async workers.
 async fn cli(server: &str, ca_file: Option<&Path>, args: &[&str]) -> Output {
@@ -63,12 +44,13 @@ fn text(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_manages_a_campaign_over_https_with_a_private_ca_and_refuses_without_it() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_pem = make_certificates(dir.path());
+    let pki = Pki::new();
     let (cert, key, ca) = (
-        dir.path().join("server.pem"),
-        dir.path().join("server.key"),
-        dir.path().join("ca.pem"),
+        pki.path("server.pem"),
+        pki.path("server-key.pem"),
+        pki.path("ca.pem"),
     );
+    let ca_pem = std::fs::read_to_string(&ca).unwrap();
     let data = dir.path().join("data");
     let mut server = Serve::start(
         "https",
