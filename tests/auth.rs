@@ -247,6 +247,18 @@ async fn wrong_bearers_never_lock_out_checks_with_the_valid_check_token() {
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     let r = list(&client, &base, ADMIN, None).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // The misplaced check token is logged, without its value.
+    let log = server.log_text();
+    let misplaced = log
+        .lines()
+        .filter(|l| l.contains("refused a token on an endpoint it does not cover"))
+        .count();
+    assert_eq!(misplaced, 10, "{log}");
+    assert!(
+        !log.contains(CHECK) && !log.contains("wrong-token-guess"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -43,7 +43,7 @@ pub fn ensure_usable_token(what: &str, token: &Secret) -> anyhow::Result<()> {
     // Presented tokens are trimmed (`bearer`), so a configured one with
     // white space around it could never match; say so instead.
     anyhow::ensure!(
-        token.expose().trim() == token.expose(),
+        token.expose().trim_ascii() == token.expose(),
         "{what} starts or ends with white space, so no request could present it; remove it"
     );
     anyhow::ensure!(
@@ -248,16 +248,22 @@ pub async fn authenticate(
         }
     };
     if !allowed {
-        // A known token on the wrong endpoint is a mistake, not a guess.
-        let guessed =
-            presented.is_some_and(|p| tokens.admin_name(p).is_none() && !tokens.is_check_token(p));
-        if let Some(client) = client.filter(|_| guessed) {
-            state.limiter.failed(client);
+        if let Some(client) = client {
             let route = request
                 .extensions()
                 .get::<MatchedPath>()
                 .map_or("unmatched", |p| p.as_str());
-            tracing::warn!(%client, method = %request.method(), route, "refused a bearer token");
+            let method = request.method();
+            // A known token on the wrong endpoint is a mistake (or a leaked
+            // check token probing further), not a guess: logged, not counted.
+            let known = presented
+                .is_some_and(|p| tokens.admin_name(p).is_some() || tokens.is_check_token(p));
+            if known {
+                tracing::warn!(%client, %method, route, "refused a token on an endpoint it does not cover");
+            } else {
+                state.limiter.failed(client);
+                tracing::warn!(%client, %method, route, "refused a bearer token");
+            }
         }
         let message = match (presented, access) {
             (None, Access::Admin) => {

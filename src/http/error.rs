@@ -138,6 +138,8 @@ impl ApiError {
             ApiError::Internal(detail) => tracing::error!(detail = %detail, "internal error"),
             ApiError::Unavailable(detail) => tracing::warn!(detail = %detail, "store unavailable"),
             ApiError::Timeout(_) => tracing::warn!("request timed out"),
+            ApiError::Stale(detail) => tracing::warn!(detail = %detail, "refused a stale answer"),
+            ApiError::Saturated { code, .. } => tracing::info!(code, "refused: at capacity"),
             _ => {}
         }
     }

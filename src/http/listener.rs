@@ -78,6 +78,14 @@ impl ListenerOptions {
             args.max_connections > 0,
             "--max-connections must be at least 1"
         );
+        // A zero deadline would fail every connection at once.
+        for (flag, value) in [
+            ("--header-timeout", args.header_timeout),
+            ("--idle-timeout", args.idle_timeout),
+            ("--write-timeout", args.write_timeout),
+        ] {
+            anyhow::ensure!(!value.is_zero(), "{flag} must be above zero");
+        }
         Ok(ListenerOptions {
             header_timeout: args.header_timeout,
             idle_timeout: args.idle_timeout,

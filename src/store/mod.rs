@@ -152,8 +152,10 @@ pub fn redact_url(url: &str) -> String {
         return url.to_string();
     };
     let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    // The user info ends at the last `@`: a password with an unencoded `/`
+    // or `@` must not end it early and be shown. Redis URLs carry no `@`
+    // in their path or query.
+    match rest.rfind('@') {
         None => url.to_string(),
         Some(at) => {
             let user = rest[..at].split(':').next().unwrap_or("");
@@ -361,5 +363,10 @@ mod tests {
         );
         assert_eq!(redact_url("rediss://:hunter2@host"), "rediss://:***@host");
         assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        // Unencoded `/` and `@` in a password: the user info ends at the last `@`.
+        assert_eq!(
+            redact_url("redis://app:ab/c@d@host:6379/0"),
+            "redis://app:***@host:6379/0"
+        );
     }
 }
