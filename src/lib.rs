@@ -7,7 +7,8 @@
 //!       │
 //!   http::listener ── TLS, connection cap, header/idle timeouts, drain
 //!       │
-//!   http::router ── auth (tokens, or portal session + CSRF) ── metrics ── trace
+//!   http::router ── auth (tokens, or portal session + CSRF; failed-token limiter,
+//!       │             client address through trusted proxies) ── metrics ── request id, trace
 //!       │                    └── portal: /admin pages (templates/portal/)
 //!   http::{campaigns, audience, checks, ops, audit}   one file per route group
 //!       │         │
@@ -32,7 +33,8 @@
 //!   and CSRF tokens; its writes go through the same functions as the API.
 //! - [`config`]: the command line; [`secret`]: secrets from the environment
 //!   or mounted files, never flags; [`telemetry`]: logs and metrics set-up;
-//!   [`tls`]: certificates for the HTTPS listener and the CLI.
+//!   [`tls`]: certificates for the HTTPS listener and the CLI, and the one
+//!   rustls provider every TLS user (Redis included) shares.
 //! - [`cli`]: the admin commands (`campaign`, `audience`, `check`, `user`,
 //!   `audit`), an HTTP client of a running server.
 //! - [`nearcache`]: in-process audience replicas; [`lookup`]: the login path
