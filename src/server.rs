@@ -21,7 +21,7 @@ use crate::store::{self, Store, StoreSpec};
 /// printed once, to stderr only, and only when `may_generate` (a loopback
 /// listener: off a developer's machine stderr is a log stream, and a token
 /// printed there is a leaked one). Every configured token must be at least
-/// [`MIN_TOKEN_CHARS`] long.
+/// [`MIN_TOKEN_CHARS`](crate::http::auth::MIN_TOKEN_CHARS) long.
 pub fn tokens(
     lookup: impl Fn(&str) -> Option<String>,
     may_generate: bool,

@@ -6,7 +6,7 @@
 //! host usually holds a whole /64, and counting single IPv6 addresses would
 //! give it billions of fresh budgets.
 //!
-//! Windows are fixed, and the table is capped: past [`MAX_TRACKED`] clients
+//! Windows are fixed, and the table is capped: past `MAX_TRACKED` clients
 //! the oldest window is forgotten, which is the lesser harm than letting a
 //! flood from many addresses grow memory. Rate-limiting crates such as
 //! `governor` keep one entry per key with no hard cap, which is why this
