@@ -73,16 +73,8 @@ async fn is_member(http: &reqwest::Client, base: &str, user: u64) -> bool {
 
 /// The series in a Prometheus text page: one per metric and label set, a
 /// histogram's buckets, sum and count being one series.
-async fn series(http: &reqwest::Client, base: &str) -> HashSet<String> {
-    let page = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+async fn series(server: &Serve) -> HashSet<String> {
+    let page = server.admin_text("/metrics").await;
     page.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| {
@@ -117,8 +109,8 @@ async fn ten_thousand_made_up_methods_add_at_most_ten_metric_series() {
     let http = client();
     let base = server.base.clone();
     // The first scrape records itself; the baseline includes that.
-    series(&http, &base).await;
-    let before = series(&http, &base).await;
+    series(&server).await;
+    let before = series(&server).await;
 
     let mut senders = tokio::task::JoinSet::new();
     for task in 0..8u32 {
@@ -146,7 +138,7 @@ async fn ten_thousand_made_up_methods_add_at_most_ten_metric_series() {
         done.unwrap();
     }
 
-    let after = series(&http, &base).await;
+    let after = series(&server).await;
     let added: Vec<_> = after.difference(&before).collect();
     assert!(
         added.len() <= 10,

@@ -209,17 +209,6 @@ async fn put(
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-async fn exported(http: &reqwest::Client, serve: &Serve) -> String {
-    http.get(format!("{}/v1/campaigns/c/audience", serve.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_over_the_max_audience_is_refused_and_changes_nothing() {
     let (serve, _dir, http) = served("max-audience", &["--max-audience", "3"]).await;
@@ -237,7 +226,10 @@ async fn an_upload_over_the_max_audience_is_refused_and_changes_nothing() {
             message(&reply).contains("more than 3 distinct user ids"),
             "{reply}"
         );
-        assert_eq!(exported(&http, &serve).await, "4\n5\n6\n");
+        assert_eq!(
+            serve.admin_text("/v1/campaigns/c/audience").await,
+            "4\n5\n6\n"
+        );
     }
 }
 
@@ -304,12 +296,18 @@ async fn an_upload_beyond_the_concurrency_cap_is_told_to_retry_and_changes_nothi
         .parse()
         .unwrap();
     assert!(seconds >= 1, "{seconds}");
-    assert_eq!(exported(&http, &serve).await, "1\n2\n3\n");
+    assert_eq!(
+        serve.admin_text("/v1/campaigns/c/audience").await,
+        "1\n2\n3\n"
+    );
 
     tx.send(Ok(Bytes::from_static(b"41\n"))).await.unwrap();
     drop(tx);
     assert_eq!(slow.await.unwrap(), 200);
-    assert_eq!(exported(&http, &serve).await, "40\n41\n");
+    assert_eq!(
+        serve.admin_text("/v1/campaigns/c/audience").await,
+        "40\n41\n"
+    );
     wait_for_uploads(&http, &serve, 0).await;
     let (status, reply) = put(&http, &serve, "text/plain", "60\n").await;
     assert_eq!(status, 200, "{reply}");

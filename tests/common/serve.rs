@@ -74,6 +74,19 @@ impl Serve {
         self
     }
 
+    /// The text body of `GET path` with the admin token.
+    pub async fn admin_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(super::ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&mut self) {
         assert!(
