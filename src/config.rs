@@ -218,9 +218,48 @@ impl RedisTlsArgs {
             ca_file: self.redis_ca_file.clone(),
             client_cert: self.redis_client_cert.clone(),
             client_key: self.redis_client_key.clone(),
-            password: None,
+            ..Default::default()
         }
         .with_password_from_env()
+    }
+}
+
+/// Replication policy for a Redis store with replicas.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RedisReplicaArgs {
+    /// On Redis Cluster, send login checks to replicas. Spreads reads over
+    /// more nodes; an answer may lag the primary by the replication delay
+    /// (usually milliseconds; unbounded while a replica is cut off).
+    #[arg(long, env = "GUESTLIST_READ_FROM_REPLICAS")]
+    pub read_from_replicas: bool,
+
+    /// Replicas that must confirm an audience publish (Redis WAIT) before
+    /// it is acknowledged. 0 acknowledges once the primary has it.
+    #[arg(long, env = "GUESTLIST_MIN_REPLICAS_ACK", default_value_t = 0)]
+    pub min_replicas_ack: u32,
+
+    /// How long a publish waits for those replicas before failing with 503
+    /// replicas_unconfirmed.
+    #[arg(long, env = "GUESTLIST_REPLICA_ACK_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub replica_ack_timeout: Duration,
+}
+
+impl RedisReplicaArgs {
+    /// Adds this policy to `options`.
+    pub fn apply(
+        &self,
+        options: crate::store::redis::ConnectOptions,
+    ) -> anyhow::Result<crate::store::redis::ConnectOptions> {
+        anyhow::ensure!(
+            self.replica_ack_timeout > Duration::ZERO,
+            "--replica-ack-timeout must be above zero"
+        );
+        Ok(crate::store::redis::ConnectOptions {
+            read_from_replicas: self.read_from_replicas,
+            min_replicas_ack: self.min_replicas_ack,
+            replica_ack_timeout: Some(self.replica_ack_timeout),
+            ..options
+        })
     }
 }
 
@@ -262,8 +301,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GUESTLIST_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Where data lives: a directory for the embedded store, or a
-    /// redis://[user@]host[:port][/db] URL for Redis (rediss:// for TLS).
+    /// Where data lives: a directory for the embedded store, a
+    /// redis://[user@]host[:port][/db] URL for Redis (rediss:// for TLS), or
+    /// redis+cluster://host:port[,host:port…] for Redis Cluster
+    /// (rediss+cluster:// for TLS).
     /// Other URL schemes are refused. The password goes in
     /// GUESTLIST_REDIS_PASSWORD, never in this flag.
     #[arg(long, env = "GUESTLIST_STORE", default_value = "./guestlist-data")]
@@ -271,6 +312,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub redis_tls: RedisTlsArgs,
+
+    #[command(flatten)]
+    pub redis_replicas: RedisReplicaArgs,
 
     /// Deadline for one login check against the store (e.g. 50ms). A check
     /// that misses it answers 503 store_unavailable instead of hanging.

@@ -111,7 +111,9 @@ pub async fn serve(
     let spec = StoreSpec::parse(&args.store.0)?;
     let (store, cache): (Arc<dyn Store>, Option<NearCache>) = match &spec {
         StoreSpec::Redis(url) => {
-            let connect = args.redis_tls.connect_options()?;
+            let connect = args
+                .redis_replicas
+                .apply(args.redis_tls.connect_options()?)?;
             let redis = RedisStore::open(url, &connect, args.store_options(), Keys::default())
                 .await
                 .with_context(|| format!("opening the store {}", spec.redacted()))?;

@@ -53,7 +53,8 @@ fn unknown_url_schemes_are_refused_and_create_nothing() {
     for store in [
         "ftp://x",
         "redis+clsuter://x",
-        "redis+cluster://127.0.0.1:7000",
+        "redis+cluster://127.0.0.1:7000,,127.0.0.1:7001",
+        "redis+cluster://127.0.0.1:7000/2",
         "http://127.0.0.1:6379",
         "redis:/127.0.0.1",
         "",
@@ -80,16 +81,21 @@ fn unknown_url_schemes_are_refused_and_create_nothing() {
 }
 
 #[test]
-fn redis_cluster_urls_say_cluster_is_not_supported_yet() {
+fn a_malformed_cluster_url_says_what_a_cluster_url_takes() {
     let cwd = tempfile::tempdir().unwrap();
     let out = serve_exits(
         cwd.path(),
-        &["--store", "redis+cluster://127.0.0.1:7000"],
+        &["--store", "redis+cluster://127.0.0.1:7000/1"],
         &[],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("Redis Cluster"), "{stderr}");
+    assert!(
+        stderr.contains("a cluster has only database 0")
+            && stderr.contains("redis+cluster://host:port[,host:port"),
+        "{stderr}"
+    );
+    assert!(entries(cwd.path()).is_empty());
 }
 
 #[test]

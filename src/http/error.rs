@@ -61,6 +61,9 @@ pub enum ApiError {
     /// 503: the near-cache's answer is too old and the policy refuses it.
     #[error("{0}")]
     Stale(String),
+    /// 503: fewer replicas than `--min-replicas-ack` confirmed a publish.
+    #[error("{0}")]
+    Unreplicated(String),
     /// 503 with `Retry-After` (seconds): every slot for this kind of work
     /// is taken; the same request later will be served.
     #[error("{message}")]
@@ -97,6 +100,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_)
             | ApiError::Stale(_)
+            | ApiError::Unreplicated(_)
             | ApiError::Timeout(_)
             | ApiError::Saturated { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -119,6 +123,7 @@ impl ApiError {
             ApiError::Timeout(_) => "request_timeout",
             ApiError::Unavailable(_) => "store_unavailable",
             ApiError::Stale(_) => "cache_stale",
+            ApiError::Unreplicated(_) => "replicas_unconfirmed",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -139,6 +144,9 @@ impl ApiError {
             ApiError::Unavailable(detail) => tracing::warn!(detail = %detail, "store unavailable"),
             ApiError::Timeout(_) => tracing::warn!("request timed out"),
             ApiError::Stale(detail) => tracing::warn!(detail = %detail, "refused a stale answer"),
+            ApiError::Unreplicated(detail) => {
+                tracing::warn!(detail = %detail, "a publish was not confirmed by enough replicas")
+            }
             ApiError::Saturated { code, .. } => tracing::info!(code, "refused: at capacity"),
             _ => {}
         }
@@ -222,6 +230,7 @@ impl From<StoreError> for ApiError {
                 line: None,
             },
             StoreError::Corrupt(detail) => ApiError::Internal(detail),
+            StoreError::Unreplicated(_) => ApiError::Unreplicated(e.to_string()),
         }
     }
 }

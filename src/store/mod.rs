@@ -51,6 +51,11 @@ pub enum StoreError {
     /// Data in the store could not be read back (a bug or outside tampering).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Fewer replicas than required confirmed a write in time. The message
+    /// says whether the change was published on the primary; a retry of
+    /// the same request is safe either way.
+    #[error("{0}")]
+    Unreplicated(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -60,13 +65,15 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub enum StoreSpec {
     /// A directory for the embedded store.
     Embedded(std::path::PathBuf),
-    /// A `redis://` or `rediss://` URL, its scheme in lower case.
+    /// A `redis://`, `rediss://`, `redis+cluster://` or `rediss+cluster://`
+    /// URL, its scheme in lower case.
     Redis(String),
 }
 
 /// What `--store` accepts, for error messages.
 const ACCEPTED_STORES: &str = "--store takes a directory for the embedded store (e.g. ./guestlist-data), \
-    redis://[user@]host[:port][/db] for Redis, or rediss://[user@]host[:port][/db] for Redis over TLS";
+    redis://[user@]host[:port][/db] for Redis, rediss://[user@]host[:port][/db] for Redis over TLS, \
+    or redis+cluster://host:port[,host:port…] (rediss+cluster:// for TLS) for Redis Cluster";
 
 /// Why a `--store` value was refused. Messages show the value redacted.
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +84,8 @@ pub enum StoreSpecError {
         "--store {0:?} starts or ends with white space (a stray space in an env file?); {ACCEPTED_STORES}"
     )]
     Padded(String),
-    #[error("--store {0}: Redis Cluster is not supported yet; {ACCEPTED_STORES}")]
-    Cluster(String),
+    #[error("--store {shown}: {why}; {ACCEPTED_STORES}")]
+    Cluster { shown: String, why: String },
     #[error("--store {shown}: the scheme {scheme}:// is not supported; {ACCEPTED_STORES}")]
     Scheme { shown: String, scheme: String },
     #[error("--store {0}: a Redis URL starts with redis:// or rediss://; {ACCEPTED_STORES}")]
@@ -110,7 +117,17 @@ impl StoreSpec {
         let scheme = scheme.to_ascii_lowercase();
         match scheme.as_str() {
             "redis" | "rediss" => Ok(StoreSpec::Redis(format!("{scheme}://{rest}"))),
-            "redis+cluster" | "rediss+cluster" => Err(StoreSpecError::Cluster(redact_url(s))),
+            "redis+cluster" | "rediss+cluster" => {
+                let url = format!("{scheme}://{rest}");
+                // The nodes are checked now, so a typo stops start-up.
+                match redis::connect::target(&url, &redis::ConnectOptions::default()) {
+                    Ok(_) => Ok(StoreSpec::Redis(url)),
+                    Err(e) => Err(StoreSpecError::Cluster {
+                        shown: redact_url(s),
+                        why: format!("{e:#}"),
+                    }),
+                }
+            }
             _ => Err(StoreSpecError::Scheme {
                 shown: redact_url(s),
                 scheme,
@@ -130,8 +147,20 @@ impl StoreSpec {
     pub fn has_password(&self) -> bool {
         match self {
             StoreSpec::Embedded(_) => false,
-            StoreSpec::Redis(url) => ::redis::parse_redis_url(url)
-                .is_some_and(|u| u.password().is_some_and(|p| !p.is_empty())),
+            StoreSpec::Redis(url) => {
+                // A cluster URL's user info is shared by its nodes: read it
+                // as that of one node.
+                let single = match url.split_once("+cluster://") {
+                    Some((scheme, rest)) => format!("{scheme}://{rest}")
+                        .split(',')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                    None => url.clone(),
+                };
+                ::redis::parse_redis_url(&single)
+                    .is_some_and(|u| u.password().is_some_and(|p| !p.is_empty()))
+            }
         }
     }
 }
@@ -330,7 +359,6 @@ mod tests {
         for bad in [
             "ftp://x",
             "redis+clsuter://x",
-            "REDIS+CLUSTER://h:7000",
             "unix:///tmp/redis.sock",
             "redis:/h",
             "redis:h:6379",
@@ -341,8 +369,28 @@ mod tests {
             assert!(e.contains("redis://") && e.contains("rediss://"), "{e}");
             assert!(!e.contains("hunter2"), "{e}");
         }
-        let e = StoreSpec::parse("redis+cluster://h:7000").unwrap_err();
-        assert!(matches!(e, StoreSpecError::Cluster(_)), "{e}");
+    }
+
+    #[test]
+    fn cluster_urls_list_nodes_and_nothing_else() {
+        assert_eq!(
+            StoreSpec::parse("REDIS+CLUSTER://h:7000,h:7001").unwrap(),
+            StoreSpec::Redis("redis+cluster://h:7000,h:7001".into())
+        );
+        assert!(StoreSpec::parse("rediss+cluster://app@h:7000/").is_ok());
+        for bad in [
+            "redis+cluster://h:7000,,h:7001",
+            "redis+cluster://h:7000/1",
+            "redis+cluster://u:hunter2@h:7000?x=1",
+            "redis+cluster://",
+        ] {
+            let e = StoreSpec::parse(bad).unwrap_err();
+            assert!(matches!(e, StoreSpecError::Cluster { .. }), "{bad}: {e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        let has = |s| StoreSpec::parse(s).unwrap().has_password();
+        assert!(has("redis+cluster://:hunter2@h:1,h:2"));
+        assert!(!has("redis+cluster://app@h:1,h:2"));
     }
 
     #[test]

@@ -18,15 +18,18 @@
 //! A malformed or partial metadata hash is skipped, logged once and counted
 //! (`guestlist_catalog_malformed_campaigns`); it never stops the catalog.
 
+use super::batch::Batch;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::connect::{ClusterTarget, Target};
 use super::meta::CampaignMeta;
 use super::{Inner, RedisStore};
 use crate::store::StoreResult;
+use futures_util::{FutureExt, StreamExt};
 
 /// Longest the catalog goes without a reconciliation while Redis answers.
 pub(crate) const RECONCILE_EVERY: Duration = Duration::from_secs(1);
@@ -234,7 +237,7 @@ impl RedisStore {
                 redis::cmd("SMEMBERS").arg(self.keys().campaign_index()),
             )
             .await?;
-        let mut pipe = redis::pipe();
+        let mut pipe = Batch::new();
         for id in &ids {
             pipe.cmd("HMGET")
                 .arg(self.keys().meta(id))
@@ -264,7 +267,7 @@ impl RedisStore {
         }
         let mut present: HashSet<String> = campaigns.keys().cloned().collect();
         if !reload.is_empty() {
-            let mut pipe = redis::pipe();
+            let mut pipe = Batch::new();
             for (id, _) in &reload {
                 pipe.hgetall(self.keys().meta(id));
             }
@@ -406,7 +409,9 @@ pub(crate) fn spawn_reconciler(inner: Weak<Inner>, wake: Arc<tokio::sync::Notify
 
 /// Listens on the changes channel and wakes the reconciler on every
 /// announcement. Reconnects by itself; messages sent while disconnected are
-/// lost, which the periodic reconciliation covers.
+/// lost, which the periodic reconciliation covers. On Redis Cluster the
+/// channel is sharded (`SSUBSCRIBE`): one shard carries it, instead of the
+/// cluster bus copying every message to every node.
 pub(crate) fn spawn_change_listener(inner: Weak<Inner>, wake: Arc<tokio::sync::Notify>) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(250);
@@ -414,16 +419,15 @@ pub(crate) fn spawn_change_listener(inner: Weak<Inner>, wake: Arc<tokio::sync::N
             let Some(strong) = inner.upgrade() else {
                 return;
             };
-            let client = strong.client.clone();
             let channel = strong.keys.changes();
-            drop(strong);
-            let subscribed = async {
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
-                redis::RedisResult::Ok(pubsub)
+            let subscribed = match &strong.target {
+                Target::Single(client) => single_node_changes(client.clone(), channel).boxed(),
+                Target::Cluster(cluster) => cluster_changes(cluster.clone(), channel).boxed(),
             };
-            let pubsub = match tokio::time::timeout(Duration::from_secs(5), subscribed).await {
-                Ok(Ok(p)) => p,
+            drop(strong);
+            let mut messages = match tokio::time::timeout(Duration::from_secs(5), subscribed).await
+            {
+                Ok(Ok(m)) => m,
                 _ => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -432,10 +436,9 @@ pub(crate) fn spawn_change_listener(inner: Weak<Inner>, wake: Arc<tokio::sync::N
             };
             backoff = Duration::from_millis(250);
             wake.notify_one();
-            let mut messages = pubsub.into_on_message();
-            while let Some(msg) = futures_util::StreamExt::next(&mut messages).await {
+            while let Some(payload) = messages.next().await {
                 let Some(inner) = inner.upgrade() else { return };
-                if let Ok(change) = serde_json::from_slice::<Change>(msg.get_payload_bytes()) {
+                if let Ok(change) = serde_json::from_slice::<Change>(&payload) {
                     let mut announced = inner.announced.lock().expect("lock poisoned");
                     // One entry per campaign, consumed by a near-cache; a
                     // hard bound for campaign churn without one.
@@ -449,4 +452,52 @@ pub(crate) fn spawn_change_listener(inner: Weak<Inner>, wake: Arc<tokio::sync::N
             tracing::debug!("changes subscription ended; reconnecting");
         }
     });
+}
+
+type Payloads = futures_util::stream::BoxStream<'static, Vec<u8>>;
+
+async fn single_node_changes(
+    client: redis::Client,
+    channel: String,
+) -> redis::RedisResult<Payloads> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(&channel).await?;
+    Ok(pubsub
+        .into_on_message()
+        .map(|msg| msg.get_payload_bytes().to_vec())
+        .boxed())
+}
+
+/// The cluster client delivers pushes to a channel and re-subscribes by
+/// itself after a reconnect or a failover moves the channel's slot; a
+/// `Disconnection` push (and the gap it leaves) wakes the reconciler too,
+/// through an empty payload.
+async fn cluster_changes(cluster: ClusterTarget, channel: String) -> redis::RedisResult<Payloads> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();
+    let client = cluster
+        .builder()
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(tx)
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2))
+        .build()?;
+    let mut conn = client.get_async_connection().await?;
+    conn.ssubscribe(&channel).await?;
+    let stream = futures_util::stream::unfold((rx, conn), |(mut rx, conn)| async move {
+        loop {
+            let push = rx.recv().await?;
+            match push.kind {
+                redis::PushKind::SMessage | redis::PushKind::Message => {
+                    let payload = match push.data.get(1) {
+                        Some(redis::Value::BulkString(bytes)) => bytes.clone(),
+                        _ => Vec::new(),
+                    };
+                    return Some((payload, (rx, conn)));
+                }
+                redis::PushKind::Disconnection => return Some((Vec::new(), (rx, conn))),
+                _ => {}
+            }
+        }
+    });
+    Ok(stream.boxed())
 }

@@ -3,45 +3,112 @@
 //! A store holds two: checks use one with a short deadline, admin work and
 //! bulk writes another with a long one, so a million-ID upload never queues
 //! ahead of a login. Every call records its latency and errors by `op`.
+//!
+//! On Redis Cluster a connection is the redis crate's cluster client (slot
+//! routing, MOVED/ASK, topology refresh after a failover); a [`Batch`] is
+//! split by slot and its parts sent to their nodes in parallel.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, Pipeline};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::RoutingInfo;
+use redis::{Cmd, FromRedisValue, Value};
 
+use super::batch::Batch;
+use super::connect::Target;
 use crate::store::{StoreError, StoreResult};
 
 /// Commands sent per round trip during bulk writes.
 pub(crate) const PIPELINE_DEPTH: usize = 32;
 
+/// How long opening a connection to one Redis node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A Redis connection paired with the deadline every call on it gets.
 #[derive(Clone)]
 pub(crate) struct Conn {
-    manager: ConnectionManager,
+    link: Link,
     deadline: Duration,
+}
+
+#[derive(Clone)]
+enum Link {
+    Single(ConnectionManager),
+    Cluster(Arc<LazyCluster>),
+}
+
+/// A cluster connection made on first use, so the service starts (and
+/// reports not ready) while the cluster is unreachable, as with one Redis.
+/// A failed attempt is retried by the next call.
+struct LazyCluster {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+impl LazyCluster {
+    async fn get(&self) -> redis::RedisResult<ClusterConnection> {
+        self.conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
+    }
 }
 
 impl Conn {
     /// A lazily connecting, self-reconnecting connection whose every call
     /// (one command or one pipeline) must answer within `deadline`.
-    pub(crate) fn open(client: &redis::Client, deadline: Duration) -> anyhow::Result<Conn> {
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(deadline))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        Ok(Conn {
-            manager: client.get_connection_manager_lazy(config)?,
-            deadline,
-        })
+    /// `replica_reads` lets a cluster connection send reads to replicas.
+    pub(crate) fn open(
+        target: &Target,
+        deadline: Duration,
+        replica_reads: bool,
+    ) -> anyhow::Result<Conn> {
+        let link = match target {
+            Target::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(deadline))
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(1));
+                Link::Single(client.get_connection_manager_lazy(config)?)
+            }
+            Target::Cluster(cluster) => {
+                let mut builder = cluster
+                    .builder()
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(deadline)
+                    // Retries follow MOVED/ASK and ride out a failover's
+                    // few seconds; the call's deadline still bounds them.
+                    .retries(6)
+                    .min_retry_wait(50)
+                    .max_retry_wait(1000);
+                if replica_reads {
+                    builder = builder
+                        .read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy);
+                }
+                Link::Cluster(Arc::new(LazyCluster {
+                    client: builder.build()?,
+                    conn: tokio::sync::OnceCell::new(),
+                }))
+            }
+        };
+        Ok(Conn { link, deadline })
     }
 
     /// The same connection with another deadline.
     pub(crate) fn with_deadline(&self, deadline: Duration) -> Conn {
         Conn {
-            manager: self.manager.clone(),
+            link: self.link.clone(),
             deadline,
         }
+    }
+
+    /// Whether this is a Redis Cluster connection.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.link, Link::Cluster(_))
     }
 
     /// Runs one command under the deadline, recording latency and errors.
@@ -50,27 +117,65 @@ impl Conn {
         op: &'static str,
         cmd: &Cmd,
     ) -> StoreResult<T> {
-        let mut c = self.manager.clone();
-        timed(
-            op,
-            self.deadline,
-            async move { cmd.query_async(&mut c).await },
-        )
+        let link = self.link.clone();
+        timed(op, self.deadline, async move {
+            match link {
+                Link::Single(mut c) => cmd.query_async(&mut c).await,
+                Link::Cluster(lazy) => cmd.query_async(&mut lazy.get().await?).await,
+            }
+        })
         .await
     }
 
-    /// Runs one pipeline (one round trip) under the deadline.
+    /// Runs one command on the nodes `routing` names (cluster), or on the
+    /// one server; replies are combined as the command's routing says.
+    pub(crate) async fn routed<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: Cmd,
+        routing: RoutingInfo,
+    ) -> StoreResult<T> {
+        let link = self.link.clone();
+        timed(op, self.deadline, async move {
+            match link {
+                Link::Single(mut c) => cmd.query_async(&mut c).await,
+                Link::Cluster(lazy) => {
+                    let value = lazy.get().await?.route_command(cmd, routing).await?;
+                    Ok(T::from_redis_value(value)?)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs one batch under the deadline: one round trip on a single
+    /// Redis; on a cluster, one per slot, sent in parallel.
     pub(crate) async fn pipe<T: FromRedisValue>(
         &self,
         op: &'static str,
-        pipe: &Pipeline,
+        batch: &Batch,
     ) -> StoreResult<T> {
-        let mut c = self.manager.clone();
-        timed(
-            op,
-            self.deadline,
-            async move { pipe.query_async(&mut c).await },
-        )
+        let link = self.link.clone();
+        timed(op, self.deadline, async move {
+            match link {
+                Link::Single(mut c) => batch.to_pipeline().query_async(&mut c).await,
+                Link::Cluster(lazy) => {
+                    let conn = lazy.get().await?;
+                    if batch.is_atomic() {
+                        return batch.to_pipeline().query_async(&mut conn.clone()).await;
+                    }
+                    let parts = batch.split_by_slot().into_iter().map(|(pipe, positions)| {
+                        let mut conn = conn.clone();
+                        async move {
+                            let values: Vec<Value> = pipe.query_async(&mut conn).await?;
+                            redis::RedisResult::Ok((positions, values))
+                        }
+                    });
+                    let answers = futures_util::future::try_join_all(parts).await?;
+                    Ok(T::from_redis_value(batch.reassemble(answers)?)?)
+                }
+            }
+        })
         .await
     }
 
@@ -89,14 +194,14 @@ impl Conn {
         op: &'static str,
         cmds: impl IntoIterator<Item = Cmd>,
     ) -> StoreResult<()> {
-        let mut pipe = redis::pipe();
+        let mut pipe = Batch::new();
         let mut queued = 0;
         for cmd in cmds {
             pipe.add_command(cmd).ignore();
             queued += 1;
             if queued == PIPELINE_DEPTH {
                 self.pipe::<()>(op, &pipe).await?;
-                pipe = redis::pipe();
+                pipe = Batch::new();
                 queued = 0;
             }
         }

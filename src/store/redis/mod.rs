@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!   mod.rs      RedisStore: connect, checks, and a thin `impl Store`
-//!   connect.rs  how to reach Redis: URL, password, TLS
+//!   connect.rs  how to reach Redis or a Redis Cluster: URL, password, TLS
 //!   conn.rs     connections with per-call deadlines and metrics
+//!   batch.rs    commands sent together, split by slot on a cluster
 //!   settings.rs server settings that hurt logins, checked at start-up
 //!   catalog.rs  the campaign catalog, reconciled; change listener
 //!   lease.rs    the writer lease (one writer per campaign)
@@ -30,9 +31,10 @@
 //! another with a long one, so a million-ID upload never queues ahead of a login.
 
 mod audit;
+mod batch;
 mod catalog;
 mod conn;
-mod connect;
+pub(crate) mod connect;
 mod design;
 mod keys;
 mod lease;
@@ -42,11 +44,12 @@ mod settings;
 mod snapshot;
 
 pub use catalog::CatalogListener;
-pub use connect::{ConnectOptions, PASSWORD_VAR, client, uses_tls};
+pub use connect::{ConnectOptions, PASSWORD_VAR, client, is_cluster_url, uses_tls};
 pub use design::CHUNK;
 pub use keys::{Keys, PREFIX, Stamp};
 pub use meta::CampaignMeta;
 
+use batch::Batch;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -73,7 +76,9 @@ pub struct RedisStore {
 
 struct Inner {
     keys: Keys,
-    client: redis::Client,
+    target: connect::Target,
+    /// How many replicas must confirm a publish, and for how long to wait.
+    replicas: publish::ReplicaAck,
     /// Ticks after every catalog change or reconciliation; the near-cache
     /// listens to it to reload or to confirm what it holds.
     refreshed: tokio::sync::watch::Sender<u64>,
@@ -117,16 +122,21 @@ impl RedisStore {
         options: StoreOptions,
         keys: Keys,
     ) -> anyhow::Result<RedisStore> {
-        let client = connect::client(url, connect)?;
+        let target = connect::target(url, connect)?;
+        anyhow::ensure!(
+            !connect.read_from_replicas || matches!(target, connect::Target::Cluster(_)),
+            "--read-from-replicas needs a redis+cluster:// or rediss+cluster:// store"
+        );
         let store = RedisStore {
             inner: Arc::new(Inner {
                 refreshed: tokio::sync::watch::channel(0).0,
                 announced: std::sync::Mutex::new(HashMap::new()),
                 designs: Designs::new(&keys),
                 keys,
-                check: Conn::open(&client, options.check_timeout)?,
-                admin: Conn::open(&client, options.admin_timeout)?,
-                client,
+                check: Conn::open(&target, options.check_timeout, connect.read_from_replicas)?,
+                admin: Conn::open(&target, options.admin_timeout, false)?,
+                replicas: publish::ReplicaAck::new(connect),
+                target,
                 options,
                 catalog: RwLock::new(Arc::new(Catalog::default())),
                 catalog_listeners: RwLock::new(Vec::new()),
@@ -137,12 +147,14 @@ impl RedisStore {
             Ok(()) => tracing::info!(
                 url = %super::redact_url(url),
                 tls = uses_tls(url),
+                cluster = is_cluster_url(url),
                 campaigns = store.catalog().campaigns.len(),
                 "connected to Redis"
             ),
             Err(e) => tracing::warn!(
                 url = %super::redact_url(url),
                 tls = uses_tls(url),
+                cluster = is_cluster_url(url),
                 error = %e,
                 "Redis is not reachable yet; retrying in the background"
             ),
@@ -312,13 +324,25 @@ impl RedisStore {
     /// share the campaign's slot, else in one round trip whose metadata read
     /// names the state the probe is read at.
     async fn probe(&self, id: &str, users: &[UserId]) -> StoreResult<(Campaign, Vec<bool>)> {
-        let mut guess = match self.catalog().campaigns.get(id) {
-            Some(m) => m.clone(),
+        let catalogued = self.catalog().campaigns.get(id).cloned();
+        if let Some(known) = &catalogued
+            && self.probes_by_catalog(known.campaign.design)
+        {
+            let design = self.design(known.campaign.design);
+            let mut pipe = Batch::new();
+            design.queue_probe(&mut pipe, id, users);
+            let replies: Vec<Value> = self.inner.check.pipe("check", &pipe).await?;
+            let answers =
+                design.read_probe(&mut replies.into_iter(), id, &Identity::of(known), users)?;
+            return Ok((known.campaign.clone(), answers));
+        }
+        let mut guess = match catalogued {
+            Some(m) => m,
             None => Arc::new(self.fetch_uncatalogued(id).await?),
         };
         for _ in 0..3 {
             let design = self.design(guess.campaign.design);
-            let mut pipe = redis::pipe();
+            let mut pipe = Batch::new();
             if design.probe_in_campaign_slot() {
                 pipe.atomic();
             }
@@ -349,6 +373,22 @@ impl RedisStore {
             guess = Arc::new(self.fetch_uncatalogued(id).await?);
         }
         Err(StoreError::Busy(id.to_string()))
+    }
+
+    /// Whether a check of a `design` campaign answers against the catalog's
+    /// state instead of reading the campaign's metadata with its probe.
+    ///
+    /// On Redis Cluster a `per-user` probe reads only the user's hash, on
+    /// the user's shard: reading `meta` too would send every check of the
+    /// campaign to one shard, the hot key all over again. The answer is that
+    /// of the catalog's state, as for "which campaigns is this user in?":
+    /// at most the catalog's age behind, and replaced generations stay
+    /// readable twice the staleness bound, so it is still exactly one
+    /// state. Past the bound the metadata is read as on a single Redis.
+    fn probes_by_catalog(&self, design: Design) -> bool {
+        self.inner.check.is_cluster()
+            && !self.design(design).probe_in_campaign_slot()
+            && !self.catalog_is_stale()
     }
 
     /// Reads one campaign this instance's catalog lacks or has old, and
@@ -409,7 +449,7 @@ impl Store for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = Batch::new();
         for id in &ids {
             pipe.hgetall(self.keys().meta(id));
         }
@@ -541,7 +581,7 @@ impl Store for RedisStore {
             })
             .filter(|(_, ms): &(Design, Vec<&CampaignMeta>)| !ms.is_empty())
             .collect();
-        let mut pipe = redis::pipe();
+        let mut pipe = Batch::new();
         for (design, campaigns) in &groups {
             self.design(*design)
                 .queue_campaigns_for(&mut pipe, campaigns, users);

@@ -18,6 +18,8 @@
 
 use std::collections::HashMap;
 
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+
 use super::conn::Conn;
 
 /// The oldest Redis whose commands guestlist uses all of.
@@ -86,12 +88,14 @@ fn parse_version(s: &str) -> Option<(u32, u32, u32)> {
 }
 
 /// Reads the settings, each part on its own so a disabled `CONFIG` still
-/// leaves the version (and the reverse).
+/// leaves the version (and the reverse). On a cluster, from one primary:
+/// a cluster's nodes are configured alike.
 pub(crate) async fn read(conn: &Conn) -> (Settings, Vec<String>) {
     let mut settings = Settings::default();
     let mut unreadable = Vec::new();
+    let one = || RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
     match conn
-        .cmd::<String>("settings", redis::cmd("INFO").arg("server"))
+        .routed::<String>("settings", redis::cmd("INFO").arg("server").clone(), one())
         .await
     {
         Ok(info) => {
@@ -104,7 +108,11 @@ pub(crate) async fn read(conn: &Conn) -> (Settings, Vec<String>) {
     }
     for name in NAMES {
         match conn
-            .cmd::<HashMap<String, String>>("settings", redis::cmd("CONFIG").arg("GET").arg(name))
+            .routed::<HashMap<String, String>>(
+                "settings",
+                redis::cmd("CONFIG").arg("GET").arg(name).clone(),
+                one(),
+            )
             .await
         {
             Ok(found) => settings.config.extend(found),

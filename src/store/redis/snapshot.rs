@@ -4,6 +4,7 @@
 //! Export, the add/remove diff, `per-user` clean-up and every near-cache
 //! read a snapshot instead of the live data, which is never read whole.
 
+use super::batch::Batch;
 use roaring::RoaringTreemap;
 
 use super::conn::{Conn, PIPELINE_DEPTH};
@@ -32,7 +33,7 @@ pub(crate) async fn write(conn: &Conn, key: &str, members: &RoaringTreemap) -> S
     let bytes = serialize(members).await?;
     // One round trip per PIPELINE_DEPTH pieces, built as it goes, so the
     // bytes are never copied whole into commands.
-    let mut pipe = redis::pipe();
+    let mut pipe = Batch::new();
     for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
         if i == 0 {
             pipe.cmd("SET")
@@ -46,7 +47,7 @@ pub(crate) async fn write(conn: &Conn, key: &str, members: &RoaringTreemap) -> S
         pipe.ignore();
         if (i + 1) % PIPELINE_DEPTH == 0 {
             conn.pipe::<()>("snapshot_write", &pipe).await?;
-            pipe = redis::pipe();
+            pipe = Batch::new();
         }
     }
     if !pipe.is_empty() {
@@ -65,7 +66,7 @@ pub(crate) async fn read(conn: &Conn, key: &str) -> StoreResult<Option<RoaringTr
     if len == 0 {
         return Ok(None);
     }
-    let mut pipe = redis::pipe();
+    let mut pipe = Batch::new();
     for start in (0..len).step_by(CHUNK_BYTES) {
         let end = (start + CHUNK_BYTES).min(len) - 1;
         pipe.cmd("GETRANGE").arg(key).arg(start).arg(end);

@@ -16,7 +16,9 @@
 //! The audience size lives in the metadata, never counted with BITCOUNT.
 
 use async_trait::async_trait;
-use redis::{Pipeline, Value};
+use redis::Value;
+
+use crate::store::redis::batch::Batch;
 use roaring::RoaringTreemap;
 
 use super::{CHUNK, Delta, RedisDesign, next_reply, parse, stage_in_chunks};
@@ -204,7 +206,7 @@ impl RedisDesign for BitmapDesign {
         true
     }
 
-    fn queue_probe(&self, pipe: &mut Pipeline, id: &str, users: &[UserId]) {
+    fn queue_probe(&self, pipe: &mut Batch, id: &str, users: &[UserId]) {
         let key = self.keys.bitmap(id);
         // Users beyond the limit are answered "no" without asking Redis
         // (GETBIT would reject the offset).

@@ -10,7 +10,9 @@ mod per_user;
 mod set;
 
 use async_trait::async_trait;
-use redis::{Pipeline, Value};
+use redis::Value;
+
+use crate::store::redis::batch::Batch;
 use roaring::RoaringTreemap;
 
 use super::conn::Conn;
@@ -121,7 +123,7 @@ pub(crate) trait RedisDesign: Send + Sync {
     fn probe_in_campaign_slot(&self) -> bool;
 
     /// Queues commands answering "is each of `users` in campaign `id`?".
-    fn queue_probe(&self, pipe: &mut Pipeline, id: &str, users: &[UserId]);
+    fn queue_probe(&self, pipe: &mut Batch, id: &str, users: &[UserId]);
 
     /// Reads [`RedisDesign::queue_probe`]'s replies, for the state `at`.
     fn read_probe(
@@ -134,12 +136,7 @@ pub(crate) trait RedisDesign: Send + Sync {
 
     /// Queues commands answering "which of `campaigns` (all of this design)
     /// hold each of `users`". By default, one probe per campaign.
-    fn queue_campaigns_for(
-        &self,
-        pipe: &mut Pipeline,
-        campaigns: &[&CampaignMeta],
-        users: &[UserId],
-    ) {
+    fn queue_campaigns_for(&self, pipe: &mut Batch, campaigns: &[&CampaignMeta], users: &[UserId]) {
         for c in campaigns {
             self.queue_probe(pipe, c.id(), users);
         }
@@ -292,7 +289,8 @@ mod tests {
     async fn staging_builds_commands_as_it_sends_them() {
         let server = crate::redis_server::RedisServer::start().unwrap();
         let client = redis::Client::open(server.url()).unwrap();
-        let conn = Conn::open(&client, Duration::from_secs(10)).unwrap();
+        let target = crate::store::redis::connect::Target::Single(client.clone());
+        let conn = Conn::open(&target, Duration::from_secs(10), false).unwrap();
         let members: RoaringTreemap = (0..(CHUNK * PIPELINE_DEPTH * 4) as u64).collect();
         let built = AtomicUsize::new(0);
         let probe = std::sync::Mutex::new(client.get_connection().unwrap());

@@ -23,7 +23,9 @@
 //!   campaigns lives as long as the longest.
 
 use async_trait::async_trait;
-use redis::{Pipeline, Value};
+use redis::Value;
+
+use crate::store::redis::batch::Batch;
 use roaring::RoaringTreemap;
 
 use super::{CHUNK, Delta, RedisDesign, next_reply, parse};
@@ -54,7 +56,7 @@ fn holds(value: &str, version: u64) -> bool {
 
 /// Queues the expiry that only grows: `NX` sets it on a new key, `GT`
 /// extends it on an existing one.
-fn queue_expiry(pipe: &mut Pipeline, key: &str, expire_at: i64) {
+fn queue_expiry(pipe: &mut Batch, key: &str, expire_at: i64) {
     pipe.cmd("EXPIREAT")
         .arg(key)
         .arg(expire_at)
@@ -72,16 +74,16 @@ async fn for_members(
     conn: &Conn,
     op: &'static str,
     members: impl IntoIterator<Item = u64>,
-    queue: impl Fn(&mut Pipeline, u64),
+    queue: impl Fn(&mut Batch, u64),
 ) -> StoreResult<()> {
-    let mut pipe = redis::pipe();
+    let mut pipe = Batch::new();
     let mut queued = 0;
     for user in members {
         queue(&mut pipe, user);
         queued += 1;
         if queued == CHUNK {
             conn.pipe::<()>(op, &pipe).await?;
-            pipe = redis::pipe();
+            pipe = Batch::new();
             queued = 0;
         }
     }
@@ -233,7 +235,7 @@ impl RedisDesign for PerUserDesign {
         false
     }
 
-    fn queue_probe(&self, pipe: &mut Pipeline, _id: &str, users: &[UserId]) {
+    fn queue_probe(&self, pipe: &mut Batch, _id: &str, users: &[UserId]) {
         // The whole (small) hash: which field counts depends on the metadata
         // read in the same round trip.
         for &user in users {
@@ -258,7 +260,7 @@ impl RedisDesign for PerUserDesign {
             .collect()
     }
 
-    fn queue_campaigns_for(&self, pipe: &mut Pipeline, _: &[&CampaignMeta], users: &[UserId]) {
+    fn queue_campaigns_for(&self, pipe: &mut Batch, _: &[&CampaignMeta], users: &[UserId]) {
         // One read per user answers for every per-user campaign at once.
         self.queue_probe(pipe, "", users);
     }

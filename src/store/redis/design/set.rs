@@ -6,7 +6,9 @@
 //! new one, never a mix, and nothing big is freed on the main thread.
 
 use async_trait::async_trait;
-use redis::{Pipeline, Value};
+use redis::Value;
+
+use crate::store::redis::batch::Batch;
 use roaring::RoaringTreemap;
 
 use super::{CHUNK, Delta, RedisDesign, next_reply, parse, stage_in_chunks};
@@ -117,7 +119,7 @@ impl RedisDesign for SetDesign {
         true
     }
 
-    fn queue_probe(&self, pipe: &mut Pipeline, id: &str, users: &[UserId]) {
+    fn queue_probe(&self, pipe: &mut Batch, id: &str, users: &[UserId]) {
         let key = self.keys.members(id);
         if let [user] = users {
             pipe.cmd("SISMEMBER").arg(&key).arg(user);
