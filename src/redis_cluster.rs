@@ -163,7 +163,9 @@ impl RedisCluster {
             // master dies; validity 0 lets any replica take over.
             .args(["--cluster-node-timeout", "1000"])
             .args(["--cluster-replica-validity-factor", "0"])
-            .args(["--cluster-allow-reads-when-down", "no"]);
+            .args(["--cluster-allow-reads-when-down", "no"])
+            // A master otherwise waits 5 s for more replicas before a sync.
+            .args(["--repl-diskless-sync-delay", "0"]);
         if self.options.tls.is_some() {
             command.args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
         }
