@@ -41,7 +41,9 @@
 //!   (near-cache, then store); [`client`]: the same as a library API.
 //! - [`server`]: wires config, store and router into a running service.
 //! - [`bench`]: `guestlist bench`, the incident replayed against every design;
-//!   [`redis_server`]: the private `redis-server` it (and the tests) start.
+//!   [`redis_server`]: the private `redis-server` it (and the tests) start;
+//!   [`redis_cluster`]: a private Redis Cluster of such servers, whose nodes
+//!   can be killed, paused and restarted.
 
 pub mod bench;
 pub mod cli;
@@ -53,6 +55,7 @@ pub mod ingest;
 pub mod lookup;
 pub mod nearcache;
 pub mod portal;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod secret;
 pub mod server;

@@ -50,7 +50,7 @@ impl ServerOptions {
         self
     }
 
-    fn args(&self, port: u16) -> Vec<std::ffi::OsString> {
+    pub(crate) fn args(&self, port: u16) -> Vec<std::ffi::OsString> {
         let mut args: Vec<std::ffi::OsString> = Vec::new();
         let mut push = |name: &str, value: &std::ffi::OsStr| {
             args.push(format!("--{name}").into());
