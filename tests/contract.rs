@@ -1,6 +1,6 @@
 //! One contract, every store: embedded, and Redis with the `set`, `per-user`
-//! and `bitmap` designs, and `set` again over TLS (`rediss://` to a server
-//! whose CA the test made).
+//! and `bitmap` designs, `set` again over TLS (`rediss://` to a server
+//! whose CA the test made), and each design on a 3-master Redis Cluster.
 //!
 //! Each case is written once against the HTTP API and instantiated for each
 //! backend by `suite!`, so the backends cannot drift apart.
@@ -33,6 +33,18 @@ macro_rules! suite {
         mod redis_tls {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisTls).await).await })*
+        }
+        mod cluster_set {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(&super::Harness::new(super::Backend::ClusterSet).await).await })*
+        }
+        mod cluster_per_user {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(&super::Harness::new(super::Backend::ClusterPerUser).await).await })*
+        }
+        mod cluster_bitmap {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(&super::Harness::new(super::Backend::ClusterBitmap).await).await })*
         }
     };
 }

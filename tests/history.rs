@@ -67,14 +67,66 @@ enum Backend {
     PerUser,
     Bitmap,
     Embedded,
+    ClusterSet,
+    ClusterPerUser,
+    ClusterBitmap,
 }
 
 impl Backend {
     fn design(self) -> &'static str {
         match self {
-            Backend::Set | Backend::Embedded => "set",
-            Backend::PerUser => "per-user",
-            Backend::Bitmap => "bitmap",
+            Backend::Set | Backend::Embedded | Backend::ClusterSet => "set",
+            Backend::PerUser | Backend::ClusterPerUser => "per-user",
+            Backend::Bitmap | Backend::ClusterBitmap => "bitmap",
+        }
+    }
+
+    fn on_cluster(self) -> bool {
+        matches!(
+            self,
+            Backend::ClusterSet | Backend::ClusterPerUser | Backend::ClusterBitmap
+        )
+    }
+
+    /// How far a store read of one campaign may lag: none where the probe
+    /// reads the campaign's state with it; on a cluster, `per-user` probes
+    /// answer against the instance's catalog (`probes_by_catalog`).
+    fn probe_lag(self) -> Duration {
+        if self == Backend::ClusterPerUser {
+            CATALOG_LAG
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+/// The Redis a run shares between its instances.
+enum Shared {
+    Single(RedisServer),
+    Cluster(
+        guestlist::redis_cluster::RedisCluster,
+        common::cluster::Guard,
+    ),
+}
+
+impl Shared {
+    fn start(backend: Backend) -> Option<Shared> {
+        match backend {
+            Backend::Embedded => None,
+            b if b.on_cluster() => {
+                let cluster = guestlist::redis_cluster::RedisCluster::start(3, 0)
+                    .expect("a local Redis Cluster starts");
+                let guard = common::cluster::guard(&cluster);
+                Some(Shared::Cluster(cluster, guard))
+            }
+            _ => Some(Shared::Single(RedisServer::start())),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Shared::Single(server) => server.url(),
+            Shared::Cluster(cluster, _) => cluster.cluster_url(),
         }
     }
 }
@@ -97,6 +149,21 @@ fn histories_on_the_bitmap_design_are_consistent() {
 #[test]
 fn histories_on_the_embedded_store_are_consistent() {
     run(Backend::Embedded);
+}
+
+#[test]
+fn histories_on_the_set_design_on_a_cluster_are_consistent() {
+    run(Backend::ClusterSet);
+}
+
+#[test]
+fn histories_on_the_per_user_design_on_a_cluster_are_consistent() {
+    run(Backend::ClusterPerUser);
+}
+
+#[test]
+fn histories_on_the_bitmap_design_on_a_cluster_are_consistent() {
+    run(Backend::ClusterBitmap);
 }
 
 fn run(backend: Backend) {
@@ -143,7 +210,7 @@ impl Ctx {
 
 async fn drive(backend: Backend) {
     let started = Instant::now();
-    let redis = (backend != Backend::Embedded).then(RedisServer::start);
+    let redis = Shared::start(backend);
     let data = tempfile::tempdir().unwrap();
     guestlist::tls::install_crypto_provider();
     let http = reqwest::Client::builder()
@@ -301,6 +368,7 @@ async fn drive(backend: Backend) {
         &Allowances {
             cache: MAX_STALENESS,
             catalog: CATALOG_LAG,
+            probe: backend.probe_lag(),
         },
     );
     println!(

@@ -5,6 +5,7 @@
 //! test, and a TLS-only server).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cluster;
 pub mod history;
 pub mod monitor;
 pub mod proxy;
@@ -97,6 +98,10 @@ pub enum Backend {
     RedisBitmap,
     /// The `set` design over `rediss://`, trusting a CA the test made.
     RedisTls,
+    /// Each design on a 3-master Redis Cluster shared by the test binary.
+    ClusterSet,
+    ClusterPerUser,
+    ClusterBitmap,
 }
 
 /// A router over a real store, driven in-process with `oneshot`.
@@ -168,6 +173,18 @@ impl Harness {
                     .unwrap();
                 (Arc::new(store), Some(server), None)
             }
+            Backend::ClusterSet | Backend::ClusterPerUser | Backend::ClusterBitmap => {
+                let url = cluster::shared().cluster_url();
+                let store = RedisStore::open(
+                    &url,
+                    &Default::default(),
+                    test_options(),
+                    cluster::fresh_keys(),
+                )
+                .await
+                .unwrap();
+                (Arc::new(store), None, None)
+            }
         };
         Harness {
             app: app_for(store.clone(), max_upload_bytes),
@@ -180,8 +197,8 @@ impl Harness {
 
     pub fn design(&self) -> &'static str {
         match self.backend {
-            Backend::RedisPerUser => "per-user",
-            Backend::RedisBitmap => "bitmap",
+            Backend::RedisPerUser | Backend::ClusterPerUser => "per-user",
+            Backend::RedisBitmap | Backend::ClusterBitmap => "bitmap",
             _ => "set",
         }
     }
