@@ -103,10 +103,10 @@ impl Backend {
 /// The Redis a run shares between its instances.
 enum Shared {
     Single(RedisServer),
-    Cluster(
-        guestlist::redis_cluster::RedisCluster,
-        common::cluster::Guard,
-    ),
+    Cluster {
+        cluster: guestlist::redis_cluster::RedisCluster,
+        _guard: common::cluster::Guard,
+    },
 }
 
 impl Shared {
@@ -116,8 +116,8 @@ impl Shared {
             b if b.on_cluster() => {
                 let cluster = guestlist::redis_cluster::RedisCluster::start(3, 0)
                     .expect("a local Redis Cluster starts");
-                let guard = common::cluster::guard(&cluster);
-                Some(Shared::Cluster(cluster, guard))
+                let _guard = common::cluster::guard(&cluster);
+                Some(Shared::Cluster { cluster, _guard })
             }
             _ => Some(Shared::Single(RedisServer::start())),
         }
@@ -126,7 +126,7 @@ impl Shared {
     fn url(&self) -> String {
         match self {
             Shared::Single(server) => server.url(),
-            Shared::Cluster(cluster, _) => cluster.cluster_url(),
+            Shared::Cluster { cluster, .. } => cluster.cluster_url(),
         }
     }
 }

@@ -77,6 +77,11 @@ impl Batch {
         self.atomic
     }
 
+    /// The first key the batch names, if any.
+    pub(crate) fn first_key(&self) -> Option<Vec<u8>> {
+        self.cmds.iter().find_map(key_of).map(<[u8]>::to_vec)
+    }
+
     /// The whole batch as one pipeline, for a single Redis.
     pub(crate) fn to_pipeline(&self) -> Pipeline {
         let mut pipe = Pipeline::with_capacity(self.cmds.len());
@@ -147,10 +152,14 @@ impl Batch {
     }
 }
 
-/// The slot of a command's first key: the argument after the name, or
-/// for a script the first of its keys. Every command guestlist batches
-/// names its key there.
+/// The slot of a command's first key.
 fn slot_of(cmd: &Cmd) -> Option<Slot> {
+    key_of(cmd).map(Slot::for_key)
+}
+
+/// A command's first key: the argument after the name, or for a script the
+/// first of its keys. Every command guestlist batches names its key there.
+fn key_of(cmd: &Cmd) -> Option<&[u8]> {
     let args: Vec<&[u8]> = cmd
         .args_iter()
         .filter_map(|a| match a {
@@ -160,16 +169,14 @@ fn slot_of(cmd: &Cmd) -> Option<Slot> {
         .take(4)
         .collect();
     let name = args.first()?;
-    let key = if name.eq_ignore_ascii_case(b"EVAL") || name.eq_ignore_ascii_case(b"EVALSHA") {
+    if name.eq_ignore_ascii_case(b"EVAL") || name.eq_ignore_ascii_case(b"EVALSHA") {
         let keys: usize = std::str::from_utf8(args.get(2)?).ok()?.parse().ok()?;
         if keys == 0 {
             return None;
         }
-        args.get(3)?
-    } else {
-        args.get(1)?
-    };
-    Some(Slot::for_key(key))
+        return args.get(3).copied();
+    }
+    args.get(1).copied()
 }
 
 #[cfg(test)]

@@ -162,7 +162,7 @@ impl Conn {
                 Link::Cluster(lazy) => {
                     let conn = lazy.get().await?;
                     if batch.is_atomic() {
-                        return batch.to_pipeline().query_async(&mut conn.clone()).await;
+                        return transaction(&conn, batch).await;
                     }
                     let parts = batch.split_by_slot().into_iter().map(|(pipe, positions)| {
                         let mut conn = conn.clone();
@@ -210,6 +210,45 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// Runs an atomic batch (one slot) as MULTI/EXEC on its slot's primary.
+///
+/// After a failover the client may still send it to the old primary, now a
+/// replica, which answers MOVED for each queued command and aborts the
+/// transaction. That reply does not make the cluster client refresh its
+/// slot map; a plain command on the same key does (it follows the MOVED),
+/// after which the transaction is sent once more.
+async fn transaction<T: FromRedisValue>(
+    conn: &ClusterConnection,
+    batch: &Batch,
+) -> redis::RedisResult<T> {
+    let pipe = batch.to_pipeline();
+    match pipe.query_async(&mut conn.clone()).await {
+        Err(e) if is_redirect(&e) => {
+            if let Some(key) = batch.first_key() {
+                redis::cmd("EXISTS")
+                    .arg(key)
+                    .query_async::<i64>(&mut conn.clone())
+                    .await?;
+            }
+            pipe.query_async(&mut conn.clone()).await
+        }
+        other => other,
+    }
+}
+
+/// Whether `e` (or a command inside the transaction it reports) was
+/// redirected to another node.
+fn is_redirect(e: &redis::RedisError) -> bool {
+    e.clone().into_server_errors().is_some_and(|errors| {
+        errors.iter().any(|(_, error)| {
+            matches!(
+                error.kind(),
+                Some(redis::ServerErrorKind::Moved | redis::ServerErrorKind::Ask)
+            )
+        })
+    })
 }
 
 async fn timed<T>(
