@@ -21,6 +21,10 @@ pub enum Source {
     Cache,
     /// The store (Redis or embedded).
     Store,
+    /// A replica of the store (`--read-from-replicas` on Redis Cluster):
+    /// behind its primary by the replication delay, usually milliseconds,
+    /// unbounded while the replica is cut off from it.
+    Replica,
 }
 
 /// "Is this user in this campaign?"
@@ -107,6 +111,15 @@ impl Checker {
         }
     }
 
+    /// Where a store answer comes from: the store, or one of its replicas.
+    fn store_source(&self) -> Source {
+        if self.store.answers_from_replicas() {
+            Source::Replica
+        } else {
+            Source::Store
+        }
+    }
+
     /// Applies the stale policy to a cached answer: may it be served?
     fn may_serve(&self, stale: bool) -> bool {
         !stale
@@ -142,7 +155,7 @@ impl Checker {
                     user_id: user,
                     member,
                     active: c.is_active_at(Utc::now()),
-                    source: Source::Store,
+                    source: self.store_source(),
                     stale: false,
                 })
             }
@@ -183,7 +196,7 @@ impl Checker {
         match self.store.are_members(campaign, users).await {
             Ok((c, answers)) => {
                 self.observe(&c);
-                Ok((answers, Source::Store, false))
+                Ok((answers, self.store_source(), false))
             }
             Err(e) => match cached.filter(|_| store_unreachable(&e)) {
                 Some((answers, _)) if self.may_serve(true) => Ok((answers, Source::Cache, true)),
@@ -225,12 +238,12 @@ impl Checker {
             // is stale like a cache entry, and the same policy applies.
             Ok(lists) if self.store.catalog_is_stale() => {
                 if self.may_serve(true) {
-                    Ok((lists, Source::Store, true))
+                    Ok((lists, self.store_source(), true))
                 } else {
                     Err(CheckError::StaleList)
                 }
             }
-            Ok(lists) => Ok((lists, Source::Store, false)),
+            Ok(lists) => Ok((lists, self.store_source(), false)),
             Err(e) => match cached.filter(|_| store_unreachable(&e)) {
                 Some((lists, _)) if self.may_serve(true) => Ok((lists, Source::Cache, true)),
                 Some(_) => Err(CheckError::Stale("one or more campaigns".into())),

@@ -193,6 +193,27 @@ async fn a_publish_waits_for_its_replica_and_fails_cleanly_without_it() {
         );
         assert_eq!(*store.audience(&id).await.unwrap(), v2);
     }
+
+    // --read-from-replicas: checks go to replicas and say so. The publish
+    // above was confirmed by a replica, so the answer is already there.
+    let mut reader = Serve::start(
+        "cluster-replica-reads",
+        &cluster.cluster_url(),
+        &["--read-from-replicas", "--near-cache", "off"],
+    );
+    reader.wait_ready().await;
+    for (user, member) in [(15_000, true), (5, false)] {
+        let (status, body) = send(reqwest::Client::new().get(format!(
+            "{}/v1/campaigns/acked-set/members/{user}",
+            reader.base
+        )))
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["member"], member, "{body}");
+        assert_eq!(body["source"], "replica", "{body}");
+    }
+    reader.kill();
 }
 
 async fn send(request: reqwest::RequestBuilder) -> Result<(u16, Value), String> {

@@ -778,7 +778,8 @@ async fn library_reader(ctx: Arc<Ctx>, name: String, client: Client, kind: ReadK
     let mut rng = StdRng::seed_from_u64(seed);
     let lookup_source = |s: LookupSource| match s {
         LookupSource::Cache => Source::Cache,
-        LookupSource::Store => Source::Store,
+        // No run here reads replicas.
+        LookupSource::Store | LookupSource::Replica => Source::Store,
     };
     while ctx.running() {
         let user = ctx.probes[rng.random_range(0..ctx.probes.len())];

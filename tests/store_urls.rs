@@ -99,6 +99,22 @@ fn a_malformed_cluster_url_says_what_a_cluster_url_takes() {
 }
 
 #[test]
+fn reading_from_replicas_needs_a_cluster() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = serve_exits(
+        cwd.path(),
+        &["--store", "redis://127.0.0.1:1", "--read-from-replicas"],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--read-from-replicas needs a redis+cluster://"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_password_in_a_store_flag_is_refused_without_echoing_it() {
     let cwd = tempfile::tempdir().unwrap();
     let out = serve_exits(

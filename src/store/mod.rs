@@ -269,6 +269,11 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
+    /// Whether checks read replicas, which may lag their primaries.
+    fn answers_from_replicas(&self) -> bool {
+        false
+    }
+
     /// Ok when the backend answers; the error says why not.
     async fn ready(&self) -> StoreResult<()>;
 

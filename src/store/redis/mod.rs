@@ -79,6 +79,8 @@ struct Inner {
     target: connect::Target,
     /// How many replicas must confirm a publish, and for how long to wait.
     replicas: publish::ReplicaAck,
+    /// Checks read replicas (`--read-from-replicas`).
+    replica_reads: bool,
     /// Ticks after every catalog change or reconciliation; the near-cache
     /// listens to it to reload or to confirm what it holds.
     refreshed: tokio::sync::watch::Sender<u64>,
@@ -136,6 +138,7 @@ impl RedisStore {
                 check: Conn::open(&target, options.check_timeout, connect.read_from_replicas)?,
                 admin: Conn::open(&target, options.admin_timeout, false)?,
                 replicas: publish::ReplicaAck::new(connect),
+                replica_reads: connect.read_from_replicas,
                 target,
                 options,
                 catalog: RwLock::new(Arc::new(Catalog::default())),
@@ -640,6 +643,10 @@ impl Store for RedisStore {
 
     fn catalog_is_stale(&self) -> bool {
         RedisStore::catalog_is_stale(self)
+    }
+
+    fn answers_from_replicas(&self) -> bool {
+        self.inner.replica_reads
     }
 
     async fn ready(&self) -> StoreResult<()> {
