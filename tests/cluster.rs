@@ -445,3 +445,96 @@ async fn killing_a_master_loses_no_acknowledged_write() {
     // The near-cache kept answering through the failover.
     assert!(cached.log_text().lines().all(|l| !l.contains("panicked")));
 }
+
+/// `rediss+cluster://`: the store, trusting only the test's CA, creates,
+/// publishes and checks on a cluster whose every node speaks TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_runs_on_a_tls_cluster() {
+    use guestlist::redis_server::{ServerOptions, ServerTls};
+    let _serial = SERIAL.lock().await;
+    let pki = common::tls::Pki::new();
+    let node_options = ServerOptions {
+        tls: Some(ServerTls {
+            cert: pki.path("server.pem"),
+            key: pki.path("server-key.pem"),
+            ca: pki.path("ca.pem"),
+            auth_clients: false,
+        }),
+        ..ServerOptions::default()
+    }
+    // The cluster bus asks nodes for a client certificate.
+    .config(
+        "tls-client-cert-file",
+        pki.path("client.pem").to_str().unwrap(),
+    )
+    .config(
+        "tls-client-key-file",
+        pki.path("client-key.pem").to_str().unwrap(),
+    );
+    let cluster = RedisCluster::start_with(3, 0, node_options).unwrap();
+    let _guard = common::cluster::guard(&cluster);
+    let url = cluster.cluster_url();
+    assert!(url.starts_with("rediss+cluster://"), "{url}");
+
+    // Without the CA the servers' certificates are refused.
+    let untrusting = RedisStore::open(&url, &ConnectOptions::default(), options(), Keys::default())
+        .await
+        .unwrap();
+    assert!(untrusting.ready().await.is_err());
+
+    let store = RedisStore::open(&url, &cluster.connect_options(), options(), Keys::default())
+        .await
+        .unwrap();
+    for design in ["set", "per-user", "bitmap"] {
+        let id = format!("tls-{design}");
+        store.create_campaign(active(&id, design)).await.unwrap();
+        let audience: RoaringTreemap = (0..3_000).map(|i| i * 3).collect();
+        store.replace_audience(&id, audience).await.unwrap();
+        let (_, answers) = store.are_members(&id, &[0, 1, 8_997]).await.unwrap();
+        assert_eq!(answers, vec![true, false, true], "{design}");
+    }
+    let now = chrono::Utc::now();
+    let mine = store.campaigns_for(300, now).await.unwrap();
+    assert_eq!(mine, vec!["tls-bitmap", "tls-per-user", "tls-set"]);
+}
+
+/// Change notices on a cluster are sharded: a client subscribed with
+/// `SSUBSCRIBE` on the channel's master receives one per change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_notices_use_sharded_pub_sub() {
+    let cluster = common::cluster::shared();
+    let keys = common::cluster::fresh_keys();
+    let channel = keys.changes();
+    let master = cluster.master_for_key(&channel).unwrap();
+    let mut listener = cluster.connection(master).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // The sync client has no SSUBSCRIBE helper: the command and its pushes
+    // are read raw (RESP2: ["smessage", channel, payload]).
+    let _: redis::Value = redis::cmd("SSUBSCRIBE")
+        .arg(&channel)
+        .query(&mut listener)
+        .unwrap();
+
+    let store = RedisStore::open(
+        &cluster.cluster_url(),
+        &ConnectOptions::default(),
+        options(),
+        keys,
+    )
+    .await
+    .unwrap();
+    store
+        .create_campaign(active("noticed", "set"))
+        .await
+        .unwrap();
+    let push = listener
+        .recv_response()
+        .expect("a sharded notice within 5 s");
+    let parts: Vec<Vec<u8>> = redis::from_redis_value(push).unwrap();
+    assert_eq!(parts[0], b"smessage");
+    let body: Value = serde_json::from_slice(&parts[2]).unwrap();
+    assert_eq!(body["campaign"], "noticed", "{body}");
+    assert_eq!(body["version"], 0, "{body}");
+}
