@@ -99,6 +99,33 @@ pub(crate) async fn under_test(args: &BenchArgs) -> anyhow::Result<Under> {
     })
 }
 
+/// Runs `work` on a runtime of its own, which is shut down, tasks and all,
+/// before this returns. The store and near-cache leave background tasks
+/// (catalog, change notices) that end only on their next wake-up; stopping
+/// them here closes their connections before a private server or cluster
+/// is stopped, instead of leaving them to log its nodes' disappearance.
+pub(crate) async fn on_own_runtime<T: Send + 'static>(
+    work: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench".into())
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    let outcome = runtime.block_on(work);
+                    runtime.shutdown_timeout(Duration::from_secs(2));
+                    outcome
+                });
+            let _ = tx.send(outcome);
+        })
+        .context("starting the bench's thread")?;
+    rx.await.context("the bench's thread panicked")?
+}
+
 /// Refuses any target off loopback. A cluster URL's every seed node is
 /// checked here; the masters it leads to are checked on connecting.
 pub(crate) fn check_loopback(url: &str) -> anyhow::Result<()> {

@@ -149,7 +149,12 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
     let plan = Plan::from_args(&args)?;
     let under = cluster::under_test(&args).await?;
     let connect = args.redis_tls.connect_options()?;
-    let results = run_with(&under.url, &connect, &plan, command_line()).await?;
+    let url = under.url.clone();
+    let results =
+        cluster::on_own_runtime(
+            async move { run_with(&url, &connect, &plan, command_line()).await },
+        )
+        .await?;
     println!("{}", report::comparison_table(&results));
     println!("{}", report::runs_table(&results));
     if let Some(dir) = &args.out {
