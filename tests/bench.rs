@@ -64,7 +64,7 @@ async fn a_bench_run_measures_every_design_and_leaves_no_keys_behind() {
 #[test]
 fn the_cluster_bench_reports_how_each_design_spreads_over_the_masters() {
     let out = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_guestlist"))
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guestlist"))
         .args([
             "bench",
             "--cluster",
@@ -81,9 +81,14 @@ fn the_cluster_bench_reports_how_each_design_spreads_over_the_masters() {
         .arg(out.path())
         .env_remove("GUESTLIST_BENCH_REDIS")
         .env_remove("GUESTLIST_BENCH_REDIS_CLUSTER")
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success(), "bench --cluster failed: {status}");
+    assert!(
+        output.status.success(),
+        "bench --cluster failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = std::fs::read_to_string(out.path().join("results.json")).unwrap();
     let results: Results = serde_json::from_str(&text).unwrap();
 
