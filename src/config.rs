@@ -168,8 +168,23 @@ pub struct BenchArgs {
 
     /// A running Redis on loopback to measure. Without it, a private
     /// redis-server is started from PATH and stopped afterwards.
-    #[arg(long, env = "GUESTLIST_BENCH_REDIS")]
+    #[arg(long, env = "GUESTLIST_BENCH_REDIS", conflicts_with_all = ["redis_cluster", "cluster"])]
     pub redis: Option<StoreLocation>,
+
+    /// A running Redis Cluster on loopback to measure, as
+    /// `redis+cluster://host:port[,host:port…]`. Runs then also report how
+    /// commands spread over the masters.
+    #[arg(
+        long,
+        env = "GUESTLIST_BENCH_REDIS_CLUSTER",
+        conflicts_with = "cluster"
+    )]
+    pub redis_cluster: Option<StoreLocation>,
+
+    /// Start a private 3-master Redis Cluster (redis-server and redis-cli
+    /// from PATH) to measure, and stop it afterwards.
+    #[arg(long)]
+    pub cluster: bool,
 
     #[command(flatten)]
     pub redis_tls: RedisTlsArgs,

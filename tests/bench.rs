@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::RedisServer;
+use guestlist::bench::results::{Results, Run};
 use guestlist::bench::{BenchDesign, Plan, run};
 use guestlist::domain::Design;
 
@@ -55,4 +56,71 @@ async fn a_bench_run_measures_every_design_and_leaves_no_keys_behind() {
         server.cli(&["GET", "someone-elses:key"]).trim(),
         "untouched"
     );
+}
+
+/// `bench --cluster` measures the designs on a private 3-master cluster and
+/// shows the hot key: every `set` check lands on the campaign's shard,
+/// `per-user` checks spread by user, and near-cache checks never reach Redis.
+#[test]
+fn the_cluster_bench_reports_how_each_design_spreads_over_the_masters() {
+    let out = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guestlist"))
+        .args([
+            "bench",
+            "--cluster",
+            "--designs",
+            "set,per-user,near-cache",
+            "--audience",
+            "3000",
+            "--concurrency",
+            "8",
+            "--duration",
+            "1s",
+            "--out",
+        ])
+        .arg(out.path())
+        .env_remove("GUESTLIST_BENCH_REDIS")
+        .env_remove("GUESTLIST_BENCH_REDIS_CLUSTER")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "bench --cluster failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(out.path().join("results.json")).unwrap();
+    let results: Results = serde_json::from_str(&text).unwrap();
+
+    assert_eq!(results.cluster_masters.as_ref().map(Vec::len), Some(3));
+    assert_eq!(results.runs.len(), 3);
+    let checks_to_redis =
+        |r: &Run| -> u64 { r.node_check_commands.as_ref().unwrap().values().sum() };
+    for r in &results.runs {
+        assert_eq!(r.errors, 0, "wrong or failed answers: {r:?}");
+        assert!(r.checks > 1_000, "{r:?}");
+        assert!(r.busiest_node_share.is_some(), "{r:?}");
+        assert_eq!(r.node_commands.as_ref().map(|n| n.len()), Some(3), "{r:?}");
+    }
+    let run = |design: &str| results.runs.iter().find(|r| r.design == design).unwrap();
+
+    let set = run("set");
+    assert!(checks_to_redis(set) >= set.checks, "{set:?}");
+    assert!(set.busiest_node_check_share.unwrap() >= 0.9, "{set:?}");
+
+    let per_user = run("per-user");
+    assert!(checks_to_redis(per_user) >= per_user.checks, "{per_user:?}");
+    assert!(
+        per_user.busiest_node_check_share.unwrap() <= 0.45,
+        "{per_user:?}"
+    );
+
+    let near = run("near-cache");
+    assert!(
+        checks_to_redis(near) * 1_000 < near.checks,
+        "near-cache checks reached Redis: {near:?}"
+    );
+
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(report.contains("busiest node"), "{report}");
 }

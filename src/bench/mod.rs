@@ -13,6 +13,7 @@
 //! bench writes lives under a private key prefix and is removed at the end, so
 //! it can run against a shared server.
 
+mod cluster;
 pub mod report;
 pub mod results;
 
@@ -27,16 +28,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::IntoConnectionInfo;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use roaring::RoaringTreemap;
 
 use crate::config::BenchArgs;
 use crate::domain::{Campaign, Design};
 use crate::lookup::{CheckError as LookupError, Checker, Source};
 use crate::nearcache::{NearCache, NearCacheOptions};
-use crate::redis_server::RedisServer;
 use crate::store::redis::{ConnectOptions, Keys, RedisStore};
 use crate::store::{Store, StoreError, StoreOptions};
+use cluster::{BenchConn, CommandCounts};
 use results::{Machine, Results, Run};
 
 /// A design as the bench knows it: the store designs plus the story's JSON array.
@@ -147,19 +147,14 @@ impl Plan {
 /// Runs the bench described by `args`, prints the tables, writes `--out`.
 pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
     let plan = Plan::from_args(&args)?;
-    let (url, _private) = match &args.redis {
-        Some(crate::config::StoreLocation(url)) => {
-            check_loopback(url)?;
-            (url.clone(), None)
-        }
-        None => {
-            let server = tokio::task::spawn_blocking(RedisServer::start).await??;
-            eprintln!("started a private redis-server on {}", server.url());
-            (server.url(), Some(server))
-        }
-    };
+    let under = cluster::under_test(&args).await?;
     let connect = args.redis_tls.connect_options()?;
-    let results = run_with(&url, &connect, &plan, command_line()).await?;
+    let url = under.url.clone();
+    let results =
+        cluster::on_own_runtime(
+            async move { run_with(&url, &connect, &plan, command_line()).await },
+        )
+        .await?;
     println!("{}", report::comparison_table(&results));
     println!("{}", report::runs_table(&results));
     if let Some(dir) = &args.out {
@@ -170,7 +165,8 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The bench is a load generator: it only ever points at loopback.
+/// The bench is a load generator: it only ever points at loopback. A
+/// cluster URL is checked by [`cluster::check_loopback`].
 fn check_loopback(url: &str) -> anyhow::Result<()> {
     let info = url
         .into_connection_info()
@@ -182,15 +178,7 @@ fn check_loopback(url: &str) -> anyhow::Result<()> {
         redis::ConnectionAddr::Unix(_) => return Ok(()),
         other => bail!("unsupported Redis address {other:?}"),
     };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    anyhow::ensure!(
-        loopback,
-        "the bench generates load and only targets loopback Redis servers; {host} is not one"
-    );
-    Ok(())
+    cluster::ensure_loopback(&host)
 }
 
 /// The command as run, for the report; a Redis URL's password is masked
@@ -203,7 +191,8 @@ fn command_line() -> String {
     format!("guestlist {}", args.join(" "))
 }
 
-/// Runs the whole matrix against the Redis at `url`.
+/// Runs the whole matrix against the Redis at `url`, one server or a
+/// `redis+cluster://` URL.
 pub async fn run(url: &str, plan: &Plan, command: String) -> anyhow::Result<Results> {
     run_with(url, &ConnectOptions::default(), plan, command).await
 }
@@ -224,6 +213,7 @@ pub async fn run_with(
     };
     let store = RedisStore::open(url, connect_options, options, keys).await?;
     let admin = connect(url, connect_options, Duration::from_secs(30)).await?;
+    let cluster_masters = admin.is_cluster().then(|| admin.masters());
     let redis_version = info_field(&admin, "server", "redis_version")
         .await?
         .unwrap_or_default();
@@ -290,6 +280,7 @@ pub async fn run_with(
     Ok(Results {
         machine: machine(),
         redis_version,
+        cluster_masters,
         date: crate::domain::fmt_time(Utc::now()),
         command,
         seed: plan.seed,
@@ -302,15 +293,8 @@ async fn connect(
     url: &str,
     options: &ConnectOptions,
     deadline: Duration,
-) -> anyhow::Result<ConnectionManager> {
-    let client = crate::store::redis::client(url, options)?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(deadline))
-        .set_connection_timeout(Some(Duration::from_secs(5)));
-    client
-        .get_connection_manager_with_config(config)
-        .await
-        .with_context(|| format!("connecting to {}", crate::store::redact_url(url)))
+) -> anyhow::Result<BenchConn> {
+    BenchConn::open(url, options, deadline).await
 }
 
 /// The audience of one size: members, and a way to draw users at a hit ratio.
@@ -363,7 +347,7 @@ struct Loaded {
 /// Loads one audience in the shape of `design` and measures what it costs Redis.
 async fn load(
     store: &RedisStore,
-    admin: &ConnectionManager,
+    admin: &BenchConn,
     prefix: &str,
     design: BenchDesign,
     audience: &Audience,
@@ -375,11 +359,8 @@ async fn load(
             // The story's key: the whole list as one JSON array, written in one SET.
             let key = format!("{prefix}:json:{}", audience.list.len());
             let value = serde_json::to_string(&audience.list)?;
-            let mut conn = admin.clone();
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(value)
-                .query_async::<()>(&mut conn)
+            admin
+                .query::<()>(redis::cmd("SET").arg(&key).arg(value))
                 .await?;
             Loaded {
                 json_key: Some(key),
@@ -451,10 +432,10 @@ async fn settle() {
 /// delta is not understated by this one's clean-up: the store retires
 /// per-user entries a few seconds after a delete, and keeps the last snapshot
 /// readable for a minute, which the bench does not need to wait for.
-async fn quiesce(admin: &ConnectionManager, prefix: &str) -> anyhow::Result<()> {
+async fn quiesce(admin: &BenchConn, prefix: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let users = scan_keys(admin, &format!("{prefix}:user:*")).await?;
+        let users = admin.scan(&format!("{prefix}:user:*")).await?;
         if users.is_empty() {
             break;
         }
@@ -471,18 +452,16 @@ async fn quiesce(admin: &ConnectionManager, prefix: &str) -> anyhow::Result<()> 
         format!("{prefix}:campaigns"),
         format!("{prefix}:catalog-version"),
     ];
-    let leftovers: Vec<String> = scan_keys(admin, &format!("{prefix}:*"))
+    let leftovers: Vec<String> = admin
+        .scan(&format!("{prefix}:*"))
         .await?
         .into_iter()
         .filter(|k| !fixed.contains(k))
         .collect();
     unlink_all(admin, &leftovers).await?;
     while Instant::now() < deadline {
-        let pending: u64 = info_field(admin, "memory", "lazyfree_pending_objects")
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if pending == 0 {
+        let pending = info_sum(admin, "memory", "lazyfree_pending_objects").await?;
+        if pending == 0.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -490,50 +469,17 @@ async fn quiesce(admin: &ConnectionManager, prefix: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Every key matching `pattern`, by SCAN (never KEYS, which blocks Redis).
-async fn scan_keys(admin: &ConnectionManager, pattern: &str) -> anyhow::Result<Vec<String>> {
-    let mut conn = admin.clone();
-    let mut cursor: u64 = 0;
-    let mut found = Vec::new();
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        found.extend(keys);
-        if next == 0 {
-            return Ok(found);
-        }
-        cursor = next;
-    }
-}
-
-async fn unlink_all(admin: &ConnectionManager, keys: &[String]) -> anyhow::Result<()> {
-    let mut conn = admin.clone();
+async fn unlink_all(admin: &BenchConn, keys: &[String]) -> anyhow::Result<()> {
+    // On a cluster the client splits a many-key UNLINK by slot.
     for batch in keys.chunks(1000) {
-        redis::cmd("UNLINK")
-            .arg(batch)
-            .query_async::<()>(&mut conn)
-            .await?;
+        admin.query::<()>(redis::cmd("UNLINK").arg(batch)).await?;
     }
     Ok(())
 }
 
-async fn unload(
-    store: &RedisStore,
-    admin: &ConnectionManager,
-    loaded: &Loaded,
-) -> anyhow::Result<()> {
+async fn unload(store: &RedisStore, admin: &BenchConn, loaded: &Loaded) -> anyhow::Result<()> {
     if let Some(key) = &loaded.json_key {
-        let mut conn = admin.clone();
-        redis::cmd("UNLINK")
-            .arg(key)
-            .query_async::<()>(&mut conn)
-            .await?;
+        admin.query::<()>(redis::cmd("UNLINK").arg(key)).await?;
     }
     if let Some(id) = &loaded.campaign {
         store.delete_campaign(id).await?;
@@ -546,7 +492,7 @@ struct Target {
     design: BenchDesign,
     lookup: Checker,
     store: RedisStore,
-    json_conn: ConnectionManager,
+    json_conn: BenchConn,
     json_key: Option<String>,
     campaign: Option<String>,
 }
@@ -565,10 +511,9 @@ impl Target {
                 // Exactly what the original login path did: fetch everything,
                 // parse everything, scan until found.
                 let key = self.json_key.as_deref().expect("json key loaded");
-                let mut conn = self.json_conn.clone();
-                let bytes: Vec<u8> = redis::cmd("GET")
-                    .arg(key)
-                    .query_async(&mut conn)
+                let bytes: Vec<u8> = self
+                    .json_conn
+                    .query(redis::cmd("GET").arg(key))
                     .await
                     .map_err(|e| {
                         if e.is_timeout() {
@@ -606,12 +551,16 @@ impl Target {
 /// Runs `workers` closed-loop virtual users for the plan's duration.
 async fn measure(
     plan: &Plan,
-    admin: &ConnectionManager,
+    admin: &BenchConn,
     target: Arc<Target>,
     audience: Arc<Audience>,
     workers: usize,
 ) -> anyhow::Result<Run> {
     let before = RedisCounters::read(admin).await?;
+    let commands_before = match admin.is_cluster() {
+        true => Some(CommandCounts::read(admin).await?),
+        false => None,
+    };
     let client_before = client_cpu_us();
     reset_peak_rss();
 
@@ -676,6 +625,10 @@ async fn measure(
     let elapsed = started.elapsed().as_secs_f64();
     let client_cpu = client_cpu_us().saturating_sub(client_before);
     let peak_rss = peak_rss_bytes();
+    let commands_after = match commands_before {
+        Some(_) => Some(CommandCounts::read(admin).await?),
+        None => None,
+    };
     let after = RedisCounters::read(admin).await?;
 
     let mut merged = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("valid bounds");
@@ -684,7 +637,7 @@ async fn measure(
     }
     let checks = merged.len();
     let per_check = |v: f64| if checks == 0 { 0.0 } else { v / checks as f64 };
-    Ok(Run {
+    let mut run = Run {
         design: target.design.name().to_string(),
         audience: audience.list.len() as u64,
         concurrency: workers,
@@ -706,7 +659,15 @@ async fn measure(
         redis_bytes_per_id: 0.0,
         client_cpu_us_per_check: per_check(client_cpu as f64),
         client_peak_rss_bytes: peak_rss,
-    })
+        busiest_node_share: None,
+        busiest_node_check_share: None,
+        node_commands: None,
+        node_check_commands: None,
+    };
+    if let (Some(before), Some(after)) = (&commands_before, &commands_after) {
+        cluster::record(&mut run, before, after);
+    }
+    Ok(run)
 }
 
 /// Server-side counters read around a run.
@@ -716,42 +677,60 @@ struct RedisCounters {
 }
 
 impl RedisCounters {
-    async fn read(admin: &ConnectionManager) -> anyhow::Result<RedisCounters> {
+    /// Summed over every master on a cluster.
+    async fn read(admin: &BenchConn) -> anyhow::Result<RedisCounters> {
         let stats = info(admin, "stats").await?;
         let cpu = info(admin, "cpu").await?;
-        let field = |text: &str, name: &str| -> f64 {
-            parse_info(text, name)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0)
+        let sum = |texts: &[String], name: &str| -> f64 {
+            texts
+                .iter()
+                .filter_map(|text| parse_info(text, name)?.parse::<f64>().ok())
+                .sum()
         };
         Ok(RedisCounters {
-            net_output_bytes: field(&stats, "total_net_output_bytes") as u64,
-            cpu_us: (field(&cpu, "used_cpu_user") + field(&cpu, "used_cpu_sys")) * 1e6,
+            net_output_bytes: sum(&stats, "total_net_output_bytes") as u64,
+            cpu_us: (sum(&cpu, "used_cpu_user") + sum(&cpu, "used_cpu_sys")) * 1e6,
         })
     }
 }
 
-async fn info(admin: &ConnectionManager, section: &str) -> anyhow::Result<String> {
-    let mut conn = admin.clone();
-    Ok(redis::cmd("INFO")
-        .arg(section)
-        .query_async(&mut conn)
-        .await?)
+/// `INFO section` of the server, or of every master on a cluster.
+async fn info(admin: &BenchConn, section: &str) -> anyhow::Result<Vec<String>> {
+    let replies = admin.on_each(redis::cmd("INFO").arg(section)).await?;
+    Ok(replies.into_iter().map(|(_, text)| text).collect())
 }
 
+/// A field as the first node reports it.
 async fn info_field(
-    admin: &ConnectionManager,
+    admin: &BenchConn,
     section: &str,
     name: &str,
 ) -> anyhow::Result<Option<String>> {
-    Ok(parse_info(&info(admin, section).await?, name).map(str::to_string))
+    let texts = info(admin, section).await?;
+    Ok(texts
+        .first()
+        .and_then(|t| parse_info(t, name))
+        .map(str::to_string))
 }
 
-async fn used_memory(admin: &ConnectionManager) -> anyhow::Result<u64> {
-    info_field(admin, "memory", "used_memory")
-        .await?
-        .and_then(|v| v.parse().ok())
-        .context("INFO memory has no used_memory")
+/// A numeric field summed over every node that reports it.
+async fn info_sum(admin: &BenchConn, section: &str, name: &str) -> anyhow::Result<f64> {
+    let texts = info(admin, section).await?;
+    Ok(texts
+        .iter()
+        .filter_map(|t| parse_info(t, name)?.parse::<f64>().ok())
+        .sum())
+}
+
+async fn used_memory(admin: &BenchConn) -> anyhow::Result<u64> {
+    let texts = info(admin, "memory").await?;
+    let mut total = 0;
+    for text in &texts {
+        total += parse_info(text, "used_memory")
+            .and_then(|v| v.parse::<u64>().ok())
+            .context("INFO memory has no used_memory")?;
+    }
+    Ok(total)
 }
 
 fn parse_info<'a>(text: &'a str, name: &str) -> Option<&'a str> {
@@ -762,8 +741,8 @@ fn parse_info<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Removes every key under the bench's prefix.
-async fn remove_prefix(admin: &ConnectionManager, prefix: &str) -> anyhow::Result<()> {
-    let keys = scan_keys(admin, &format!("{prefix}:*")).await?;
+async fn remove_prefix(admin: &BenchConn, prefix: &str) -> anyhow::Result<()> {
+    let keys = admin.scan(&format!("{prefix}:*")).await?;
     unlink_all(admin, &keys).await
 }
 

@@ -53,12 +53,20 @@ const PALETTE: [RGBColor; 10] = [
 /// cell is chosen is spelled out in the line under the table, because a
 /// number without its provenance invites the same hand-waving the story did.
 pub fn comparison_table(results: &Results) -> String {
+    // On a cluster the risk is also measured as one shard's share of the load.
+    let on_cluster = super::cluster::on_cluster(results);
     let mut out = String::new();
     out.push_str(
         "| Design | Time complexity | Network payload | Concurrency risk \
-         | checks/s | p99 | Redis bytes/check | Redis bytes/ID |\n",
+         | checks/s | p99 | Redis bytes/check | Redis bytes/ID |",
     );
-    out.push_str("|---|---|---|---|--:|--:|--:|--:|\n");
+    out.push_str(if on_cluster {
+        " busiest node |\n"
+    } else {
+        "\n"
+    });
+    out.push_str("|---|---|---|---|--:|--:|--:|--:|");
+    out.push_str(if on_cluster { "--:|\n" } else { "\n" });
 
     let designs = designs_in_order(&results.runs);
     let mut risk_audiences = BTreeSet::new();
@@ -76,7 +84,7 @@ pub fn comparison_table(results: &Results) -> String {
             ),
             None => ("n/a".into(), "n/a".into(), "n/a".into()),
         };
-        let cells = [
+        let mut cells = vec![
             design_label(design),
             time_complexity(&runs),
             network_payload(&runs),
@@ -86,6 +94,9 @@ pub fn comparison_table(results: &Results) -> String {
             bytes_per_check,
             bytes_per_id(&runs),
         ];
+        if on_cluster {
+            cells.push(risk.map_or_else(|| "n/a".into(), super::cluster::busiest_cell));
+        }
         out.push_str(&markdown_row(&cells));
     }
 
@@ -171,6 +182,14 @@ pub fn report_markdown(results: &Results) -> String {
     let _ = writeln!(out, "- CPU model: {cpu_model}");
     let _ = writeln!(out, "- OS: {os}, kernel {kernel}");
     let _ = writeln!(out, "- Redis version: {}", results.redis_version);
+    if let Some(masters) = &results.cluster_masters {
+        let _ = writeln!(
+            out,
+            "- Redis Cluster: {} masters ({})",
+            masters.len(),
+            masters.join(", ")
+        );
+    }
     let _ = writeln!(out, "- Date: {}", results.date);
     let _ = writeln!(out, "- Seed: {}", results.seed);
     let _ = writeln!(
@@ -187,6 +206,10 @@ pub fn report_markdown(results: &Results) -> String {
     let _ = writeln!(out, "![checks/s against concurrency]({THROUGHPUT_SVG})\n");
     let _ = writeln!(out, "## All runs\n");
     out.push_str(&runs_table(results));
+    if super::cluster::on_cluster(results) {
+        let _ = writeln!(out, "\n## Load across the cluster's masters\n");
+        out.push_str(&super::cluster::node_table(results));
+    }
     out
 }
 
@@ -480,7 +503,7 @@ fn design_label(design: &str) -> String {
 }
 
 /// `30000` → `30,000`.
-fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
@@ -493,7 +516,7 @@ fn thousands(n: u64) -> String {
 }
 
 /// A rate or count measured as `f64`, rounded, with thousands separators.
-fn format_rate(value: f64) -> String {
+pub(super) fn format_rate(value: f64) -> String {
     if !value.is_finite() || value < 0.0 {
         return "n/a".into();
     }
@@ -580,7 +603,7 @@ fn format_seconds(secs: f64) -> String {
 }
 
 /// A Markdown table row; `|` inside a cell would split it, so it is escaped.
-fn markdown_row(cells: &[String]) -> String {
+pub(super) fn markdown_row(cells: &[String]) -> String {
     let escaped: Vec<String> = cells.iter().map(|cell| cell.replace('|', "\\|")).collect();
     format!("| {} |\n", escaped.join(" | "))
 }
@@ -767,6 +790,10 @@ mod tests {
             redis_bytes_per_id: 12.0,
             client_cpu_us_per_check: 8.0,
             client_peak_rss_bytes: 64 * 1024 * 1024,
+            busiest_node_share: None,
+            busiest_node_check_share: None,
+            node_commands: None,
+            node_check_commands: None,
         }
     }
 
@@ -806,6 +833,7 @@ mod tests {
                 cpu_model: "Synthetic CPU @ 3.0GHz".into(),
             },
             redis_version: "7.4.2".into(),
+            cluster_masters: None,
             date: "2025-01-02T03:04:05Z".into(),
             command: "guestlist bench --seed 42 --duration 10s".into(),
             seed: 42,

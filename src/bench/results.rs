@@ -1,5 +1,7 @@
 //! What a benchmark run measured, in the shape `results.json` stores.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The machine the figures came from; they mean little without it.
@@ -40,6 +42,21 @@ pub struct Run {
     pub client_cpu_us_per_check: f64,
     /// Peak resident memory of the client during the run.
     pub client_peak_rss_bytes: u64,
+    /// On Redis Cluster: the busiest master's share of every command the
+    /// masters served during the window (0 when none), the bench's own
+    /// INFO readings left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busiest_node_share: Option<f64>,
+    /// On Redis Cluster: the busiest master's share of check commands
+    /// (0 when none reached Redis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busiest_node_check_share: Option<f64>,
+    /// On Redis Cluster: commands each master (`host:port`) served during the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_commands: Option<BTreeMap<String, u64>>,
+    /// On Redis Cluster: check commands each master served during the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_check_commands: Option<BTreeMap<String, u64>>,
 }
 
 /// Everything one `guestlist bench` invocation produced.
@@ -47,6 +64,9 @@ pub struct Run {
 pub struct Results {
     pub machine: Machine,
     pub redis_version: String,
+    /// On Redis Cluster: the masters (`host:port`) the runs spread over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_masters: Option<Vec<String>>,
     /// RFC 3339, UTC.
     pub date: String,
     /// The command line that reproduces the run.
