@@ -559,3 +559,37 @@ async fn other_instances_keep_answering_from_the_old_generation_until_they_switc
     assert!(hb.is_member("c", 3).await);
     drop(server);
 }
+
+/// A dropped store lets go of Redis: its reconciler, its connections and its
+/// change subscription end, so a process that opens and drops stores (the
+/// bench, a library user) does not pile up connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_store_closes_every_connection() {
+    let server = RedisServer::start();
+    let clients = || {
+        server
+            .cli(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|l| !l.contains("cmd=client"))
+            .count()
+    };
+    let store = RedisStore::connect(&server.url(), test_options())
+        .await
+        .unwrap();
+    store.ready().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while clients() < 3 {
+        assert!(Instant::now() < deadline, "the store never subscribed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(store);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while clients() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "connections left 5 s after the store was dropped:\n{}",
+            server.cli(&["CLIENT", "LIST"])
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -420,6 +420,9 @@ pub(crate) fn spawn_change_listener(inner: Weak<Inner>, wake: Arc<tokio::sync::N
                 return;
             };
             let channel = strong.keys.changes();
+            // Closed when the store is dropped: the subscription ends with it
+            // rather than waiting for a message that may never come.
+            let mut store_alive = strong.refreshed.subscribe();
             let subscribed = match &strong.target {
                 Target::Single(client) => single_node_changes(client.clone(), channel).boxed(),
                 Target::Cluster(cluster) => cluster_changes(cluster.clone(), channel).boxed(),
@@ -436,7 +439,15 @@ pub(crate) fn spawn_change_listener(inner: Weak<Inner>, wake: Arc<tokio::sync::N
             };
             backoff = Duration::from_millis(250);
             wake.notify_one();
-            while let Some(payload) = messages.next().await {
+            loop {
+                let payload = tokio::select! {
+                    payload = messages.next() => payload,
+                    alive = store_alive.changed() => match alive {
+                        Ok(()) => continue,
+                        Err(_) => return,
+                    },
+                };
+                let Some(payload) = payload else { break };
                 let Some(inner) = inner.upgrade() else { return };
                 if let Ok(change) = serde_json::from_slice::<Change>(&payload) {
                     let mut announced = inner.announced.lock().expect("lock poisoned");
