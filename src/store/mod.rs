@@ -149,13 +149,10 @@ impl StoreSpec {
             StoreSpec::Embedded(_) => false,
             StoreSpec::Redis(url) => {
                 // A cluster URL's user info is shared by its nodes: read it
-                // as that of one node.
-                let single = match url.split_once("+cluster://") {
-                    Some((scheme, rest)) => format!("{scheme}://{rest}")
-                        .split(',')
-                        .next()
-                        .unwrap_or_default()
-                        .to_string(),
+                // as that of its first node (split as the client splits it).
+                let single = match redis::connect::cluster_nodes(url) {
+                    Some(Ok(nodes)) => nodes[0].clone(),
+                    Some(Err(_)) => return false,
                     None => url.clone(),
                 };
                 ::redis::parse_redis_url(&single)
@@ -395,6 +392,7 @@ mod tests {
         }
         let has = |s| StoreSpec::parse(s).unwrap().has_password();
         assert!(has("redis+cluster://:hunter2@h:1,h:2"));
+        assert!(has("redis+cluster://:pa,ss@h:1,h:2"));
         assert!(!has("redis+cluster://app@h:1,h:2"));
     }
 

@@ -73,8 +73,17 @@ impl Batch {
         self.cmds.is_empty()
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.cmds.len()
+    }
+
     pub(crate) fn is_atomic(&self) -> bool {
         self.atomic
+    }
+
+    /// The commands, in order.
+    pub(crate) fn cmds(&self) -> impl Iterator<Item = &Cmd> {
+        self.cmds.iter()
     }
 
     /// The first key the batch names, if any.

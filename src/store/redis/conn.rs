@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::RoutingInfo;
-use redis::{Cmd, FromRedisValue, Value};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, FromRedisValue, Pipeline, Value};
 
 use super::batch::Batch;
 use super::connect::Target;
@@ -177,6 +177,49 @@ impl Conn {
             }
         })
         .await
+    }
+
+    /// Runs `batch` as one pipeline on the primary of `key`'s slot (its
+    /// commands need not name keys, e.g. `WAIT`), returning every reply.
+    pub(crate) async fn pipe_on_slot_of(
+        &self,
+        op: &'static str,
+        key: &str,
+        batch: &Batch,
+    ) -> StoreResult<Vec<Value>> {
+        let link = self.link.clone();
+        let mut pipe = Pipeline::new();
+        pipe.ignore_errors();
+        batch.cmds().for_each(|c| {
+            pipe.add_command(c.clone());
+        });
+        let count = batch.len();
+        let key = key.to_string();
+        let values: Vec<Value> = timed(op, self.deadline, async move {
+            match link {
+                Link::Single(mut c) => pipe.query_async(&mut c).await,
+                Link::Cluster(lazy) => {
+                    let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+                        key.as_bytes(),
+                        SlotAddr::Master,
+                    ));
+                    lazy.get()
+                        .await?
+                        .route_pipeline(pipe, 0, count, route)
+                        .await
+                }
+            }
+        })
+        .await?;
+        Value::Array(values)
+            .extract_error()
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))
+            .and_then(|v| match v {
+                Value::Array(values) => Ok(values),
+                other => Err(StoreError::Corrupt(format!(
+                    "a pipeline answered {other:?}"
+                ))),
+            })
     }
 
     /// UNLINKs `key`: freed off Redis's main thread, whatever its size.

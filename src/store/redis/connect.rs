@@ -122,7 +122,7 @@ fn node_info(node: &str) -> anyhow::Result<redis::ConnectionInfo> {
 /// The nodes of a `redis+cluster://` URL as single-node URLs sharing its
 /// user info, or `None` for any other URL. The user info ends at the last
 /// `@`, as in `redact_url`.
-fn cluster_nodes(url: &str) -> Option<anyhow::Result<Vec<String>>> {
+pub(crate) fn cluster_nodes(url: &str) -> Option<anyhow::Result<Vec<String>>> {
     let (scheme, rest) = url.split_once("://")?;
     let node_scheme = match scheme.to_ascii_lowercase().as_str() {
         "redis+cluster" => "redis",

@@ -118,6 +118,20 @@ impl Keys {
         format!("{}:user:{{{user}}}:campaigns", self.prefix)
     }
 
+    /// STRING written just before a `WAIT` for replicas on the campaign's
+    /// primary (`--min-replicas-ack`), so the wait covers every earlier
+    /// write to that node. A random value, 60 s TTL.
+    pub fn ack(&self, campaign: &str) -> String {
+        format!("{}:{{{campaign}}}:ack", self.prefix)
+    }
+
+    /// The same for one cluster master, tagged by a number chosen so the
+    /// key lands in a slot that master owns (`per-user` publishes wait on
+    /// every master).
+    pub fn node_ack(&self, tag: u64) -> String {
+        format!("{}:ack:{{{tag}}}", self.prefix)
+    }
+
     /// Pub/sub channel announcing every change, so instances (and their
     /// near-caches) reload at once instead of at their next poll.
     pub fn changes(&self) -> String {

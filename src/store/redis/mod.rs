@@ -40,6 +40,7 @@ mod keys;
 mod lease;
 mod meta;
 mod publish;
+mod replicas;
 mod settings;
 mod snapshot;
 
@@ -78,7 +79,9 @@ struct Inner {
     keys: Keys,
     target: connect::Target,
     /// How many replicas must confirm a publish, and for how long to wait.
-    replicas: publish::ReplicaAck,
+    replicas: replicas::ReplicaAck,
+    /// The connection replica waits run on (`--min-replicas-ack` ≥ 1).
+    acks: Option<Conn>,
     /// Checks read replicas (`--read-from-replicas`).
     replica_reads: bool,
     /// Ticks after every catalog change or reconciliation; the near-cache
@@ -137,7 +140,11 @@ impl RedisStore {
                 keys,
                 check: Conn::open(&target, options.check_timeout, connect.read_from_replicas)?,
                 admin: Conn::open(&target, options.admin_timeout, false)?,
-                replicas: publish::ReplicaAck::new(connect),
+                replicas: replicas::ReplicaAck::new(connect),
+                acks: match replicas::ReplicaAck::new(connect) {
+                    ack if ack.min > 0 => Some(Conn::open(&target, ack.deadline(), false)?),
+                    _ => None,
+                },
                 replica_reads: connect.read_from_replicas,
                 target,
                 options,
@@ -304,6 +311,11 @@ impl RedisStore {
                 .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
                 let changed = delta.len();
                 if changed == 0 {
+                    // Nothing to write, but this may be the retry of a
+                    // change its replicas never confirmed: confirm it now.
+                    let masters = self.masters_before_publish().await?;
+                    self.await_replicas(&current, replicas::AckPoint::Published, &masters)
+                        .await?;
                     return Ok(AudienceChange {
                         audience_size: current.campaign.audience_size,
                         version: current.campaign.version,

@@ -19,16 +19,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use redis::ToRedisArgs;
-use redis::cluster_routing::{
-    AggregateOp, MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo,
-    SingleNodeRoutingInfo, SlotAddr,
-};
 use roaring::RoaringTreemap;
 
 use super::RedisStore;
 use super::design::{CHUNK, Delta};
 use super::keys::{self, Keys, Stamp};
 use super::meta::CampaignMeta;
+use super::replicas::AckPoint;
 use super::snapshot;
 use crate::domain::{AudienceChange, CampaignPatch, fmt_time};
 use crate::store::{StoreError, StoreResult};
@@ -41,37 +38,6 @@ pub(crate) const OLD_SNAPSHOT_TTL_SECS: i64 = 60;
 const RETIRE_DELAY_MIN: Duration = Duration::from_secs(1);
 /// Below the 60 s an old snapshot lives, which clean-up reads.
 const RETIRE_DELAY_MAX: Duration = Duration::from_secs(30);
-
-/// How long a publish waits for replicas unless configured.
-const REPLICA_ACK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// `--min-replicas-ack`: how many replicas must hold a publish before it
-/// is acknowledged. Redis replicates asynchronously; `WAIT` turns that into
-/// a bound on what a failover can lose (see `docs/data-model.md`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ReplicaAck {
-    min: u32,
-    timeout: Duration,
-}
-
-impl ReplicaAck {
-    pub(crate) fn new(options: &super::ConnectOptions) -> ReplicaAck {
-        ReplicaAck {
-            min: options.min_replicas_ack,
-            timeout: options.replica_ack_timeout.unwrap_or(REPLICA_ACK_TIMEOUT),
-        }
-    }
-}
-
-/// When in a publish the replicas are waited for.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum AckPoint {
-    /// Everything staged, nothing published: a shortfall leaves the live
-    /// audience untouched.
-    Staged,
-    /// Just published on the primary.
-    Published,
-}
 
 /// For [`Fenced::op`] on commands that take only keys.
 pub(crate) const NO_ARGS: Vec<u64> = Vec::new();
@@ -190,57 +156,6 @@ impl RedisStore {
         }
     }
 
-    /// Waits until [`ReplicaAck`]'s replicas hold every write this
-    /// connection sent: on the campaign's own primary, or on every primary
-    /// for a design whose keys spread over the cluster. `WAIT` counts the
-    /// replicas that reached this connection's last write, which covers the
-    /// writes of this publish (they were sent on it before).
-    async fn await_replicas(&self, meta: &CampaignMeta, point: AckPoint) -> StoreResult<()> {
-        let ack = self.inner.replicas;
-        if ack.min == 0 {
-            return Ok(());
-        }
-        let design = self.design(meta.campaign.design);
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(ack.min).arg(ack.timeout.as_millis() as u64);
-        let routing = if design.keys_per_member() {
-            // WAIT's own cluster routing: every primary, the fewest replicas.
-            RoutingInfo::MultiNode((
-                MultipleNodeRoutingInfo::AllMasters,
-                Some(ResponsePolicy::Aggregate(AggregateOp::Min)),
-            ))
-        } else {
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
-                self.keys().meta(meta.id()),
-                SlotAddr::Master,
-            )))
-        };
-        let conn = self
-            .inner
-            .admin
-            .with_deadline(ack.timeout + Duration::from_secs(1));
-        let confirmed: u64 = conn.routed("replicas", wait, routing).await?;
-        if confirmed >= u64::from(ack.min) {
-            return Ok(());
-        }
-        let id = meta.id();
-        let message = match point {
-            AckPoint::Staged => format!(
-                "campaign {id:?}: only {confirmed} of {} replicas confirmed the new audience within {:?}; \
-                 nothing was published and the live audience is unchanged; retry when the replicas are back",
-                ack.min, ack.timeout
-            ),
-            AckPoint::Published => format!(
-                "campaign {id:?}: version {} is live on the primary, but only {confirmed} of {} replicas \
-                 confirmed it within {:?}, so a failover now could lose it; retrying the same request is safe",
-                meta.campaign.version, ack.min, ack.timeout
-            ),
-        };
-        tracing::warn!(campaign = %id, confirmed, wanted = ack.min, point = ?point, "replicas did not confirm a publish");
-        metrics::counter!("guestlist_replica_ack_shortfalls_total").increment(1);
-        Err(StoreError::Unreplicated(message))
-    }
-
     /// After a failed commit call: did it land anyway (the reply was lost)?
     async fn landed(&self, next: &CampaignMeta, gone: bool) -> Landed {
         let seen: StoreResult<Vec<Option<String>>> = self
@@ -356,6 +271,7 @@ impl RedisStore {
         next.generation = attempt;
         let expire_at = self.expire_at(&next.campaign);
         let snapshot_key = self.keys().snapshot(id, next.incarnation, attempt);
+        let masters = self.masters_before_publish().await?;
 
         let staged = async {
             design
@@ -370,7 +286,8 @@ impl RedisStore {
                 .await?;
             // Written last, so its staging TTL cannot run out during a long build.
             snapshot::write(admin, &snapshot_key, &members).await?;
-            self.await_replicas(current, AckPoint::Staged).await?;
+            self.await_replicas(current, AckPoint::Staged(&snapshot_key), &masters)
+                .await?;
             let mut tx = Fenced::new(self.keys(), current, token);
             design.publish(&mut tx, id, attempt, expire_at);
             self.queue_audience_commit(&mut tx, current, &next);
@@ -396,7 +313,8 @@ impl RedisStore {
         if current.campaign.version > 0 && design.keys_per_member() {
             self.retire_later(current.clone(), current.generation, None);
         }
-        self.await_replicas(&next, AckPoint::Published).await?;
+        self.await_replicas(&next, AckPoint::Published, &masters)
+            .await?;
         Ok(AudienceChange {
             audience_size: next.campaign.audience_size,
             version: next.campaign.version,
@@ -418,6 +336,7 @@ impl RedisStore {
         let design = self.design(current.campaign.design);
         let attempt = Stamp::random();
         let snapshot_key = self.keys().snapshot(id, current.incarnation, attempt);
+        let masters = self.masters_before_publish().await?;
         snapshot::write(admin, &snapshot_key, members).await?;
         let version = current.campaign.version + 1;
         let expire_at = self.expire_at(&current.campaign);
@@ -447,7 +366,8 @@ impl RedisStore {
             design
                 .write_delta(admin, &mut tx, &base, version, &delta, expire_at)
                 .await?;
-            self.await_replicas(&base, AckPoint::Staged).await?;
+            self.await_replicas(&base, AckPoint::Staged(&snapshot_key), &masters)
+                .await?;
             self.queue_audience_commit(&mut tx, current, &next);
             self.commit(tx, &next).await
         }
@@ -467,7 +387,8 @@ impl RedisStore {
         if design.delta_ahead() && !delta.remove.is_empty() {
             self.prune_later(next.clone(), delta.remove);
         }
-        self.await_replicas(&next, AckPoint::Published).await?;
+        self.await_replicas(&next, AckPoint::Published, &masters)
+            .await?;
         Ok(AudienceChange {
             audience_size: next.campaign.audience_size,
             version,
