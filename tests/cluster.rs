@@ -548,3 +548,72 @@ async fn change_notices_use_sharded_pub_sub() {
     assert_eq!(body["campaign"], "noticed", "{body}");
     assert_eq!(body["version"], 0, "{body}");
 }
+
+/// A graceful failover (`CLUSTER FAILOVER` on a replica) leaves the old
+/// master running as a replica, which answers MOVED: a client whose slot map
+/// still names it must follow the redirect, for batches split by slot too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_follow_a_graceful_failover() {
+    let _serial = SERIAL.lock().await;
+    let (cluster, _guard) = cluster(3, 1);
+    let store = RedisStore::open(
+        &cluster.cluster_url(),
+        &ConnectOptions::default(),
+        options(),
+        Keys::default(),
+    )
+    .await
+    .unwrap();
+    let users: Vec<u64> = (0..200).collect();
+    for design in ["per-user", "set"] {
+        let id = format!("moved-{design}");
+        store.create_campaign(active(&id, design)).await.unwrap();
+        let audience: RoaringTreemap = users.iter().map(|u| u * 2).collect();
+        store.replace_audience(&id, audience).await.unwrap();
+        let (_, answers) = store.are_members(&id, &users).await.unwrap();
+        assert_eq!(answers.iter().filter(|a| **a).count(), 100);
+    }
+
+    // Promote the replica of the master holding user 0's hash and the
+    // `set` campaign's keys, with the old master still up.
+    for key in [
+        "guestlist:user:{0}:campaigns".to_string(),
+        "guestlist:{moved-set}:meta".to_string(),
+    ] {
+        let master = cluster.master_for_key(&key).unwrap();
+        let replica = replicas_of(&cluster, master)[0];
+        cluster.cli(replica, &["CLUSTER", "FAILOVER"]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cluster.master_for_key(&key).unwrap() != replica {
+            assert!(Instant::now() < deadline, "{replica} was never promoted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    for design in ["per-user", "set"] {
+        let id = format!("moved-{design}");
+        let started = Instant::now();
+        let answers = loop {
+            match store.are_members(&id, &users).await {
+                Ok((_, a)) => break a,
+                // The first calls may fail while the client learns the
+                // new owners; they must not keep failing.
+                Err(e) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(3),
+                        "{design} still failing after a graceful failover: {e}"
+                    );
+                }
+            }
+        };
+        let members: Vec<u64> = users
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| **a)
+            .map(|(u, _)| *u)
+            .collect();
+        assert_eq!(members, (0..100).map(|u| u * 2).collect::<Vec<_>>());
+    }
+    let mine = store.campaigns_for(0, chrono::Utc::now()).await.unwrap();
+    assert_eq!(mine, vec!["moved-per-user", "moved-set"]);
+}

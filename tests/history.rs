@@ -87,17 +87,6 @@ impl Backend {
             Backend::ClusterSet | Backend::ClusterPerUser | Backend::ClusterBitmap
         )
     }
-
-    /// How far a store read of one campaign may lag: none where the probe
-    /// reads the campaign's state with it; on a cluster, `per-user` probes
-    /// answer against the instance's catalog (`probes_by_catalog`).
-    fn probe_lag(self) -> Duration {
-        if self == Backend::ClusterPerUser {
-            CATALOG_LAG
-        } else {
-            Duration::ZERO
-        }
-    }
 }
 
 /// The Redis a run shares between its instances.
@@ -368,7 +357,6 @@ async fn drive(backend: Backend) {
         &Allowances {
             cache: MAX_STALENESS,
             catalog: CATALOG_LAG,
-            probe: backend.probe_lag(),
         },
     );
     println!(

@@ -212,13 +212,10 @@ pub struct Allowances {
     /// "Which campaigns is this user in?" from the store, which goes through
     /// an instance's catalog of campaigns, refreshed by announcement or poll.
     pub catalog: Duration,
-    /// Store reads of one campaign: none where the probe reads the
-    /// campaign's state with the data; the catalog's lag where it answers
-    /// against the catalog (`per-user` on Redis Cluster).
-    pub probe: Duration,
 }
 
 impl Allowances {
+    /// Store reads of one campaign answer from the live data: no allowance.
     /// Reads flagged stale admit it: no bound.
     pub fn for_read(&self, read: &Read) -> Duration {
         if read.stale {
@@ -227,7 +224,7 @@ impl Allowances {
         match (read.source, read.kind) {
             (Source::Cache, _) => self.cache,
             (Source::Store, ReadKind::UserCampaigns) => self.catalog,
-            (Source::Store, _) => self.probe,
+            (Source::Store, _) => Duration::ZERO,
         }
     }
 }
@@ -1234,7 +1231,6 @@ mod tests {
     const ALLOW: Allowances = Allowances {
         cache: Duration::from_millis(2_000),
         catalog: Duration::from_millis(3_000),
-        probe: Duration::ZERO,
     };
 
     fn write(change: Change, invoke: u64, complete: u64, outcome: Outcome) -> Write {

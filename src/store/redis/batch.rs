@@ -86,11 +86,6 @@ impl Batch {
         self.cmds.iter()
     }
 
-    /// The first key the batch names, if any.
-    pub(crate) fn first_key(&self) -> Option<Vec<u8>> {
-        self.cmds.iter().find_map(key_of).map(<[u8]>::to_vec)
-    }
-
     /// The whole batch as one pipeline, for a single Redis.
     pub(crate) fn to_pipeline(&self) -> Pipeline {
         let mut pipe = Pipeline::with_capacity(self.cmds.len());
@@ -168,7 +163,7 @@ fn slot_of(cmd: &Cmd) -> Option<Slot> {
 
 /// A command's first key: the argument after the name, or for a script the
 /// first of its keys. Every command guestlist batches names its key there.
-fn key_of(cmd: &Cmd) -> Option<&[u8]> {
+pub(crate) fn key_of(cmd: &Cmd) -> Option<&[u8]> {
     let args: Vec<&[u8]> = cmd
         .args_iter()
         .filter_map(|a| match a {

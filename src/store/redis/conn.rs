@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -42,30 +43,70 @@ enum Link {
 
 /// A cluster connection made on first use, so the service starts (and
 /// reports not ready) while the cluster is unreachable, as with one Redis.
-/// A failed attempt is retried by the next call.
+///
+/// A read-only connection is made again after a call fails with a timeout
+/// or an I/O error (at most once a second): after some failovers the client keeps routing a slot to
+/// a node that lost it and waits out every deadline, and a new connection
+/// reads the slot map afresh. The connection is made on a task of its own,
+/// so a caller's short deadline cannot abandon it half made.
 struct LazyCluster {
     client: ClusterClient,
-    conn: tokio::sync::OnceCell<ClusterConnection>,
+    conn: ArcSwapOption<ClusterConnection>,
+    /// When the current connection was made; a reset waits a second past it.
+    made: std::sync::Mutex<Instant>,
+    /// Only a connection that never writes is made again: a new connection
+    /// could overtake writes still queued on the old one (an undo arriving
+    /// before the change it undoes), while a read can be sent anywhere.
+    may_remake: bool,
+}
+
+/// What a connection carries, which decides how it routes and recovers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Use {
+    /// Login checks, reads only; `replicas` sends them to replicas.
+    Checks { replicas: bool },
+    /// Writes and admin reads, always on primaries.
+    Writes,
 }
 
 impl LazyCluster {
-    async fn get(&self) -> redis::RedisResult<ClusterConnection> {
-        self.conn
-            .get_or_try_init(|| self.client.get_async_connection())
-            .await
-            .cloned()
+    async fn get(self: &Arc<Self>) -> redis::RedisResult<ClusterConnection> {
+        if let Some(conn) = self.conn.load_full() {
+            return Ok((*conn).clone());
+        }
+        let this = self.clone();
+        let made = tokio::spawn(async move {
+            let conn = this.client.get_async_connection().await?;
+            if this.conn.load().is_none() {
+                this.conn.store(Some(Arc::new(conn.clone())));
+                *this.made.lock().expect("lock poisoned") = Instant::now();
+            }
+            redis::RedisResult::Ok(conn)
+        });
+        made.await
+            .unwrap_or_else(|e| Err(redis::RedisError::from(std::io::Error::other(e))))
+    }
+
+    /// Drops the connection after a failure that may mean a stale slot map.
+    fn observe<T>(&self, result: &redis::RedisResult<T>) {
+        let Err(e) = result else { return };
+        if !self.may_remake || !(e.is_timeout() || e.is_io_error() || e.is_connection_dropped()) {
+            return;
+        }
+        let mut made = self.made.lock().expect("lock poisoned");
+        if made.elapsed() > Duration::from_secs(1) && self.conn.load().is_some() {
+            self.conn.store(None);
+            *made = Instant::now();
+            tracing::info!(error = %e, "Redis Cluster call failed; reconnecting to re-read the slot map");
+        }
     }
 }
 
 impl Conn {
     /// A lazily connecting, self-reconnecting connection whose every call
     /// (one command or one pipeline) must answer within `deadline`.
-    /// `replica_reads` lets a cluster connection send reads to replicas.
-    pub(crate) fn open(
-        target: &Target,
-        deadline: Duration,
-        replica_reads: bool,
-    ) -> anyhow::Result<Conn> {
+    /// `use_` says what it carries (see [`Use`]).
+    pub(crate) fn open(target: &Target, deadline: Duration, use_: Use) -> anyhow::Result<Conn> {
         let link = match target {
             Target::Single(client) => {
                 let config = ConnectionManagerConfig::new()
@@ -85,13 +126,15 @@ impl Conn {
                     .retries(6)
                     .min_retry_wait(50)
                     .max_retry_wait(1000);
-                if replica_reads {
+                if use_ == (Use::Checks { replicas: true }) {
                     builder = builder
                         .read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy);
                 }
                 Link::Cluster(Arc::new(LazyCluster {
                     client: builder.build()?,
-                    conn: tokio::sync::OnceCell::new(),
+                    conn: ArcSwapOption::empty(),
+                    made: std::sync::Mutex::new(Instant::now()),
+                    may_remake: use_ != Use::Writes,
                 }))
             }
         };
@@ -121,7 +164,11 @@ impl Conn {
         timed(op, self.deadline, async move {
             match link {
                 Link::Single(mut c) => cmd.query_async(&mut c).await,
-                Link::Cluster(lazy) => cmd.query_async(&mut lazy.get().await?).await,
+                Link::Cluster(lazy) => {
+                    let result = async { cmd.query_async(&mut lazy.get().await?).await }.await;
+                    lazy.observe(&result);
+                    result
+                }
             }
         })
         .await
@@ -140,8 +187,9 @@ impl Conn {
             match link {
                 Link::Single(mut c) => cmd.query_async(&mut c).await,
                 Link::Cluster(lazy) => {
-                    let value = lazy.get().await?.route_command(cmd, routing).await?;
-                    Ok(T::from_redis_value(value)?)
+                    let value = async { lazy.get().await?.route_command(cmd, routing).await }.await;
+                    lazy.observe(&value);
+                    Ok(T::from_redis_value(value?)?)
                 }
             }
         })
@@ -160,19 +208,9 @@ impl Conn {
             match link {
                 Link::Single(mut c) => batch.to_pipeline().query_async(&mut c).await,
                 Link::Cluster(lazy) => {
-                    let conn = lazy.get().await?;
-                    if batch.is_atomic() {
-                        return transaction(&conn, batch).await;
-                    }
-                    let parts = batch.split_by_slot().into_iter().map(|(pipe, positions)| {
-                        let mut conn = conn.clone();
-                        async move {
-                            let values: Vec<Value> = pipe.query_async(&mut conn).await?;
-                            redis::RedisResult::Ok((positions, values))
-                        }
-                    });
-                    let answers = futures_util::future::try_join_all(parts).await?;
-                    Ok(T::from_redis_value(batch.reassemble(answers)?)?)
+                    let result = cluster_batch(&lazy, batch).await;
+                    lazy.observe(&result);
+                    Ok(T::from_redis_value(result?)?)
                 }
             }
         })
@@ -203,10 +241,15 @@ impl Conn {
                         key.as_bytes(),
                         SlotAddr::Master,
                     ));
-                    lazy.get()
-                        .await?
-                        .route_pipeline(pipe, 0, count, route)
-                        .await
+                    let values = async {
+                        lazy.get()
+                            .await?
+                            .route_pipeline(pipe, 0, count, route)
+                            .await
+                    }
+                    .await;
+                    lazy.observe(&values);
+                    values
                 }
             }
         })
@@ -255,6 +298,24 @@ impl Conn {
     }
 }
 
+/// A batch on a cluster: an atomic one as one transaction, any other split
+/// by slot, the parts sent in parallel and their replies put back in order.
+async fn cluster_batch(lazy: &Arc<LazyCluster>, batch: &Batch) -> redis::RedisResult<Value> {
+    let conn = lazy.get().await?;
+    if batch.is_atomic() {
+        return transaction(&conn, batch).await;
+    }
+    let parts = batch.split_by_slot().into_iter().map(|(pipe, positions)| {
+        let mut conn = conn.clone();
+        async move {
+            let sent = send_part(&mut conn, &pipe).await;
+            redis::RedisResult::Ok((positions, sent?))
+        }
+    });
+    let answers = futures_util::future::try_join_all(parts).await?;
+    batch.reassemble(answers)
+}
+
 /// Runs an atomic batch (one slot) as MULTI/EXEC on its slot's primary.
 ///
 /// After a failover the client may still send it to the old primary, now a
@@ -262,23 +323,58 @@ impl Conn {
 /// transaction. That reply does not make the cluster client refresh its
 /// slot map; a plain command on the same key does (it follows the MOVED),
 /// after which the transaction is sent once more.
-async fn transaction<T: FromRedisValue>(
-    conn: &ClusterConnection,
-    batch: &Batch,
-) -> redis::RedisResult<T> {
+async fn transaction(conn: &ClusterConnection, batch: &Batch) -> redis::RedisResult<Value> {
     let pipe = batch.to_pipeline();
     match pipe.query_async(&mut conn.clone()).await {
         Err(e) if is_redirect(&e) => {
-            if let Some(key) = batch.first_key() {
-                redis::cmd("EXISTS")
-                    .arg(key)
-                    .query_async::<i64>(&mut conn.clone())
-                    .await?;
+            if let Some(key) = pipe.cmd_iter().find_map(super::batch::key_of) {
+                refresh_slot_of(conn.clone(), key.to_vec()).await?;
             }
             pipe.query_async(&mut conn.clone()).await
         }
         other => other,
     }
+}
+
+/// Whether a reply inside a pipeline is a MOVED redirection.
+fn is_moved(value: &Value) -> bool {
+    matches!(value, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::Moved))
+}
+
+/// Sends one slot's part of a batch. A single command goes as a command:
+/// the cluster client follows MOVED for commands, while a one-command
+/// pipeline sent to a node that lost the slot can wait out its deadline.
+/// A MOVED among a pipeline's replies means the node ran none of the part
+/// (one slot, one owner): the client learns the new owner and the part is
+/// sent again.
+async fn send_part(
+    conn: &mut ClusterConnection,
+    pipe: &Pipeline,
+) -> redis::RedisResult<Vec<Value>> {
+    if pipe.len() == 1
+        && let Some(cmd) = pipe.cmd_iter().next()
+    {
+        return Ok(vec![cmd.query_async::<Value>(conn).await?]);
+    }
+    let values: Vec<Value> = pipe.query_async(conn).await?;
+    if !values.iter().any(is_moved) {
+        return Ok(values);
+    }
+    if let Some(key) = pipe.cmd_iter().find_map(super::batch::key_of) {
+        refresh_slot_of(conn.clone(), key.to_vec()).await?;
+    }
+    pipe.query_async(conn).await
+}
+
+/// Makes the cluster client learn who serves `key`'s slot: a plain
+/// command on the key follows a MOVED and refreshes the slot map, which a
+/// MOVED inside a pipeline's replies or a transaction does not.
+async fn refresh_slot_of(mut conn: ClusterConnection, key: Vec<u8>) -> redis::RedisResult<()> {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async::<i64>(&mut conn)
+        .await
+        .map(drop)
 }
 
 /// Whether `e` (or a command inside the transaction it reports) was

@@ -138,11 +138,19 @@ impl RedisStore {
                 announced: std::sync::Mutex::new(HashMap::new()),
                 designs: Designs::new(&keys),
                 keys,
-                check: Conn::open(&target, options.check_timeout, connect.read_from_replicas)?,
-                admin: Conn::open(&target, options.admin_timeout, false)?,
+                check: Conn::open(
+                    &target,
+                    options.check_timeout,
+                    conn::Use::Checks {
+                        replicas: connect.read_from_replicas,
+                    },
+                )?,
+                admin: Conn::open(&target, options.admin_timeout, conn::Use::Writes)?,
                 replicas: replicas::ReplicaAck::new(connect),
                 acks: match replicas::ReplicaAck::new(connect) {
-                    ack if ack.min > 0 => Some(Conn::open(&target, ack.deadline(), false)?),
+                    ack if ack.min > 0 => {
+                        Some(Conn::open(&target, ack.deadline(), conn::Use::Writes)?)
+                    }
                     _ => None,
                 },
                 replica_reads: connect.read_from_replicas,
@@ -340,34 +348,37 @@ impl RedisStore {
     /// names the state the probe is read at.
     async fn probe(&self, id: &str, users: &[UserId]) -> StoreResult<(Campaign, Vec<bool>)> {
         let catalogued = self.catalog().campaigns.get(id).cloned();
-        if let Some(known) = &catalogued
-            && self.probes_by_catalog(known.campaign.design)
-        {
-            let design = self.design(known.campaign.design);
-            let mut pipe = Batch::new();
-            design.queue_probe(&mut pipe, id, users);
-            let replies: Vec<Value> = self.inner.check.pipe("check", &pipe).await?;
-            let answers =
-                design.read_probe(&mut replies.into_iter(), id, &Identity::of(known), users)?;
-            return Ok((known.campaign.clone(), answers));
-        }
         let mut guess = match catalogued {
             Some(m) => m,
             None => Arc::new(self.fetch_uncatalogued(id).await?),
         };
         for _ in 0..3 {
             let design = self.design(guess.campaign.design);
+            let check = &self.inner.check;
             let mut pipe = Batch::new();
             if design.probe_in_campaign_slot() {
                 pipe.atomic();
             }
-            pipe.cmd("HMGET")
-                .arg(self.keys().meta(id))
-                .arg(&meta::IDENTITY[..]);
+            let mut identify = redis::cmd("HMGET");
+            identify.arg(self.keys().meta(id)).arg(&meta::IDENTITY[..]);
+            // On a cluster the metadata and the users' keys live on other
+            // nodes and a batch's parts run in parallel: the metadata is
+            // read first, so the probe is never older than the state named.
+            let ahead: Option<Vec<Option<String>>> =
+                if check.is_cluster() && !design.probe_in_campaign_slot() {
+                    Some(check.cmd("check", &identify).await?)
+                } else {
+                    pipe.add_command(identify);
+                    None
+                };
             design.queue_probe(&mut pipe, id, users);
-            let replies: Vec<Value> = self.inner.check.pipe("check", &pipe).await?;
+            let replies: Vec<Value> = check.pipe("check", &pipe).await?;
             let mut replies = replies.into_iter();
-            let identity = Identity::parse(id, design::parse(design::next_reply(&mut replies)?)?)?;
+            let identity = match ahead {
+                Some(read) => read,
+                None => design::parse(design::next_reply(&mut replies)?)?,
+            };
+            let identity = Identity::parse(id, identity)?;
             let Some(identity) = identity else {
                 self.forget(id, guess.incarnation);
                 return Err(StoreError::NotFound(id.to_string()));
@@ -388,22 +399,6 @@ impl RedisStore {
             guess = Arc::new(self.fetch_uncatalogued(id).await?);
         }
         Err(StoreError::Busy(id.to_string()))
-    }
-
-    /// Whether a check of a `design` campaign answers against the catalog's
-    /// state instead of reading the campaign's metadata with its probe.
-    ///
-    /// On Redis Cluster a `per-user` probe reads only the user's hash, on
-    /// the user's shard: reading `meta` too would send every check of the
-    /// campaign to one shard, the hot key all over again. The answer is that
-    /// of the catalog's state, as for "which campaigns is this user in?":
-    /// at most the catalog's age behind, and replaced generations stay
-    /// readable twice the staleness bound, so it is still exactly one
-    /// state. Past the bound the metadata is read as on a single Redis.
-    fn probes_by_catalog(&self, design: Design) -> bool {
-        self.inner.check.is_cluster()
-            && !self.design(design).probe_in_campaign_slot()
-            && !self.catalog_is_stale()
     }
 
     /// Reads one campaign this instance's catalog lacks or has old, and

@@ -290,7 +290,12 @@ mod tests {
         let server = crate::redis_server::RedisServer::start().unwrap();
         let client = redis::Client::open(server.url()).unwrap();
         let target = crate::store::redis::connect::Target::Single(client.clone());
-        let conn = Conn::open(&target, Duration::from_secs(10), false).unwrap();
+        let conn = Conn::open(
+            &target,
+            Duration::from_secs(10),
+            crate::store::redis::conn::Use::Writes,
+        )
+        .unwrap();
         let members: RoaringTreemap = (0..(CHUNK * PIPELINE_DEPTH * 4) as u64).collect();
         let built = AtomicUsize::new(0);
         let probe = std::sync::Mutex::new(client.get_connection().unwrap());
