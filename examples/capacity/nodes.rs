@@ -83,7 +83,9 @@ impl<'a> Masters<'a> {
     /// found through the fields `incarnation` and `snapshot` of its `meta`.
     pub fn snapshot(&self, prefix: &str, id: &str) -> anyhow::Result<(i64, i64)> {
         let meta = format!("{prefix}:{{{id}}}:meta");
-        let mut conn = self.cluster.connection(self.cluster.master_for_key(&meta)?)?;
+        let mut conn = self
+            .cluster
+            .connection(self.cluster.master_for_key(&meta)?)?;
         let (incarnation, snapshot): (String, String) = redis::cmd("HMGET")
             .arg(&meta)
             .arg("incarnation")
