@@ -344,11 +344,11 @@ impl RedisStore {
 
     /// Probes `users` in campaign `id` together with its metadata, so the
     /// answer is of exactly one version: in one MULTI when the design's keys
-    /// share the campaign's slot, else in one round trip whose metadata read
-    /// names the state the probe is read at.
+    /// share the campaign's slot, else with a metadata read ahead of the
+    /// probe (in one round trip on a single Redis, one before it on a
+    /// cluster) that names the state the probe is read at.
     async fn probe(&self, id: &str, users: &[UserId]) -> StoreResult<(Campaign, Vec<bool>)> {
-        let catalogued = self.catalog().campaigns.get(id).cloned();
-        let mut guess = match catalogued {
+        let mut guess = match self.catalog().campaigns.get(id).cloned() {
             Some(m) => m,
             None => Arc::new(self.fetch_uncatalogued(id).await?),
         };
