@@ -56,7 +56,17 @@ pub(crate) struct Catalog {
     /// older state of that campaign, so it keeps the local one: the catalog
     /// never goes back.
     touched: HashMap<String, Instant>,
+    /// Incarnations this instance saw deleted, and when: a read that loaded
+    /// one just before the delete may finish after it, and must not bring
+    /// it back. Kept [`GONE_FOR`], at most [`GONE_CAP`].
+    gone: HashMap<String, (super::keys::Stamp, Instant)>,
 }
+
+/// How long a deleted incarnation is remembered as gone: far longer than
+/// any read in flight (they are bounded by the store's deadlines).
+const GONE_FOR: Duration = Duration::from_secs(60);
+/// A bound on the tombstones kept, for campaign churn.
+const GONE_CAP: usize = 10_000;
 
 /// Whether `a` is a later state of its campaign than `b`: a later revision
 /// of the same incarnation, or a later-created incarnation.
@@ -108,6 +118,7 @@ impl RedisStore {
             reconciled_at: slot.reconciled_at,
             counter: slot.counter,
             touched: slot.touched.clone(),
+            gone: slot.gone.clone(),
         };
         f(&mut next);
         // Under the lock, before anyone can read the new catalog: whatever
@@ -140,9 +151,14 @@ impl RedisStore {
     /// the catalog already holds a newer state of it.
     pub(crate) fn remember(&self, meta: CampaignMeta) {
         self.update_catalog(|c| {
-            if c.campaigns
+            let deleted = c
+                .gone
                 .get(meta.id())
-                .is_none_or(|old| newer(&meta, old))
+                .is_some_and(|(incarnation, _)| *incarnation == meta.incarnation);
+            if !deleted
+                && c.campaigns
+                    .get(meta.id())
+                    .is_none_or(|old| newer(&meta, old))
             {
                 c.touched.insert(meta.id().to_string(), Instant::now());
                 c.campaigns.insert(meta.id().to_string(), Arc::new(meta));
@@ -155,6 +171,11 @@ impl RedisStore {
     /// newer incarnation the catalog may already hold stays.
     pub(crate) fn forget(&self, id: &str, incarnation: super::keys::Stamp) {
         self.update_catalog(|c| {
+            c.gone.retain(|_, (_, at)| at.elapsed() < GONE_FOR);
+            if c.gone.len() >= GONE_CAP {
+                c.gone.clear();
+            }
+            c.gone.insert(id.to_string(), (incarnation, Instant::now()));
             if c.campaigns
                 .get(id)
                 .is_some_and(|m| m.incarnation == incarnation)
@@ -511,4 +532,46 @@ async fn cluster_changes(cluster: ClusterTarget, channel: String) -> redis::Redi
         }
     });
     Ok(stream.boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::NewCampaign;
+    use crate::store::StoreOptions;
+
+    /// A read that loaded a campaign's metadata just before it was deleted
+    /// can finish after this instance forgot it: the deleted incarnation
+    /// must not come back (the catalog would go back in time, and checks
+    /// would answer for a campaign that is gone).
+    #[tokio::test]
+    async fn a_forgotten_incarnation_is_not_remembered_again() {
+        // Nothing listens there: the store connects lazily and never needs to.
+        let store = RedisStore::connect("redis://127.0.0.1:1", StoreOptions::default())
+            .await
+            .unwrap();
+        let now = chrono::Utc::now();
+        let campaign = NewCampaign {
+            id: "c".into(),
+            name: "c".into(),
+            starts_at: (now - chrono::Duration::hours(1)).to_rfc3339(),
+            ends_at: (now + chrono::Duration::hours(1)).to_rfc3339(),
+            design: Some("per-user".into()),
+        }
+        .validate(now)
+        .unwrap();
+        let old = CampaignMeta::new(campaign.clone());
+        store.remember(old.clone());
+        store.forget("c", old.incarnation);
+        store.remember(old.clone());
+        assert!(!store.catalog().campaigns.contains_key("c"));
+
+        // A new incarnation of the same id is learnt as usual.
+        let new = CampaignMeta::new(campaign);
+        store.remember(new.clone());
+        assert_eq!(
+            store.catalog().campaigns.get("c").map(|m| m.incarnation),
+            Some(new.incarnation)
+        );
+    }
 }
