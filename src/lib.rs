@@ -19,9 +19,11 @@
 //!       ├── store::embedded   roaring in memory + redb on disk (the default)
 //!       └── store::redis      shared by every instance; see its module map
 //!              ├── catalog     campaign list, reconciled every second
-//!              ├── lease, publish   one writer per campaign; fenced commits
-//!              ├── snapshot, meta, keys, audit, conn, scripts/*.lua
-//!              ├── connect, settings   URL, password, TLS; start-up checks
+//!              ├── lease, publish, replicas   one writer per campaign; fenced
+//!              │                  commits; replica acknowledgements
+//!              ├── snapshot, meta, keys, audit, conn, batch, scripts/*.lua
+//!              ├── connect, settings   URL (or cluster nodes), password, TLS;
+//!              │                  start-up checks
 //!              └── design/{set, per_user, bitmap}   how each lays out an audience
 //! ```
 //!

@@ -565,6 +565,7 @@ async fn other_instances_keep_answering_from_the_old_generation_until_they_switc
 /// bench, a library user) does not pile up connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_store_closes_every_connection() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let clients = || {
         server

@@ -9,6 +9,7 @@
 //!   catalog.rs  the campaign catalog, reconciled; change listener
 //!   lease.rs    the writer lease (one writer per campaign)
 //!   publish.rs  the write protocol: fenced commits, rebuilds, deltas
+//!   replicas.rs `--min-replicas-ack`: WAIT for replicas around a publish
 //!   snapshot.rs compact roaring snapshots of every audience version
 //!   meta.rs     the `meta` hash, parsed strictly
 //!   audit.rs    the audit stream
