@@ -54,6 +54,7 @@ struct LazyCluster {
     conn: ArcSwapOption<ClusterConnection>,
     /// When the current connection was made; a reset waits a second past it.
     made: std::sync::Mutex<Instant>,
+    connecting: tokio::sync::Mutex<()>,
     /// Only a connection that never writes is made again: a new connection
     /// could overtake writes still queued on the old one (an undo arriving
     /// before the change it undoes), while a read can be sent anywhere.
@@ -71,6 +72,12 @@ pub(crate) enum Use {
 
 impl LazyCluster {
     async fn get(self: &Arc<Self>) -> redis::RedisResult<ClusterConnection> {
+        if let Some(conn) = self.conn.load_full() {
+            return Ok((*conn).clone());
+        }
+        // One attempt at a time: callers that arrive meanwhile wait for it
+        // rather than each opening connections to every node.
+        let _turn = self.connecting.lock().await;
         if let Some(conn) = self.conn.load_full() {
             return Ok((*conn).clone());
         }
@@ -134,6 +141,7 @@ impl Conn {
                     client: builder.build()?,
                     conn: ArcSwapOption::empty(),
                     made: std::sync::Mutex::new(Instant::now()),
+                    connecting: tokio::sync::Mutex::new(()),
                     may_remake: use_ != Use::Writes,
                 }))
             }
