@@ -19,6 +19,7 @@
 //!       ├── store::embedded   roaring in memory + redb on disk (the default)
 //!       └── store::redis      shared by every instance; see its module map
 //!              ├── catalog     campaign list, reconciled every second
+//!              ├── checks      the login path: one campaign, a user's campaigns
 //!              ├── lease, publish, replicas   one writer per campaign; fenced
 //!              │                  commits; replica acknowledgements
 //!              ├── snapshot, meta, keys, audit, conn, batch, scripts/*.lua

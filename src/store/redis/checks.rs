@@ -1,0 +1,185 @@
+//! The login path against Redis: one campaign's check, answered for exactly
+//! one committed version, and "which active campaigns is each user in?",
+//! answered against the catalog in one batch.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use redis::Value;
+
+use super::RedisStore;
+use super::batch::Batch;
+use super::design;
+use super::meta::{self, CampaignMeta, Identity};
+use crate::domain::{Campaign, Design, UserId};
+use crate::store::{StoreError, StoreResult};
+
+impl RedisStore {
+    /// Probes `users` in campaign `id` together with its metadata, so the
+    /// answer is of exactly one version: in one MULTI when the design's keys
+    /// share the campaign's slot, else with a metadata read ahead of the
+    /// probe (in one round trip on a single Redis, one before it on a
+    /// cluster) that names the state the probe is read at.
+    pub(crate) async fn probe(
+        &self,
+        id: &str,
+        users: &[UserId],
+    ) -> StoreResult<(Campaign, Vec<bool>)> {
+        let mut guess = match self.catalog().campaigns.get(id).cloned() {
+            Some(m) => m,
+            None => Arc::new(self.fetch_uncatalogued(id).await?),
+        };
+        for _ in 0..3 {
+            let design = self.design(guess.campaign.design);
+            let check = &self.inner.check;
+            let mut pipe = Batch::new();
+            if design.probe_in_campaign_slot() {
+                pipe.atomic();
+            }
+            let mut identify = redis::cmd("HMGET");
+            identify.arg(self.keys().meta(id)).arg(&meta::IDENTITY[..]);
+            // On a cluster the metadata and the users' keys live on other
+            // nodes and a batch's parts run in parallel: the metadata is
+            // read first, so the probe is never older than the state named.
+            let ahead: Option<Vec<Option<String>>> =
+                if check.is_cluster() && !design.probe_in_campaign_slot() {
+                    Some(check.cmd("check", &identify).await?)
+                } else {
+                    pipe.add_command(identify);
+                    None
+                };
+            design.queue_probe(&mut pipe, id, users);
+            let replies: Vec<Value> = check.pipe("check", &pipe).await?;
+            let mut replies = replies.into_iter();
+            let identity = match ahead {
+                Some(read) => read,
+                None => design::parse(design::next_reply(&mut replies)?)?,
+            };
+            let identity = Identity::parse(id, identity)?;
+            let Some(identity) = identity else {
+                self.forget(id, guess.incarnation);
+                return Err(StoreError::NotFound(id.to_string()));
+            };
+            if identity.incarnation == guess.incarnation {
+                let answers = design.read_probe(&mut replies, id, &identity, users)?;
+                let campaign = if identity.revision == guess.revision {
+                    guess.campaign.clone()
+                } else {
+                    // Newer than this instance's catalog: the answers are of
+                    // that state; learn its window too.
+                    let fresh = self.fetch_uncatalogued(id).await?;
+                    fresh.campaign.clone()
+                };
+                return Ok((campaign, answers));
+            }
+            // Re-created meanwhile, perhaps with another design: probe again.
+            guess = Arc::new(self.fetch_uncatalogued(id).await?);
+        }
+        Err(StoreError::Busy(id.to_string()))
+    }
+
+    /// Reads one campaign this instance's catalog lacks or has old, and
+    /// remembers it.
+    async fn fetch_uncatalogued(&self, id: &str) -> StoreResult<CampaignMeta> {
+        let meta = self.load(&self.inner.check, id).await?;
+        self.remember(meta.clone());
+        Ok(meta)
+    }
+
+    /// The batch form of "which active campaigns is each user in?": every
+    /// active campaign probed in one batch against the catalog's states.
+    pub(crate) async fn campaigns_for_many_at(
+        &self,
+        users: &[UserId],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Vec<String>>> {
+        let catalog = self.catalog();
+        if catalog.reconciled_at.is_none() {
+            return Err(StoreError::Unavailable(
+                "the campaign catalog has not been loaded from Redis yet".into(),
+            ));
+        }
+        let mut active: Vec<&CampaignMeta> = catalog
+            .campaigns
+            .values()
+            .map(Arc::as_ref)
+            .filter(|m| m.campaign.is_active_at(now))
+            .collect();
+        active.sort_by(|a, b| a.id().cmp(b.id()));
+        let mut result = vec![Vec::new(); users.len()];
+        if active.is_empty() {
+            return Ok(result);
+        }
+        // One round trip for every campaign and every user, grouped by design
+        // so a design can answer for all its campaigns at once.
+        let groups: Vec<(Design, Vec<&CampaignMeta>)> = Design::ALL
+            .into_iter()
+            .map(|d| {
+                (
+                    d,
+                    active
+                        .iter()
+                        .copied()
+                        .filter(|m| m.campaign.design == d)
+                        .collect(),
+                )
+            })
+            .filter(|(_, ms): &(Design, Vec<&CampaignMeta>)| !ms.is_empty())
+            .collect();
+        let mut pipe = Batch::new();
+        for (design, campaigns) in &groups {
+            self.design(*design)
+                .queue_campaigns_for(&mut pipe, campaigns, users);
+        }
+        // Designs that probe live keys answer from the newest state, which
+        // the catalog may not know yet. Their identities are read after the
+        // probes, so they are at least as new as what was probed; the
+        // catalog learns them before the answer is returned, and so nothing
+        // this instance answers next (the near-cache included) goes back.
+        let live: Vec<&CampaignMeta> = groups
+            .iter()
+            .filter(|(d, _)| self.design(*d).probe_in_campaign_slot())
+            .flat_map(|(_, ms)| ms.iter().copied())
+            .collect();
+        for m in &live {
+            pipe.cmd("HMGET")
+                .arg(self.keys().meta(m.id()))
+                .arg(&meta::IDENTITY[..]);
+        }
+        let replies: Vec<Value> = if pipe.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.check.pipe("check", &pipe).await?
+        };
+        let mut replies = replies.into_iter();
+        let mut hits: Vec<(&str, Vec<bool>)> = Vec::new();
+        for (design, campaigns) in &groups {
+            let rows = self
+                .design(*design)
+                .read_campaigns_for(&mut replies, campaigns, users)?;
+            hits.extend(campaigns.iter().map(|m| m.id()).zip(rows));
+        }
+        for m in live {
+            let reply = design::parse(design::next_reply(&mut replies)?)?;
+            match Identity::parse(m.id(), reply)? {
+                None => self.forget(m.id(), m.incarnation),
+                Some(seen) if seen != Identity::of(m) => {
+                    // Learnt before answering; a failure here only delays it.
+                    if let Ok(fresh) = self.load(&self.inner.check, m.id()).await {
+                        self.remember(fresh);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        hits.sort_by(|a, b| a.0.cmp(b.0));
+        for (id, row) in hits {
+            for (slot, member) in result.iter_mut().zip(row) {
+                if member {
+                    slot.push(id.to_string());
+                }
+            }
+        }
+        Ok(result)
+    }
+}
