@@ -28,6 +28,18 @@ fn cluster(masters: usize, replicas: usize) -> (RedisCluster, common::cluster::G
     (cluster, guard)
 }
 
+/// A store on `cluster` under the default key prefix.
+async fn open_store(cluster: &RedisCluster) -> RedisStore {
+    RedisStore::open(
+        &cluster.cluster_url(),
+        &ConnectOptions::default(),
+        options(),
+        Keys::default(),
+    )
+    .await
+    .unwrap()
+}
+
 fn options() -> StoreOptions {
     StoreOptions {
         check_timeout: Duration::from_millis(500),
@@ -131,14 +143,7 @@ async fn a_million_id_replace_is_never_slow_on_any_node() {
             redis::cmd("SLOWLOG").arg("RESET").query::<()>(c)
         })
         .unwrap();
-    let store = RedisStore::open(
-        &cluster.cluster_url(),
-        &ConnectOptions::default(),
-        options(),
-        Keys::default(),
-    )
-    .await
-    .unwrap();
+    let store = open_store(&cluster).await;
     const SIZE: u64 = 1_000_000;
     for design in ["set", "per-user", "bitmap"] {
         let id = format!("big-{design}");
@@ -460,27 +465,9 @@ async fn killing_a_master_loses_no_acknowledged_write() {
 /// publishes and checks on a cluster whose every node speaks TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_runs_on_a_tls_cluster() {
-    use guestlist::redis_server::{ServerOptions, ServerTls};
     let _serial = SERIAL.lock().await;
     let pki = common::tls::Pki::new();
-    let node_options = ServerOptions {
-        tls: Some(ServerTls {
-            cert: pki.path("server.pem"),
-            key: pki.path("server-key.pem"),
-            ca: pki.path("ca.pem"),
-            auth_clients: false,
-        }),
-        ..ServerOptions::default()
-    }
-    // The cluster bus asks nodes for a client certificate.
-    .config(
-        "tls-client-cert-file",
-        pki.path("client.pem").to_str().unwrap(),
-    )
-    .config(
-        "tls-client-key-file",
-        pki.path("client-key.pem").to_str().unwrap(),
-    );
+    let node_options = pki.cluster_options();
     let cluster = RedisCluster::start_with(3, 0, node_options).unwrap();
     let _guard = common::cluster::guard(&cluster);
     let url = cluster.cluster_url();
@@ -556,14 +543,7 @@ async fn change_notices_use_sharded_pub_sub() {
 async fn batches_follow_a_graceful_failover() {
     let _serial = SERIAL.lock().await;
     let (cluster, _guard) = cluster(3, 1);
-    let store = RedisStore::open(
-        &cluster.cluster_url(),
-        &ConnectOptions::default(),
-        options(),
-        Keys::default(),
-    )
-    .await
-    .unwrap();
+    let store = open_store(&cluster).await;
     let users: Vec<u64> = (0..200).collect();
     for design in ["per-user", "set"] {
         let id = format!("moved-{design}");

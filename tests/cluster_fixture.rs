@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::tls::Pki;
 use guestlist::redis_cluster::{RedisCluster, Role};
-use guestlist::redis_server::{ServerOptions, ServerTls};
 
 /// Keys until one lands on each of the current masters.
 fn key_per_master(cluster: &RedisCluster) -> Vec<(String, u16)> {
@@ -121,25 +120,7 @@ fn three_masters_with_replicas_fail_over_a_killed_master() {
 #[test]
 fn a_tls_cluster_fails_over_over_tls() {
     let pki = Pki::new();
-    let options = ServerOptions {
-        tls: Some(ServerTls {
-            cert: pki.path("server.pem"),
-            key: pki.path("server-key.pem"),
-            ca: pki.path("ca.pem"),
-            auth_clients: false,
-        }),
-        ..ServerOptions::default()
-    }
-    // The bus demands a client certificate, and the test server's
-    // certificate is for server authentication only.
-    .config(
-        "tls-client-cert-file",
-        pki.path("client.pem").to_str().unwrap(),
-    )
-    .config(
-        "tls-client-key-file",
-        pki.path("client-key.pem").to_str().unwrap(),
-    );
+    let options = pki.cluster_options();
     let cluster = RedisCluster::start_with(3, 1, options).unwrap();
     assert!(cluster.urls().iter().all(|u| u.starts_with("rediss://")));
     assert!(cluster.cluster_url().starts_with("rediss+cluster://"));

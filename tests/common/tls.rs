@@ -66,7 +66,11 @@ impl Pki {
     /// A TLS-only redis-server with this PKI's server certificate; with
     /// `auth_clients`, it requires a client certificate from the CA.
     pub fn redis(&self, auth_clients: bool) -> RedisServer {
-        RedisServer::start_with(ServerOptions {
+        RedisServer::start_with(self.server_options(auth_clients))
+    }
+
+    fn server_options(&self, auth_clients: bool) -> ServerOptions {
+        ServerOptions {
             tls: Some(ServerTls {
                 cert: self.path("server.pem"),
                 key: self.path("server-key.pem"),
@@ -74,7 +78,22 @@ impl Pki {
                 auth_clients,
             }),
             ..ServerOptions::default()
-        })
+        }
+    }
+
+    /// Options for TLS cluster nodes. The cluster bus demands a client
+    /// certificate from every node, and the server certificate is for server
+    /// authentication only, so nodes present the client certificate.
+    pub fn cluster_options(&self) -> ServerOptions {
+        self.server_options(false)
+            .config(
+                "tls-client-cert-file",
+                self.path("client.pem").to_str().unwrap(),
+            )
+            .config(
+                "tls-client-key-file",
+                self.path("client-key.pem").to_str().unwrap(),
+            )
     }
 
     /// Options that trust this PKI's CA (and present its client certificate
