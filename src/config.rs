@@ -146,9 +146,39 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,64,256")]
     pub concurrency: Vec<usize>,
 
-    /// How long each design × audience × concurrency run lasts.
+    /// How checks arrive: `closed` (virtual users that each wait for
+    /// their answer: capacity) and `open` (a fixed arrival rate whatever the
+    /// answers do: queueing, as at a login peak).
+    #[arg(long, value_delimiter = ',', default_value = "closed,open")]
+    pub mode: Vec<String>,
+
+    /// Open loop: offered checks per second, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    pub arrival_rate: Vec<f64>,
+
+    /// Open loop: start at the first --arrival-rate and double it until
+    /// each design saturates (timeouts, or p99 past half the deadline).
+    #[arg(long)]
+    pub sweep: bool,
+
+    /// Paths to measure: `direct` (the library: in-process for near-cache,
+    /// Redis from the bench for the others) and `http` (a `guestlist serve`
+    /// the bench starts, over keep-alive connections).
+    #[arg(long, value_delimiter = ',', default_value = "direct")]
+    pub via: Vec<String>,
+
+    /// Open loop: checks in flight at once; later arrivals wait for a slot,
+    /// and that wait counts in their latency.
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight: usize,
+
+    /// How long each run lasts.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+
+    /// Load before each run's window, not measured.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
 
     /// Seed for audiences and workloads; the same seed replays the same checks.
     #[arg(long, default_value_t = 42)]
@@ -331,6 +361,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub redis_replicas: RedisReplicaArgs,
 
+    /// Prefix of every Redis key guestlist writes, so deployments (or a
+    /// benchmark) can share one Redis without seeing each other's campaigns.
+    #[arg(long, env = "GUESTLIST_REDIS_KEY_PREFIX", default_value = crate::store::redis::PREFIX, value_parser = parse_key_prefix)]
+    pub redis_key_prefix: String,
+
     /// Deadline for one login check against the store (e.g. 50ms). A check
     /// that misses it answers 503 store_unavailable instead of hanging.
     #[arg(long, env = "GUESTLIST_CHECK_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
@@ -503,6 +538,20 @@ Secrets (environment only, never logged; each also as NAME_FILE, the path of a f
   GUESTLIST_TOKEN        the token the admin commands send (an admin token for changes)
   GUESTLIST_REDIS_PASSWORD  password for the Redis store
 Tokens must be at least 16 characters.";
+
+/// Key prefixes are 1–64 letters, digits, `-`, `_`, `.` or `:`. Braces
+/// would form a hash tag and move keys to another Redis Cluster slot.
+fn parse_key_prefix(raw: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err("use 1 to 64 letters, digits, '-', '_', '.' or ':'".into())
+    }
+}
 
 #[cfg(test)]
 mod tests {

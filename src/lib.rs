@@ -43,6 +43,7 @@
 //! - [`nearcache`]: in-process audience replicas; [`lookup`]: the login path
 //!   (near-cache, then store); [`client`]: the same as a library API.
 //! - [`server`]: wires config, store and router into a running service.
+//! - [`numfmt`]: numbers as people read them, for the portal and reports.
 //! - [`bench`]: `guestlist bench`, the incident replayed against every design;
 //!   [`redis_server`]: the private `redis-server` it (and the tests) start;
 //!   [`redis_cluster`]: a private Redis Cluster of such servers, whose nodes
@@ -57,6 +58,7 @@ pub mod http;
 pub mod ingest;
 pub mod lookup;
 pub mod nearcache;
+pub mod numfmt;
 pub mod portal;
 pub mod redis_cluster;
 pub mod redis_server;

@@ -114,9 +114,14 @@ pub async fn serve(
             let connect = args
                 .redis_replicas
                 .apply(args.redis_tls.connect_options()?)?;
-            let redis = RedisStore::open(url, &connect, args.store_options(), Keys::default())
-                .await
-                .with_context(|| format!("opening the store {}", spec.redacted()))?;
+            let redis = RedisStore::open(
+                url,
+                &connect,
+                args.store_options(),
+                Keys::new(args.redis_key_prefix.clone()),
+            )
+            .await
+            .with_context(|| format!("opening the store {}", spec.redacted()))?;
             // In the background: start-up never waits on a slow or absent
             // Redis, and a Redis that comes up later is still checked.
             tokio::spawn({

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::RedisServer;
 use guestlist::bench::results::{Results, Run};
-use guestlist::bench::{BenchDesign, Plan, run};
+use guestlist::bench::{BenchDesign, Mode, Plan, run};
 use guestlist::domain::Design;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,11 +23,11 @@ async fn a_bench_run_measures_every_design_and_leaves_no_keys_behind() {
         ],
         audiences: vec![2_000],
         concurrency: vec![4],
+        modes: vec![Mode::Closed],
         duration: Duration::from_millis(300),
+        warmup: Duration::from_millis(100),
         seed: 7,
-        hit_ratio: 0.1,
-        id_space_factor: 10,
-        deadline: Duration::from_secs(1),
+        ..Plan::default()
     };
     let results = run(&server.url(), &plan, "test".into()).await.unwrap();
 
@@ -64,34 +64,21 @@ async fn a_bench_run_measures_every_design_and_leaves_no_keys_behind() {
 /// stays on the campaign's master), and near-cache checks never reach Redis.
 #[test]
 fn the_cluster_bench_reports_how_each_design_spreads_over_the_masters() {
-    let out = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guestlist"))
-        .args([
-            "bench",
-            "--cluster",
-            "--designs",
-            "set,per-user,near-cache",
-            "--audience",
-            "3000",
-            "--concurrency",
-            "8",
-            "--duration",
-            "1s",
-            "--out",
-        ])
-        .arg(out.path())
-        .env_remove("GUESTLIST_BENCH_REDIS")
-        .env_remove("GUESTLIST_BENCH_REDIS_CLUSTER")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "bench --cluster failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = std::fs::read_to_string(out.path().join("results.json")).unwrap();
-    let results: Results = serde_json::from_str(&text).unwrap();
+    let (results, report) = bench(&[
+        "--cluster",
+        "--designs",
+        "set,per-user,near-cache",
+        "--audience",
+        "3000",
+        "--concurrency",
+        "8",
+        "--duration",
+        "1s",
+        "--mode",
+        "closed",
+        "--warmup",
+        "200ms",
+    ]);
 
     assert_eq!(results.cluster_masters.as_ref().map(Vec::len), Some(3));
     assert_eq!(results.runs.len(), 3);
@@ -123,6 +110,121 @@ fn the_cluster_bench_reports_how_each_design_spreads_over_the_masters() {
         "near-cache checks reached Redis: {near:?}"
     );
 
-    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(report.contains("busiest node"), "{report}");
+}
+
+/// Runs `guestlist bench` with `args` and a fresh `--out`, on a private
+/// redis-server, and returns what it wrote.
+fn bench(args: &[&str]) -> (Results, String) {
+    let out = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guestlist"))
+        .arg("bench")
+        .args(args)
+        .arg("--out")
+        .arg(out.path())
+        .env_remove("GUESTLIST_BENCH_REDIS")
+        .env_remove("GUESTLIST_BENCH_REDIS_CLUSTER")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "bench {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(out.path().join("results.json")).unwrap();
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    (serde_json::from_str(&text).unwrap(), report)
+}
+
+/// Acceptance: `--quick` writes open-loop runs beside the closed-loop ones.
+/// At 30,000 IDs and an offered rate at least twice what `json` answers in
+/// closed loop, `json` misses its deadline while `set` and the near-cache
+/// hold the same rate without a timeout.
+#[test]
+fn the_quick_bench_shows_the_story_collapse_at_a_fixed_arrival_rate() {
+    let (results, report) = bench(&["--quick"]);
+    let runs_of = |design: &str, mode: &str| -> Vec<&Run> {
+        results
+            .runs
+            .iter()
+            .filter(|r| r.design == design && r.mode == mode && r.audience == 30_000)
+            .collect()
+    };
+    for design in ["json", "set", "per-user", "bitmap", "near-cache"] {
+        let open = runs_of(design, "open");
+        assert_eq!(open.len(), 1, "{design}: {:?}", results.runs);
+        let run = open[0];
+        assert_eq!(run.offered_rate, Some(10_000.0), "{run:?}");
+        assert!(run.checks > 0 && run.p99_us >= run.p50_us, "{run:?}");
+        assert!(run.p999_us >= run.p99_us, "{run:?}");
+        assert!(run.dispatch_lag_p99_us.is_some(), "{run:?}");
+        assert_eq!(run.checks, run.completed + run.errors, "{run:?}");
+        assert!(!runs_of(design, "closed").is_empty(), "{design}");
+    }
+    let json_open = runs_of("json", "open")[0];
+    let json_capacity = runs_of("json", "closed")
+        .iter()
+        .map(|r| r.checks_per_sec)
+        .fold(0.0, f64::max);
+    assert!(
+        json_open.offered_rate.unwrap() >= 2.0 * json_capacity,
+        "json answers {json_capacity}/s in closed loop"
+    );
+    assert!(
+        json_open.timeouts > 0 || json_open.p99_us >= 1e6,
+        "json held the rate: {json_open:?}"
+    );
+    for design in ["set", "near-cache"] {
+        let run = runs_of(design, "open")[0];
+        assert_eq!((run.timeouts, run.errors), (0, 0), "{run:?}");
+        assert_eq!(run.completed, run.checks, "{run:?}");
+    }
+    assert!(
+        report.contains("## Open loop: a fixed arrival rate"),
+        "{report}"
+    );
+}
+
+/// Acceptance: `--via http` measures every service design through a real
+/// `guestlist serve`, and the report puts the paths side by side.
+#[test]
+fn every_service_design_is_measured_through_http_too() {
+    let (results, report) = bench(&[
+        "--designs",
+        "json,set,per-user,bitmap,near-cache",
+        "--audience",
+        "1000",
+        "--mode",
+        "open",
+        "--arrival-rate",
+        "300",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--via",
+        "direct,http",
+    ]);
+    let via = |design: &str| -> Vec<&str> {
+        results
+            .runs
+            .iter()
+            .filter(|r| r.design == design)
+            .map(|r| r.via.as_str())
+            .collect()
+    };
+    assert_eq!(via("json"), ["redis-direct"]);
+    for design in ["set", "per-user", "bitmap"] {
+        assert_eq!(via(design), ["redis-direct", "http"], "{design}");
+    }
+    assert_eq!(via("near-cache"), ["in-process", "http"]);
+    for r in &results.runs {
+        assert_eq!(r.errors, 0, "wrong or failed answers: {r:?}");
+        assert!(r.completed > 100, "{r:?}");
+    }
+    assert!(
+        report.contains("| Design | in-process p99 | in-process answered/s | redis-direct p99"),
+        "{report}"
+    );
 }

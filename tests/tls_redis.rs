@@ -212,11 +212,11 @@ async fn the_bench_measures_a_tls_redis_with_the_same_options() {
         ],
         audiences: vec![500],
         concurrency: vec![2],
+        modes: vec![guestlist::bench::Mode::Closed],
         duration: Duration::from_millis(200),
+        warmup: Duration::from_millis(100),
         seed: 7,
-        hit_ratio: 0.1,
-        id_space_factor: 10,
-        deadline: Duration::from_secs(1),
+        ..Plan::default()
     };
     let results = run_with(
         &redis.url(),

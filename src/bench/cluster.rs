@@ -358,6 +358,11 @@ fn parse_masters(nodes: &str) -> anyhow::Result<Vec<Node>> {
 pub(crate) struct CommandCounts(BTreeMap<String, BTreeMap<String, u64>>);
 
 impl CommandCounts {
+    /// The masters the counts came from.
+    pub(crate) fn masters(&self) -> usize {
+        self.0.len()
+    }
+
     pub(crate) async fn read(conn: &BenchConn) -> anyhow::Result<CommandCounts> {
         let replies: Vec<(String, String)> =
             conn.on_each(redis::cmd("INFO").arg("commandstats")).await?;
@@ -452,7 +457,7 @@ pub(crate) fn busiest_cell(run: &Run) -> String {
         Some(_) if checks.saturating_mul(1000) < run.checks => {
             format!(
                 "n/a: {} cmds for all checks",
-                super::report::thousands(checks)
+                crate::numfmt::thousands(checks)
             )
         }
         Some(share) => format!("{:.1}%", share * 100.0),
@@ -480,20 +485,20 @@ pub(crate) fn node_table(results: &Results) -> String {
         let checks = run.node_check_commands.clone().unwrap_or_default();
         let mut cells = vec![
             run.design.clone(),
-            super::report::thousands(run.audience),
-            super::report::thousands(run.concurrency as u64),
-            super::report::format_rate(run.checks_per_sec),
+            crate::numfmt::thousands(run.audience),
+            crate::numfmt::thousands(run.concurrency as u64),
+            crate::numfmt::format_rate(run.checks_per_sec),
             busiest_cell(run),
-            super::report::thousands(checks.values().sum()),
+            crate::numfmt::thousands(checks.values().sum()),
             run.busiest_node_share
                 .map_or_else(|| "n/a".into(), |s| format!("{:.1}%", s * 100.0)),
-            super::report::thousands(all.values().sum()),
+            crate::numfmt::thousands(all.values().sum()),
         ];
         for m in &masters {
             cells.push(format!(
                 "{} / {}",
-                super::report::thousands(checks.get(m).copied().unwrap_or(0)),
-                super::report::thousands(all.get(m).copied().unwrap_or(0))
+                crate::numfmt::thousands(checks.get(m).copied().unwrap_or(0)),
+                crate::numfmt::thousands(all.get(m).copied().unwrap_or(0))
             ));
         }
         out.push_str(&super::report::markdown_row(&cells));

@@ -11,9 +11,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use plotters::prelude::*;
 
 use super::results::{Machine, Results, Run};
+use crate::numfmt::{
+    format_bytes, format_decimal, format_gib, format_latency_us, format_measure, format_rate,
+    format_seconds, thousands,
+};
 
 /// File names inside the output directory; the report links to the charts by
 /// these names, so they live in one place.
@@ -24,24 +27,7 @@ const THROUGHPUT_SVG: &str = "throughput_vs_concurrency.svg";
 
 /// The audience size the story talks about; when it was measured, the
 /// per-design cells and the throughput chart use it.
-const STORY_AUDIENCE: u64 = 30_000;
-
-const CHART_SIZE: (u32, u32) = (900, 560);
-
-/// Tableau 10: distinct, colour-blind-friendlier than plotters' defaults, and
-/// fixed, so a design keeps its colour across both charts and across reruns.
-const PALETTE: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
+pub(super) const STORY_AUDIENCE: u64 = 30_000;
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -71,14 +57,19 @@ pub fn comparison_table(results: &Results) -> String {
     let designs = designs_in_order(&results.runs);
     let mut risk_audiences = BTreeSet::new();
     for design in &designs {
-        let runs = runs_of(&results.runs, design);
+        // The story's table compares designs on the library's path; the
+        // HTTP rows have a table of their own.
+        let runs: Vec<&Run> = runs_of(&results.runs, design)
+            .into_iter()
+            .filter(|run| run.via != "http")
+            .collect();
         let risk = risk_run(&runs);
         if let Some(run) = risk {
             risk_audiences.insert(run.audience);
         }
         let (checks_per_sec, p99, bytes_per_check) = match risk {
             Some(run) => (
-                format_rate(run.checks_per_sec),
+                format_rate(run.completed as f64 / results.duration_secs.max(1e-9)),
                 format_latency_us(run.p99_us),
                 format_bytes(run.redis_bytes_per_check),
             ),
@@ -114,9 +105,12 @@ pub fn comparison_table(results: &Results) -> String {
     };
     let _ = writeln!(
         out,
-        "\nCells come from {which} at the highest concurrency; network payload and \
-         Redis bytes/ID come from the largest audience; complexity compares p50 at the \
-         lowest concurrency across audience sizes. Bytes are decimal (1 KB = 1,000 B)."
+        "\nRisk, checks/s (answered correctly before the deadline), p99 and bytes/check \
+         come from {which}: the open-loop run at the lowest offered rate where measured \
+         (every design offered the same rate), else the closed-loop run at the highest \
+         concurrency. Network payload and Redis bytes/ID come from the largest audience; \
+         complexity compares closed-loop p50 at the lowest concurrency across audience \
+         sizes. Bytes are decimal (1 KB = 1,000 B)."
     );
     out
 }
@@ -128,17 +122,24 @@ pub fn comparison_table(results: &Results) -> String {
 pub fn runs_table(results: &Results) -> String {
     let mut out = String::new();
     out.push_str(
-        "| Design | Audience | Concurrency | checks/s | p50 | p90 | p99 | p99.9 | max \
+        "| Design | Via | Audience | Mode | Concurrency | offered/s | checks/s | completed \
+         | p50 | p90 | p99 | p99.9 | max \
          | errors | timeouts | Redis B/check | Redis CPU µs/check | Redis B/ID \
-         | client CPU µs/check | client peak RSS MiB |\n",
+         | client CPU µs/check | client peak RSS MiB | saturated |\n",
     );
-    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    out.push_str(
+        "|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
+    );
     for run in &results.runs {
         let cells = [
             run.design.clone(),
+            run.via.clone(),
             thousands(run.audience),
+            run.mode.clone(),
             thousands(run.concurrency as u64),
+            run.offered_rate.map_or_else(|| "—".into(), format_rate),
             format_rate(run.checks_per_sec),
+            thousands(run.completed),
             format_latency_us(run.p50_us),
             format_latency_us(run.p90_us),
             format_latency_us(run.p99_us),
@@ -151,9 +152,103 @@ pub fn runs_table(results: &Results) -> String {
             format_measure(run.redis_bytes_per_id),
             format_measure(run.client_cpu_us_per_check),
             format_decimal(run.client_peak_rss_bytes as f64 / (1024.0 * 1024.0), 1),
+            saturation(run),
         ];
         out.push_str(&markdown_row(&cells));
     }
+    out
+}
+
+/// What ran out during a run, for a table cell.
+fn saturation(run: &Run) -> String {
+    if run.saturated.is_empty() {
+        String::new()
+    } else {
+        run.saturated.join(", ")
+    }
+}
+
+/// Every open-loop run: what was offered, what was answered in time, and
+/// the latency from each check's intended start. Markdown.
+pub fn open_loop_table(results: &Results) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| Design | Via | Audience | offered/s | answered/s | timeouts | errors \
+         | p50 | p99 | p99.9 | dispatch lag p99 | saturated |\n",
+    );
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n");
+    let window = results.duration_secs.max(1e-9);
+    for run in results.runs.iter().filter(|run| is_open(run)) {
+        let cells = [
+            run.design.clone(),
+            run.via.clone(),
+            thousands(run.audience),
+            run.offered_rate.map_or_else(|| "—".into(), format_rate),
+            format_rate(run.completed as f64 / window),
+            thousands(run.timeouts),
+            thousands(run.errors - run.timeouts),
+            format_latency_us(run.p50_us),
+            format_latency_us(run.p99_us),
+            format_latency_us(run.p999_us),
+            run.dispatch_lag_p99_us
+                .map_or_else(|| "—".into(), format_latency_us),
+            saturation(run),
+        ];
+        out.push_str(&markdown_row(&cells));
+    }
+    out
+}
+
+/// Each design's paths side by side at the story's audience: in-process,
+/// Redis-direct and HTTP, from open-loop runs at the same offered rate
+/// (else closed-loop runs at the highest concurrency). Markdown.
+pub fn paths_table(results: &Results) -> String {
+    const PATHS: [&str; 3] = ["in-process", "redis-direct", "http"];
+    let audience = preferred_audience(results.runs.iter());
+    let open = results.runs.iter().any(is_open);
+    let rate = results
+        .runs
+        .iter()
+        .filter(|run| is_open(run) && Some(run.audience) == audience)
+        .filter_map(|run| run.offered_rate)
+        .fold(f64::INFINITY, f64::min);
+    let mut out = String::new();
+    out.push_str("| Design | in-process p99 | in-process answered/s | redis-direct p99 | redis-direct answered/s | http p99 | http answered/s |\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|\n");
+    let window = results.duration_secs.max(1e-9);
+    for design in designs_in_order(&results.runs) {
+        let mut cells = vec![design_label(design)];
+        for path in PATHS {
+            let mut candidates = results.runs.iter().filter(|run| {
+                run.design == design && run.via == path && Some(run.audience) == audience
+            });
+            let run = if open {
+                candidates.find(|run| is_open(run) && run.offered_rate == Some(rate))
+            } else {
+                highest_concurrency(candidates, audience.unwrap_or(0))
+            };
+            match run {
+                Some(run) => {
+                    cells.push(format_latency_us(run.p99_us));
+                    cells.push(format_rate(run.completed as f64 / window));
+                }
+                None => cells.extend(["—".to_string(), "—".to_string()]),
+            }
+        }
+        out.push_str(&markdown_row(&cells));
+    }
+    let _ = writeln!(
+        out,
+        "\n{} at {} IDs. A dash: that path does not exist for the design \
+         (the JSON array has no server design, only the near-cache runs in process) \
+         or was not measured.",
+        if open {
+            format!("Open loop, {}/s offered,", format_rate(rate))
+        } else {
+            "Closed loop at the highest concurrency,".to_string()
+        },
+        audience.map_or_else(|| "n/a".into(), thousands)
+    );
     out
 }
 
@@ -201,6 +296,12 @@ pub fn report_markdown(results: &Results) -> String {
     let _ = writeln!(out, "{fence}sh\n{}\n{fence}\n", results.command);
     let _ = writeln!(out, "## Comparison\n");
     out.push_str(&comparison_table(results));
+    if results.runs.iter().any(is_open) {
+        let _ = writeln!(out, "\n## Open loop: a fixed arrival rate\n");
+        out.push_str(&open_loop_table(results));
+    }
+    let _ = writeln!(out, "\n## The same check by each path\n");
+    out.push_str(&paths_table(results));
     let _ = writeln!(out, "\n## Charts\n");
     let _ = writeln!(out, "![p99 latency against audience size]({P99_SVG})\n");
     let _ = writeln!(out, "![checks/s against concurrency]({THROUGHPUT_SVG})\n");
@@ -211,95 +312,6 @@ pub fn report_markdown(results: &Results) -> String {
         out.push_str(&super::cluster::node_table(results));
     }
     out
-}
-
-/// SVG: p99 latency (log-scale y, in ms) against audience size (log-scale x) — one line per design, using for each (design, audience) the run with the HIGHEST concurrency. Title says which concurrency.
-///
-/// The highest concurrency is where the story's "hot key" claim would show:
-/// a design whose p99 climbs with audience size under load is the one that
-/// melts at peak traffic.
-pub fn chart_p99_vs_audience(results: &Results, path: &Path) -> Result<()> {
-    let designs = designs_in_order(&results.runs);
-    let mut concurrencies = BTreeSet::new();
-    let series = designs
-        .iter()
-        .enumerate()
-        .map(|(index, design)| {
-            let runs = runs_of(&results.runs, design);
-            let points = audiences(&runs)
-                .into_iter()
-                .filter_map(|audience| {
-                    let run = highest_concurrency(runs.iter().copied(), audience)?;
-                    concurrencies.insert(run.concurrency);
-                    Some((audience as f64, run.p99_us / 1000.0))
-                })
-                .collect();
-            Series {
-                label: design_label(design),
-                color: PALETTE[index % PALETTE.len()],
-                points,
-            }
-        })
-        .collect();
-
-    let caption = match concurrencies.iter().collect::<Vec<_>>().as_slice() {
-        [] => "p99 latency vs audience size (no runs)".to_string(),
-        [only] => format!("p99 latency vs audience size at {} concurrent checks", only),
-        [low, .., high] => format!(
-            "p99 latency vs audience size at each size's highest concurrency ({low}–{high})"
-        ),
-    };
-    let chart = LogLogChart {
-        caption,
-        x_desc: "audience size (IDs, log scale)",
-        y_desc: "p99 latency (ms, log scale)",
-        legend: SeriesLabelPosition::UpperLeft,
-        series,
-    };
-    write_svg(path, &chart.render()?)
-}
-
-/// SVG: checks/s (y, log scale) against concurrency (x, log scale) — one line per design, for the audience size 30,000 if present, else the largest audience measured. Title says which audience.
-pub fn chart_throughput_vs_concurrency(results: &Results, path: &Path) -> Result<()> {
-    let audience = preferred_audience(results.runs.iter());
-    let series = designs_in_order(&results.runs)
-        .iter()
-        .enumerate()
-        .map(|(index, design)| {
-            let mut runs: Vec<&Run> = runs_of(&results.runs, design)
-                .into_iter()
-                .filter(|run| Some(run.audience) == audience)
-                .collect();
-            // Stable sort: with repeated concurrencies the first measured run wins
-            // below, matching how every other cell picks among duplicates.
-            runs.sort_by_key(|run| run.concurrency);
-            runs.dedup_by_key(|run| run.concurrency);
-            Series {
-                label: design_label(design),
-                color: PALETTE[index % PALETTE.len()],
-                points: runs
-                    .iter()
-                    .map(|run| (run.concurrency as f64, run.checks_per_sec))
-                    .collect(),
-            }
-        })
-        .collect();
-
-    let caption = match audience {
-        Some(audience) => format!(
-            "checks/s vs concurrency, audience of {} IDs",
-            thousands(audience)
-        ),
-        None => "checks/s vs concurrency (no runs)".to_string(),
-    };
-    let chart = LogLogChart {
-        caption,
-        x_desc: "concurrent checks (log scale)",
-        y_desc: "checks/s (log scale)",
-        legend: SeriesLabelPosition::LowerRight,
-        series,
-    };
-    write_svg(path, &chart.render()?)
 }
 
 /// Writes results.json (pretty), report.md, p99_vs_audience.svg and throughput_vs_concurrency.svg into dir (creating it).
@@ -319,8 +331,8 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<()> {
     std::fs::write(&report_path, report_markdown(results))
         .with_context(|| format!("writing {}", report_path.display()))?;
 
-    chart_p99_vs_audience(results, &dir.join(P99_SVG))?;
-    chart_throughput_vs_concurrency(results, &dir.join(THROUGHPUT_SVG))?;
+    super::charts::chart_p99_vs_audience(results, &dir.join(P99_SVG))?;
+    super::charts::chart_throughput_vs_concurrency(results, &dir.join(THROUGHPUT_SVG))?;
     Ok(())
 }
 
@@ -330,7 +342,7 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<()> {
 
 /// Designs in the order they first appear, so the table follows the order
 /// the runner (and the user's `--design` list) chose rather than the alphabet.
-fn designs_in_order(runs: &[Run]) -> Vec<&str> {
+pub(super) fn designs_in_order(runs: &[Run]) -> Vec<&str> {
     let mut seen = Vec::new();
     for run in runs {
         if !seen.contains(&run.design.as_str()) {
@@ -340,12 +352,17 @@ fn designs_in_order(runs: &[Run]) -> Vec<&str> {
     seen
 }
 
-fn runs_of<'a>(runs: &'a [Run], design: &str) -> Vec<&'a Run> {
+/// An open-loop run (a fixed arrival rate).
+fn is_open(run: &Run) -> bool {
+    run.mode == "open"
+}
+
+pub(super) fn runs_of<'a>(runs: &'a [Run], design: &str) -> Vec<&'a Run> {
     runs.iter().filter(|run| run.design == design).collect()
 }
 
 /// Distinct audience sizes, ascending.
-fn audiences(runs: &[&Run]) -> Vec<u64> {
+pub(super) fn audiences(runs: &[&Run]) -> Vec<u64> {
     runs.iter()
         .map(|run| run.audience)
         .collect::<BTreeSet<_>>()
@@ -355,7 +372,7 @@ fn audiences(runs: &[&Run]) -> Vec<u64> {
 
 /// The story's audience when measured, else the largest: the story's number
 /// keeps the table comparable with the text, the largest is the worst case.
-fn preferred_audience<'a>(runs: impl Iterator<Item = &'a Run> + Clone) -> Option<u64> {
+pub(super) fn preferred_audience<'a>(runs: impl Iterator<Item = &'a Run> + Clone) -> Option<u64> {
     if runs.clone().any(|run| run.audience == STORY_AUDIENCE) {
         Some(STORY_AUDIENCE)
     } else {
@@ -365,7 +382,10 @@ fn preferred_audience<'a>(runs: impl Iterator<Item = &'a Run> + Clone) -> Option
 
 /// The run with the highest concurrency at `audience`; the first one measured
 /// if that concurrency was repeated.
-fn highest_concurrency<'a>(runs: impl Iterator<Item = &'a Run>, audience: u64) -> Option<&'a Run> {
+pub(super) fn highest_concurrency<'a>(
+    runs: impl Iterator<Item = &'a Run>,
+    audience: u64,
+) -> Option<&'a Run> {
     runs.filter(|run| run.audience == audience)
         .fold(None, |best: Option<&Run>, run| match best {
             Some(b) if b.concurrency >= run.concurrency => Some(b),
@@ -376,7 +396,17 @@ fn highest_concurrency<'a>(runs: impl Iterator<Item = &'a Run>, audience: u64) -
 /// The run behind the "concurrency risk", checks/s, p99 and bytes/check cells.
 fn risk_run<'a>(runs: &[&'a Run]) -> Option<&'a Run> {
     let audience = preferred_audience(runs.iter().copied())?;
-    highest_concurrency(runs.iter().copied(), audience)
+    let lowest_offered = runs
+        .iter()
+        .copied()
+        .filter(|run| is_open(run) && run.audience == audience)
+        .min_by(|a, b| {
+            a.offered_rate
+                .partial_cmp(&b.offered_rate)
+                .expect("rates are finite")
+        });
+    lowest_offered
+        .or_else(|| highest_concurrency(runs.iter().copied().filter(|run| !is_open(run)), audience))
 }
 
 // ---------------------------------------------------------------------------
@@ -391,6 +421,8 @@ fn risk_run<'a>(runs: &[&'a Run]) -> Option<&'a Run> {
 /// same room before it flips the verdict. Below a 10× spread in sizes the
 /// two are too close to tell, so the verdict stays O(1).
 fn time_complexity(runs: &[&Run]) -> String {
+    let closed: Vec<&Run> = runs.iter().copied().filter(|run| !is_open(run)).collect();
+    let runs = &closed;
     let Some(lowest) = runs.iter().map(|run| run.concurrency).min() else {
         return "n/a".into();
     };
@@ -456,18 +488,22 @@ fn network_payload(runs: &[&Run]) -> String {
 /// in the story: requests piling up behind one hot key.
 fn concurrency_risk(run: &Run) -> String {
     let p99 = format_latency_us(run.p99_us);
-    let at = run.concurrency;
+    let at = match run.offered_rate {
+        Some(rate) => format!("{}/s offered", format_rate(rate)),
+        None => format!("{} concurrent", run.concurrency),
+    };
     if run.errors > 0 || run.p99_us >= 10_000.0 {
         format!(
-            "High — p99 {p99} at {at} concurrent, {} errors",
-            thousands(run.errors)
+            "High — p99 {p99} at {at}, {} timeouts, {} other errors",
+            thousands(run.timeouts),
+            thousands(run.errors - run.timeouts)
         )
     } else if !run.p99_us.is_finite() {
-        format!("n/a — no p99 at {at} concurrent")
+        format!("n/a — no p99 at {at}")
     } else if run.p99_us >= 1_000.0 {
-        format!("Medium — p99 {p99} at {at} concurrent")
+        format!("Medium — p99 {p99} at {at}")
     } else {
-        format!("Low — p99 {p99} at {at} concurrent")
+        format!("Low — p99 {p99} at {at}")
     }
 }
 
@@ -490,7 +526,7 @@ fn bytes_per_id(runs: &[&Run]) -> String {
 
 /// The story's names for the designs, so the regenerated table reads like
 /// the one it replaces.
-fn design_label(design: &str) -> String {
+pub(super) fn design_label(design: &str) -> String {
     match design {
         "json" => "JSON array (story's original)",
         "set" => "Redis Set",
@@ -500,106 +536,6 @@ fn design_label(design: &str) -> String {
         other => other,
     }
     .to_string()
-}
-
-/// `30000` → `30,000`.
-pub(super) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-/// A rate or count measured as `f64`, rounded, with thousands separators.
-pub(super) fn format_rate(value: f64) -> String {
-    if !value.is_finite() || value < 0.0 {
-        return "n/a".into();
-    }
-    thousands(value.round() as u64)
-}
-
-/// Latency with the unit that keeps it readable: µs below a millisecond,
-/// ms below a second, seconds beyond.
-fn format_latency_us(us: f64) -> String {
-    if !us.is_finite() || us < 0.0 {
-        "n/a".into()
-    } else if us < 1_000.0 {
-        format!("{us:.0} µs")
-    } else if us < 10_000.0 {
-        format!("{:.2} ms", us / 1_000.0)
-    } else if us < 1_000_000.0 {
-        format!("{:.1} ms", us / 1_000.0)
-    } else {
-        format!("{:.2} s", us / 1_000_000.0)
-    }
-}
-
-/// Decimal (1 KB = 1,000 B) byte sizes with two or three significant digits.
-fn format_bytes(bytes: f64) -> String {
-    if !bytes.is_finite() || bytes < 0.0 {
-        return "n/a".into();
-    }
-    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
-    if bytes > 0.0 && bytes < 1.0 {
-        // A cache that rarely reaches Redis averages a fraction of a byte.
-        return format!("{bytes:.2} B");
-    }
-    if bytes < 1_000.0 {
-        return format!("{bytes:.0} B");
-    }
-    let mut value = bytes / 1_000.0;
-    let mut unit = UNITS[0];
-    for next in &UNITS[1..] {
-        if value < 1_000.0 {
-            break;
-        }
-        value /= 1_000.0;
-        unit = next;
-    }
-    if value < 10.0 {
-        format!("{value:.1} {unit}")
-    } else {
-        format!("{value:.0} {unit}")
-    }
-}
-
-/// A per-check figure for the runs table: whole numbers with separators
-/// once the fraction stops mattering, one decimal below that, so a
-/// near-cache's 0.02 B/check does not read as 0.
-fn format_measure(value: f64) -> String {
-    if value.is_finite() && value.abs() >= 100.0 {
-        format_rate(value)
-    } else {
-        format_decimal(value, if value.abs() < 1.0 { 2 } else { 1 })
-    }
-}
-
-fn format_decimal(value: f64, decimals: usize) -> String {
-    if value.is_finite() {
-        format!("{value:.decimals$}")
-    } else {
-        "n/a".into()
-    }
-}
-
-fn format_gib(bytes: u64) -> String {
-    format!(
-        "{:.1} GiB memory",
-        bytes as f64 / (1024.0 * 1024.0 * 1024.0)
-    )
-}
-
-fn format_seconds(secs: f64) -> String {
-    if secs.fract() == 0.0 {
-        format!("{secs:.0} s")
-    } else {
-        format!("{secs:.1} s")
-    }
 }
 
 /// A Markdown table row; `|` inside a cell would split it, so it is escaped.
@@ -615,157 +551,9 @@ fn code_fence_for(text: &str) -> String {
     "`".repeat(longest.max(2) + 1)
 }
 
-/// Compact tick labels for log axes: `30k`, `1M`, `0.25`.
-fn axis_number(value: f64) -> String {
-    if !value.is_finite() {
-        return String::new();
-    }
-    let magnitude = value.abs();
-    if magnitude >= 1e6 {
-        format!("{}M", significant(value / 1e6))
-    } else if magnitude >= 1e3 {
-        format!("{}k", significant(value / 1e3))
-    } else {
-        significant(value)
-    }
-}
-
-/// Three significant digits without trailing zeros.
-fn significant(value: f64) -> String {
-    if value == 0.0 {
-        return "0".into();
-    }
-    let decimals = (2 - value.abs().log10().floor() as i32).clamp(0, 6) as usize;
-    let text = format!("{value:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Charts
-// ---------------------------------------------------------------------------
-
-struct Series {
-    label: String,
-    color: RGBColor,
-    points: Vec<(f64, f64)>,
-}
-
-/// Both charts are log–log line charts; only data and words differ.
-struct LogLogChart {
-    caption: String,
-    x_desc: &'static str,
-    y_desc: &'static str,
-    legend: SeriesLabelPosition,
-    series: Vec<Series>,
-}
-
-impl LogLogChart {
-    /// Renders into a string rather than straight to a file, so file errors
-    /// come back through `write_svg` with a path in the message instead of
-    /// being swallowed by the backend's drop.
-    fn render(mut self) -> Result<String> {
-        // A log axis cannot place zero, negatives or NaN (a run that answered
-        // nothing has p99 0); such points are left out rather than faked.
-        for series in &mut self.series {
-            series
-                .points
-                .retain(|&(x, y)| x.is_finite() && y.is_finite() && x > 0.0 && y > 0.0);
-        }
-        let x_range = log_range(
-            self.series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.0)),
-        );
-        let y_range = log_range(
-            self.series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.1)),
-        );
-
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, CHART_SIZE).into_drawing_area();
-            root.fill(&WHITE).context("drawing chart background")?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(&self.caption, ("sans-serif", 22))
-                .margin(16)
-                .x_label_area_size(48)
-                .y_label_area_size(64)
-                .build_cartesian_2d(x_range.log_scale(), y_range.log_scale())
-                .context("laying out chart")?;
-            chart
-                .configure_mesh()
-                .x_desc(self.x_desc)
-                .y_desc(self.y_desc)
-                .x_label_formatter(&|v| axis_number(*v))
-                .y_label_formatter(&|v| axis_number(*v))
-                .draw()
-                .context("drawing chart axes")?;
-
-            for series in &self.series {
-                let color = series.color;
-                chart
-                    .draw_series(LineSeries::new(
-                        series.points.iter().copied(),
-                        color.stroke_width(2),
-                    ))
-                    .context("drawing chart line")?
-                    .label(series.label.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                    });
-                chart
-                    .draw_series(
-                        series
-                            .points
-                            .iter()
-                            .map(|&point| Circle::new(point, 3, color.filled())),
-                    )
-                    .context("drawing chart points")?;
-            }
-
-            chart
-                .configure_series_labels()
-                .position(self.legend)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-                .context("drawing chart legend")?;
-            root.present().context("finishing SVG")?;
-        }
-        Ok(svg)
-    }
-}
-
-/// A range that shows every value with some air around it. Log axes need a
-/// positive, non-empty range: one point (or none) still gets a sensible one.
-fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
-    let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
-    if !(low.is_finite() && high.is_finite()) {
-        return 1.0..10.0;
-    }
-    if high / low < 1.5 {
-        return low / 2.0..high * 2.0;
-    }
-    low / 1.25..high * 1.25
-}
-
-fn write_svg(path: &Path, svg: &str) -> Result<()> {
-    std::fs::write(path, svg).with_context(|| format!("writing chart {}", path.display()))
-}
-
-// ---------------------------------------------------------------------------
-// Tests
-// ---------------------------------------------------------------------------
-
 #[cfg(test)]
 mod tests {
+    use super::super::charts::{chart_p99_vs_audience, chart_throughput_vs_concurrency};
     use super::*;
 
     const AUDIENCES: [u64; 3] = [100, 30_000, 1_000_000];
@@ -774,9 +562,17 @@ mod tests {
     fn run(design: &str, audience: u64, concurrency: usize) -> Run {
         Run {
             design: design.into(),
+            via: if design == "near-cache" {
+                "in-process".into()
+            } else {
+                "redis-direct".into()
+            },
             audience,
+            mode: "closed".into(),
             concurrency,
+            offered_rate: None,
             checks: 100_000,
+            completed: 100_000,
             errors: 0,
             timeouts: 0,
             checks_per_sec: 10_000.0 * concurrency as f64,
@@ -790,6 +586,10 @@ mod tests {
             redis_bytes_per_id: 12.0,
             client_cpu_us_per_check: 8.0,
             client_peak_rss_bytes: 64 * 1024 * 1024,
+            client_cpu_share: 0.3,
+            redis_cpu_share: 0.4,
+            dispatch_lag_p99_us: None,
+            saturated: Vec::new(),
             busiest_node_share: None,
             busiest_node_check_share: None,
             node_commands: None,
@@ -863,7 +663,10 @@ mod tests {
         assert!(cells[2].starts_with("High"), "{table}");
         assert!(cells[2].contains("9.0 MB/check"), "{table}");
         assert!(cells[3].starts_with("High"), "{table}");
-        assert!(cells[3].contains("1,234 errors"), "{table}");
+        assert!(
+            cells[3].contains("1,000 timeouts, 234 other errors"),
+            "{table}"
+        );
         assert!(cells[3].contains("at 64 concurrent"), "{table}");
     }
 
@@ -875,10 +678,77 @@ mod tests {
         assert!(cells[1].contains("×1.0"), "{table}");
         assert_eq!(cells[2], "Minimal — 4 B/check");
         assert_eq!(cells[3], "Low — p99 250 µs at 64 concurrent");
-        assert_eq!(cells[4], "640,000");
+        // Answered correctly per second of the 10 s window.
+        assert_eq!(cells[4], "10,000");
         assert_eq!(cells[5], "250 µs");
         assert_eq!(cells[6], "4 B");
         assert_eq!(cells[7], "12.0 B");
+    }
+
+    /// Open-loop runs at 30,000 IDs: json collapses at the offered rate,
+    /// set holds it; HTTP rows of set sit beside its direct ones.
+    fn with_open_loop() -> Results {
+        let mut results = synthetic();
+        for (design, via, p99, timeouts) in [
+            ("json", "redis-direct", 1_000_000.0, 9_000),
+            ("set", "redis-direct", 800.0, 0),
+            ("set", "http", 1_900.0, 0),
+        ] {
+            let mut r = run(design, 30_000, 256);
+            r.mode = "open".into();
+            r.via = via.into();
+            r.offered_rate = Some(10_000.0);
+            r.checks = 100_000;
+            r.completed = 100_000 - timeouts;
+            r.timeouts = timeouts;
+            r.errors = timeouts;
+            r.p99_us = p99;
+            r.dispatch_lag_p99_us = Some(60.0);
+            results.runs.push(r);
+        }
+        results
+    }
+
+    #[test]
+    fn the_story_table_takes_its_risk_from_the_open_loop_run() {
+        let table = comparison_table(&with_open_loop());
+        let json = row(&table, "JSON array (story's original)");
+        assert_eq!(
+            json[3], "High — p99 1.00 s at 10,000/s offered, 9,000 timeouts, 0 other errors",
+            "{table}"
+        );
+        assert_eq!(json[4], "9,100", "{table}");
+        let set = row(&table, "Redis Set");
+        assert_eq!(set[3], "Low — p99 800 µs at 10,000/s offered", "{table}");
+        // Complexity still comes from the closed-loop runs.
+        assert!(json[1].starts_with("O(n)"), "{table}");
+    }
+
+    #[test]
+    fn open_loop_and_path_tables_list_what_was_offered_and_each_path() {
+        let results = with_open_loop();
+        let open = open_loop_table(&results);
+        assert_eq!(open.lines().count(), 2 + 3, "{open}");
+        let set_http = open
+            .lines()
+            .find(|l| l.starts_with("| set | http |"))
+            .expect("an HTTP row");
+        assert!(
+            set_http.contains("| 10,000 | 10,000 | 0 | 0 |"),
+            "{set_http}"
+        );
+        assert!(set_http.contains("1.90 ms"), "{set_http}");
+        let paths = paths_table(&results);
+        let set = row(&paths, "Redis Set");
+        assert_eq!(
+            set[1..],
+            ["—", "—", "800 µs", "10,000", "1.90 ms", "10,000"],
+            "{paths}"
+        );
+        assert!(
+            paths.contains("Open loop, 10,000/s offered, at 30,000 IDs"),
+            "{paths}"
+        );
     }
 
     #[test]
@@ -888,7 +758,7 @@ mod tests {
         assert!(position("JSON array (story's original)") < position("Redis Set"));
         assert!(position("Redis Set") < position("Per-user key"));
         assert!(position("Per-user key") < position("Redis bitmap"));
-        assert!(table.contains("Cells come from the 30,000-ID runs at the highest concurrency"));
+        assert!(table.contains("come from the 30,000-ID runs"), "{table}");
     }
 
     #[test]
@@ -899,7 +769,7 @@ mod tests {
         let cells = row(&table, "JSON array (story's original)");
         // p99 at 1,000,000 IDs and 64 concurrent: (50 + 30,000) × 3 × 64 µs.
         assert_eq!(cells[5], "5.77 s");
-        assert!(table.contains("Cells come from the 1,000,000-ID runs"));
+        assert!(table.contains("come from the 1,000,000-ID runs"), "{table}");
     }
 
     #[test]
@@ -929,36 +799,6 @@ mod tests {
     }
 
     #[test]
-    fn thousands_separators_group_every_three_digits() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(30_000), "30,000");
-        assert_eq!(thousands(1_000_000), "1,000,000");
-        assert_eq!(thousands(1_234_567_890), "1,234,567,890");
-        assert_eq!(format_rate(12_345.6), "12,346");
-    }
-
-    #[test]
-    fn latencies_use_the_unit_that_keeps_them_readable() {
-        assert_eq!(format_latency_us(250.4), "250 µs");
-        assert_eq!(format_latency_us(2_345.0), "2.35 ms");
-        assert_eq!(format_latency_us(12_345.0), "12.3 ms");
-        assert_eq!(format_latency_us(2_500_000.0), "2.50 s");
-        assert_eq!(format_latency_us(f64::NAN), "n/a");
-    }
-
-    #[test]
-    fn byte_sizes_are_decimal_and_short() {
-        assert_eq!(format_bytes(0.0), "0 B");
-        assert_eq!(format_bytes(0.02), "0.02 B");
-        assert_eq!(format_bytes(4.0), "4 B");
-        assert_eq!(format_bytes(1_234.0), "1.2 KB");
-        assert_eq!(format_bytes(291_000.0), "291 KB");
-        assert_eq!(format_bytes(9_100_000.0), "9.1 MB");
-    }
-
-    #[test]
     fn the_report_carries_setup_command_tables_and_chart_links() {
         let report = report_markdown(&synthetic());
         for needle in [
@@ -973,7 +813,7 @@ mod tests {
             "Duration per run: 10 s",
             "```sh\nguestlist bench --seed 42 --duration 10s\n```",
             "| Design | Time complexity |",
-            "| Design | Audience | Concurrency |",
+            "| Design | Via | Audience | Mode | Concurrency |",
             "(p99_vs_audience.svg)",
             "(throughput_vs_concurrency.svg)",
         ] {

@@ -18,15 +18,29 @@ pub struct Machine {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Run {
     pub design: String,
+    /// The path checks took: `in-process`, `redis-direct` or `http`.
+    pub via: String,
     pub audience: u64,
+    /// `closed` (virtual users waiting for answers) or `open` (a fixed
+    /// arrival rate).
+    pub mode: String,
+    /// Closed loop: virtual users. Open loop: checks allowed in flight.
     pub concurrency: usize,
-    /// Checks answered (successfully or not) during the measured window.
+    /// Open loop: checks offered per second; `None` for closed loop.
+    pub offered_rate: Option<f64>,
+    /// Checks that started during the measured window.
     pub checks: u64,
+    /// Checks answered correctly before the deadline.
+    pub completed: u64,
     /// Checks that failed, timeouts included.
     pub errors: u64,
     /// Checks that missed the deadline (a subset of `errors`).
     pub timeouts: u64,
+    /// Checks that started in the window, per second of window; for an
+    /// open-loop run, the rate it held (compare `completed`).
     pub checks_per_sec: f64,
+    /// Latency percentiles in µs, from each check's start (open loop: its
+    /// intended start), with 1 ns to 0.1% resolution.
     pub p50_us: f64,
     pub p90_us: f64,
     pub p99_us: f64,
@@ -42,6 +56,21 @@ pub struct Run {
     pub client_cpu_us_per_check: f64,
     /// Peak resident memory of the client during the run.
     pub client_peak_rss_bytes: u64,
+    /// The client's CPU time over the window, as a share of every core.
+    pub client_cpu_share: f64,
+    /// Redis CPU time over the window, as a share of one core per master
+    /// (its command thread): near 1, Redis was the bottleneck.
+    pub redis_cpu_share: f64,
+    /// Open loop: p99 of how late the generator dispatched checks, in µs;
+    /// every latency includes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch_lag_p99_us: Option<f64>,
+    /// What ran out during the window: `client` (the generator fell behind
+    /// its schedule or the bench used most of the CPUs) and `redis` (Redis
+    /// used most of its core). A saturated row measures that limit, not the
+    /// design.
+    #[serde(default)]
+    pub saturated: Vec<String>,
     /// On Redis Cluster: the busiest master's share of every command the
     /// masters served during the window (0 when none), the bench's own
     /// INFO readings left out.

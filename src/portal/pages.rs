@@ -21,6 +21,7 @@ use crate::http::auth::Actor;
 use crate::http::campaigns::{create_campaign, delete_campaign, update_campaign};
 use crate::http::error::retry_after_secs;
 use crate::http::{ApiError, AppState};
+use crate::numfmt::thousands;
 use crate::store::AuditEvent;
 
 pub fn router() -> Router<AppState> {
@@ -142,18 +143,6 @@ fn sentence(s: &str) -> String {
         .next()
         .map(|c| c.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
-}
-
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 struct EventRow {
@@ -927,14 +916,6 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_get_thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(30_000), "30,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-    }
 
     #[test]
     fn form_times_are_utc() {
