@@ -223,6 +223,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
 
+    /// After the matrix, compare with Redis's own tools in the same run:
+    /// redis-benchmark against the library for one SISMEMBER, and
+    /// redis-cli --pipe against a 1,000,000-ID replace (plain redis:// only).
+    #[arg(long)]
+    pub redis_baselines: bool,
+
     /// A small matrix (audiences 100 and 30,000; concurrency 1 and 64; 2 s
     /// per run) that finishes in about a minute.
     #[arg(long)]

@@ -228,3 +228,36 @@ fn every_service_design_is_measured_through_http_too() {
         "{report}"
     );
 }
+
+/// `--redis-baselines` runs redis-benchmark and redis-cli --pipe beside
+/// the library in the same run and records the ratios the goals name.
+#[test]
+fn the_redis_baselines_compare_the_library_with_redis_tools() {
+    let (results, report) = bench(&[
+        "--designs",
+        "set",
+        "--audience",
+        "100",
+        "--mode",
+        "closed",
+        "--concurrency",
+        "1",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+        "--redis-baselines",
+    ]);
+    let b = results.baselines.expect("baselines were measured");
+    assert_eq!(b.concurrency, 64);
+    for rate in [
+        b.redis_benchmark_rps,
+        b.library_sismember_rps,
+        b.store_check_rps,
+    ] {
+        assert!(rate.is_finite() && rate > 100.0, "{b:?}");
+    }
+    assert!(b.pipe_secs > 0.0 && b.replace_secs > 0.0, "{b:?}");
+    assert!((b.replace_ratio - b.replace_secs / b.pipe_secs).abs() < 1e-9);
+    assert!(report.contains("## Against Redis's own tools"), "{report}");
+}

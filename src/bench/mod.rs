@@ -27,6 +27,7 @@
 //! writes lives under a private key prefix and is removed at the end, so it
 //! can run against a shared server.
 
+pub mod baselines;
 mod charts;
 mod cluster;
 mod housekeeping;
@@ -175,7 +176,16 @@ pub async fn run_with(
                 housekeeping::quiesce(&admin, &prefix).await?;
             }
         }
-        anyhow::Ok(())
+        if plan.redis_baselines {
+            progress.set_message("against redis-benchmark and redis-cli --pipe");
+            // The store's own comparison concurrency: where the closed-loop
+            // matrix measures capacity on the default plan.
+            let concurrency = 64;
+            return Ok(Some(
+                baselines::run(url, &store, &admin, &prefix, concurrency, plan.duration).await?,
+            ));
+        }
+        anyhow::Ok(None)
     }
     .await;
     progress.finish_and_clear();
@@ -183,7 +193,7 @@ pub async fn run_with(
     runs.sort_by_key(|r| position(&r.design));
     // Leave nothing behind, whether the runs succeeded or not.
     let cleaned = housekeeping::remove_prefix(&admin, &prefix).await;
-    outcome?;
+    let baselines = outcome?;
     cleaned?;
 
     Ok(Results {
@@ -195,6 +205,7 @@ pub async fn run_with(
         seed: plan.seed,
         duration_secs: plan.duration.as_secs_f64(),
         runs,
+        baselines,
     })
 }
 

@@ -118,6 +118,8 @@ pub struct Plan {
     pub hit_ratio: f64,
     pub id_space_factor: u64,
     pub deadline: Duration,
+    /// Compare with redis-benchmark and redis-cli --pipe after the matrix.
+    pub redis_baselines: bool,
 }
 
 /// The command line's defaults.
@@ -144,6 +146,7 @@ impl Default for Plan {
             hit_ratio: 0.1,
             id_space_factor: 10,
             deadline: Duration::from_secs(1),
+            redis_baselines: false,
         }
     }
 }
@@ -243,6 +246,7 @@ impl Plan {
             hit_ratio: args.hit_ratio,
             id_space_factor: args.id_space_factor,
             deadline: args.check_timeout,
+            redis_baselines: args.redis_baselines,
         })
     }
 

@@ -252,6 +252,56 @@ pub fn paths_table(results: &Results) -> String {
     out
 }
 
+/// The `--redis-baselines` comparison as a table with its ratios.
+pub fn baselines_table(b: &super::baselines::Baselines) -> String {
+    let mut out = String::new();
+    out.push_str("| Work | Redis's tool | guestlist | ratio | goal |\n|---|--:|--:|--:|---|\n");
+    let rows = [
+        [
+            format!("SISMEMBER, {} concurrent (requests/s)", b.concurrency),
+            format_rate(b.redis_benchmark_rps),
+            format_rate(b.library_sismember_rps),
+            format!("{:.2}×", b.sismember_ratio),
+            "≥ 0.8×".to_string(),
+        ],
+        [
+            format!(
+                "the store's whole `set` check, {} concurrent (checks/s)",
+                b.concurrency
+            ),
+            format_rate(b.redis_benchmark_rps),
+            format_rate(b.store_check_rps),
+            format!("{:.2}×", b.store_check_ratio),
+            "—".to_string(),
+        ],
+        [
+            "1,000,000-ID replace (s)".to_string(),
+            format!("{:.2}", b.pipe_secs),
+            format!("{:.2}", b.replace_secs),
+            format!("{:.2}×", b.replace_ratio),
+            "≤ 1.5×".to_string(),
+        ],
+    ];
+    for row in rows {
+        out.push_str(&markdown_row(&row));
+    }
+    let _ = writeln!(
+        out,
+        "\nThe tools: `redis-benchmark -c {} SISMEMBER key __rand_int__` and `redis-cli --pipe` \
+         with the same SADDs of 1,000 IDs; the store's check reads the campaign's metadata \
+         with the probe in one round trip. Commands over 10 ms during the replace: {}.",
+        b.concurrency,
+        match b.slow_commands.as_slice() {
+            [] => "none".to_string(),
+            [first, ..] => format!(
+                "{} (the first: {first}; all in results.json)",
+                b.slow_commands.len()
+            ),
+        }
+    );
+    out
+}
+
 /// The full report: title, machine (cpus, memory, os, kernel, cpu model), Redis version, date, seed, duration per run, the reproduce command in a code block, the comparison table, the runs table, and links to the two SVG files.
 pub fn report_markdown(results: &Results) -> String {
     let Machine {
@@ -302,6 +352,10 @@ pub fn report_markdown(results: &Results) -> String {
     }
     let _ = writeln!(out, "\n## The same check by each path\n");
     out.push_str(&paths_table(results));
+    if let Some(b) = &results.baselines {
+        let _ = writeln!(out, "\n## Against Redis's own tools\n");
+        out.push_str(&baselines_table(b));
+    }
     let _ = writeln!(out, "\n## Charts\n");
     let _ = writeln!(out, "![p99 latency against audience size]({P99_SVG})\n");
     let _ = writeln!(out, "![checks/s against concurrency]({THROUGHPUT_SVG})\n");
@@ -638,6 +692,7 @@ mod tests {
             command: "guestlist bench --seed 42 --duration 10s".into(),
             seed: 42,
             duration_secs: 10.0,
+            baselines: None,
             runs,
         }
     }

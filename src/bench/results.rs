@@ -103,4 +103,7 @@ pub struct Results {
     pub seed: u64,
     pub duration_secs: f64,
     pub runs: Vec<Run>,
+    /// `--redis-baselines`: the same work through Redis's own tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baselines: Option<super::baselines::Baselines>,
 }
