@@ -216,6 +216,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub cluster: bool,
 
+    /// Measure a --redis or --redis-cluster off loopback (a staging Redis,
+    /// on purpose). The bench writes under a private key prefix and removes
+    /// it at the end; without this flag only loopback servers are measured.
+    #[arg(long)]
+    pub allow_remote: bool,
+
     #[command(flatten)]
     pub redis_tls: RedisTlsArgs,
 

@@ -261,3 +261,20 @@ fn the_redis_baselines_compare_the_library_with_redis_tools() {
     assert!((b.replace_ratio - b.replace_secs / b.pipe_secs).abs() < 1e-9);
     assert!(report.contains("## Against Redis's own tools"), "{report}");
 }
+
+/// A Redis off loopback is measured only on purpose: without
+/// `--allow-remote` the bench refuses before connecting, and says how.
+#[test]
+fn a_remote_redis_is_refused_without_allow_remote() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guestlist"))
+        .args(["bench", "--quick", "--redis", "redis://192.0.2.1:6379"])
+        .env_remove("GUESTLIST_BENCH_REDIS")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("192.0.2.1 is not one (add --allow-remote to measure it on purpose)"),
+        "{stderr}"
+    );
+}

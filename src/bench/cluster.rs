@@ -73,7 +73,15 @@ pub(crate) async fn under_test(args: &BenchArgs) -> anyhow::Result<Under> {
                 "--redis-cluster takes a redis+cluster://host:port[,host:port…] URL"
             );
         }
-        check_loopback(url)?;
+        if args.allow_remote {
+            eprintln!(
+                "measuring {} on purpose (--allow-remote): the bench writes under a \
+                 private key prefix and removes it at the end",
+                crate::store::redact_url(url)
+            );
+        } else {
+            check_loopback(url)?;
+        }
         return Ok(Under {
             url: url.clone(),
             _server: None,
@@ -152,7 +160,8 @@ pub(crate) fn ensure_loopback(host: &str) -> anyhow::Result<()> {
             .is_ok_and(|ip| ip.is_loopback());
     anyhow::ensure!(
         loopback,
-        "the bench generates load and only targets loopback Redis servers; {host} is not one"
+        "the bench generates load and targets loopback Redis servers only; {host} is not \
+         one (add --allow-remote to measure it on purpose)"
     );
     Ok(())
 }
@@ -183,11 +192,13 @@ pub(crate) enum BenchConn {
 
 impl BenchConn {
     /// Connects to `url`, a single Redis or a `redis+cluster://` URL; every
-    /// command must answer within `deadline`.
+    /// command must answer within `deadline`. A cluster's masters must be on
+    /// loopback unless `allow_remote`.
     pub(crate) async fn open(
         url: &str,
         options: &ConnectOptions,
         deadline: Duration,
+        allow_remote: bool,
     ) -> anyhow::Result<BenchConn> {
         let shown = crate::store::redact_url(url);
         match connect::target(url, options)? {
@@ -219,7 +230,7 @@ impl BenchConn {
                     .await?,
                 )?;
                 let masters = parse_masters(&nodes)?;
-                for master in &masters {
+                for master in masters.iter().filter(|_| !allow_remote) {
                     ensure_loopback(&master.host)?;
                 }
                 Ok(BenchConn::Cluster {

@@ -129,7 +129,13 @@ pub async fn run_with(
         ..StoreOptions::default()
     };
     let store = RedisStore::open(url, connect_options, options, keys).await?;
-    let admin = connect(url, connect_options, Duration::from_secs(30)).await?;
+    let admin = connect(
+        url,
+        connect_options,
+        Duration::from_secs(30),
+        plan.allow_remote,
+    )
+    .await?;
     let cluster_masters = admin.is_cluster().then(|| admin.masters());
     let redis_version = housekeeping::info_field(&admin, "server", "redis_version")
         .await?
@@ -328,7 +334,13 @@ impl Env<'_> {
                 }
             }
             (Via::Direct, BenchDesign::Json) => Path::Json {
-                conn: connect(self.url, self.connect_options, self.plan.deadline).await?,
+                conn: connect(
+                    self.url,
+                    self.connect_options,
+                    self.plan.deadline,
+                    self.plan.allow_remote,
+                )
+                .await?,
                 key: loaded.json_key.clone().expect("json was loaded"),
             },
             (Via::Direct, BenchDesign::Store(_)) => Path::Store {
@@ -534,8 +546,9 @@ async fn connect(
     url: &str,
     options: &ConnectOptions,
     deadline: Duration,
+    allow_remote: bool,
 ) -> anyhow::Result<BenchConn> {
-    BenchConn::open(url, options, deadline).await
+    BenchConn::open(url, options, deadline, allow_remote).await
 }
 #[cfg(test)]
 mod tests {

@@ -120,6 +120,8 @@ pub struct Plan {
     pub deadline: Duration,
     /// Compare with redis-benchmark and redis-cli --pipe after the matrix.
     pub redis_baselines: bool,
+    /// `--allow-remote`: the target may be off loopback.
+    pub allow_remote: bool,
 }
 
 /// The command line's defaults.
@@ -147,6 +149,7 @@ impl Default for Plan {
             id_space_factor: 10,
             deadline: Duration::from_secs(1),
             redis_baselines: false,
+            allow_remote: false,
         }
     }
 }
@@ -247,6 +250,7 @@ impl Plan {
             id_space_factor: args.id_space_factor,
             deadline: args.check_timeout,
             redis_baselines: args.redis_baselines,
+            allow_remote: args.allow_remote,
         })
     }
 
