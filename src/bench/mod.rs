@@ -8,6 +8,9 @@
 //! - `near-cache` reads a `set` campaign through the service's near-cache and
 //!   [`Checker`]: answers from process memory, Redis only on a change.
 //!
+//! `--scenario upload-at-peak` ([`upload`]) instead drives a real `serve`
+//! ([`serve`]) over HTTP at a fixed rate while an audience is replaced.
+//!
 //! Each design and audience size is loaded once; every concurrency level then
 //! runs for the same duration with closed-loop virtual users. Everything the
 //! bench writes lives under a private key prefix and is removed at the end, so
@@ -16,6 +19,8 @@
 mod cluster;
 pub mod report;
 pub mod results;
+pub mod serve;
+pub mod upload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -146,6 +151,9 @@ impl Plan {
 
 /// Runs the bench described by `args`, prints the tables, writes `--out`.
 pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
+    if args.scenario == crate::config::Scenario::UploadAtPeak {
+        return upload::main(&args).await;
+    }
     let plan = Plan::from_args(&args)?;
     let under = cluster::under_test(&args).await?;
     let connect = args.redis_tls.connect_options()?;
