@@ -442,7 +442,7 @@ mod tests {
         feed(&mut c, &mut now, 4 * MS, 10);
         feed(&mut c, &mut now, 40 * MS, 1);
         let rate = c.rate().unwrap();
-        assert!(rate < 300_000.0 && rate >= MIN_RATE, "{rate}");
+        assert!((MIN_RATE..300_000.0).contains(&rate), "{rate}");
         // A long clean spell grows the budget past the cap; the cap holds.
         now += Duration::from_secs(60);
         feed(&mut c, &mut now, 2 * MS, 5);
