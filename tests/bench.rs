@@ -64,32 +64,17 @@ async fn a_bench_run_measures_every_design_and_leaves_no_keys_behind() {
 /// stays on the campaign's master), and near-cache checks never reach Redis.
 #[test]
 fn the_cluster_bench_reports_how_each_design_spreads_over_the_masters() {
-    let out = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guestlist"))
-        .args([
-            "bench",
-            "--cluster",
-            "--designs",
-            "set,per-user,near-cache",
-            "--audience",
-            "3000",
-            "--concurrency",
-            "8",
-            "--duration",
-            "1s",
-            "--out",
-        ])
-        .arg(out.path())
-        .env_remove("GUESTLIST_BENCH_REDIS")
-        .env_remove("GUESTLIST_BENCH_REDIS_CLUSTER")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "bench --cluster failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let out = bench_binary(&[
+        "--cluster",
+        "--designs",
+        "set,per-user,near-cache",
+        "--audience",
+        "3000",
+        "--concurrency",
+        "8",
+        "--duration",
+        "1s",
+    ]);
     let text = std::fs::read_to_string(out.path().join("results.json")).unwrap();
     let results: Results = serde_json::from_str(&text).unwrap();
 
@@ -132,20 +117,7 @@ fn the_cluster_bench_reports_how_each_design_spreads_over_the_masters() {
 /// audience midway; the report covers every phase of both runs.
 #[test]
 fn the_upload_at_peak_scenario_reports_checks_before_during_and_after_the_upload() {
-    let out = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guestlist"))
-        .args(["bench", "--scenario", "upload-at-peak", "--quick", "--out"])
-        .arg(out.path())
-        .env_remove("GUESTLIST_BENCH_REDIS")
-        .env_remove("GUESTLIST_BENCH_REDIS_CLUSTER")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "bench --scenario upload-at-peak failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let out = bench_binary(&["--scenario", "upload-at-peak", "--quick"]);
     let text = std::fs::read_to_string(out.path().join("upload_at_peak.json")).unwrap();
     let report: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(report["design"], "set");
@@ -185,4 +157,26 @@ fn the_upload_at_peak_scenario_reports_checks_before_during_and_after_the_upload
     }
     let table = std::fs::read_to_string(out.path().join("upload_at_peak.md")).unwrap();
     assert!(table.contains("| during |"), "{table}");
+}
+
+/// Runs `guestlist bench ARGS --out DIR` on a private Redis it starts
+/// itself; fails with its stderr if it fails. Returns DIR.
+fn bench_binary(args: &[&str]) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guestlist"))
+        .arg("bench")
+        .args(args)
+        .arg("--out")
+        .arg(out.path())
+        .env_remove("GUESTLIST_BENCH_REDIS")
+        .env_remove("GUESTLIST_BENCH_REDIS_CLUSTER")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "bench {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
 }
