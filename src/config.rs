@@ -239,6 +239,48 @@ pub struct BenchArgs {
     /// per run) that finishes in about a minute.
     #[arg(long)]
     pub quick: bool,
+
+    /// What to measure: the design matrix, or checks at a fixed rate while
+    /// an audience is replaced through the API (upload-at-peak).
+    #[arg(long, value_enum, default_value = "matrix")]
+    pub scenario: Scenario,
+
+    #[command(flatten)]
+    pub upload: UploadScenarioArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    Matrix,
+    UploadAtPeak,
+}
+
+/// `bench --scenario upload-at-peak`: checks through a real `serve` (set
+/// design, near-cache off) at a fixed rate while an audience is replaced.
+#[derive(Debug, Clone, Args)]
+pub struct UploadScenarioArgs {
+    /// IDs in the audience uploaded midway (--quick: 300,000).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub upload_ids: u64,
+
+    /// Checks per second, sent on a fixed schedule whatever the answers do
+    /// (--quick: 2,000).
+    #[arg(long, default_value_t = 10_000.0)]
+    pub upload_check_rate: f64,
+
+    /// Keep-alive connections the checks use; at most this many are in
+    /// flight, later ones wait (and their wait counts in their latency).
+    #[arg(long, default_value_t = 64)]
+    pub upload_connections: usize,
+
+    /// How long checks run before the upload, and after it (--quick: 3 s).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub upload_phase: Duration,
+
+    /// Also cap the paced run's writes at this many IDs per second
+    /// (`serve --upload-rate`).
+    #[arg(long, value_name = "IDS_PER_SEC")]
+    pub upload_rate: Option<u64>,
 }
 
 /// TLS files for a `rediss://` store. Paths only: none of them is a secret.
@@ -387,6 +429,23 @@ pub struct ServeArgs {
     #[arg(long, env = "GUESTLIST_STORE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub store_timeout: Duration,
 
+    /// Pace audience uploads to Redis by the latency Redis shows, so checks
+    /// sharing it keep their p99: writes back off when a round trip takes
+    /// over 1.5× the fastest recent ones, and speed up again slowly. Uploads
+    /// take longer while logins are busy (Redis store only).
+    #[arg(
+        long,
+        env = "GUESTLIST_UPLOAD_PACING",
+        value_enum,
+        default_value = "on"
+    )]
+    pub upload_pacing: Toggle,
+
+    /// Most user IDs per second written to Redis by audience uploads, all
+    /// together, paced or not; no cap unless given (Redis store only).
+    #[arg(long, env = "GUESTLIST_UPLOAD_RATE", value_name = "IDS_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
+    pub upload_rate: Option<u64>,
+
     /// How long Redis keeps a campaign's data after its window ends (e.g. 7d).
     #[arg(long, env = "GUESTLIST_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention: Duration,
@@ -485,6 +544,10 @@ impl ServeArgs {
             admin_timeout: self.store_timeout,
             retention: self.retention,
             max_staleness: self.max_staleness,
+            upload_pacing: crate::store::redis::UploadPacing {
+                adaptive: self.upload_pacing == Toggle::On,
+                max_ids_per_sec: self.upload_rate,
+            },
         }
     }
 }

@@ -113,9 +113,9 @@ fn the_cluster_bench_reports_how_each_design_spreads_over_the_masters() {
     assert!(report.contains("busiest node"), "{report}");
 }
 
-/// Runs `guestlist bench` with `args` and a fresh `--out`, on a private
-/// redis-server, and returns what it wrote.
-fn bench(args: &[&str]) -> (Results, String) {
+/// Runs `guestlist bench ARGS --out DIR` on a private Redis it starts
+/// itself; fails with its stderr if it fails. Returns DIR.
+fn bench_binary(args: &[&str]) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_guestlist"))
         .arg("bench")
@@ -132,6 +132,12 @@ fn bench(args: &[&str]) -> (Results, String) {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+    out
+}
+
+/// [`bench_binary`] for the matrix: its results and report.
+fn bench(args: &[&str]) -> (Results, String) {
+    let out = bench_binary(args);
     let text = std::fs::read_to_string(out.path().join("results.json")).unwrap();
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     (serde_json::from_str(&text).unwrap(), report)
@@ -277,4 +283,51 @@ fn a_remote_redis_is_refused_without_allow_remote() {
         stderr.contains("192.0.2.1 is not one (add --allow-remote to measure it on purpose)"),
         "{stderr}"
     );
+}
+
+/// `bench --scenario upload-at-peak --quick` runs the real `serve` twice
+/// (pacing off, then on), holds checks at a fixed rate and replaces the
+/// audience midway; the report covers every phase of both runs.
+#[test]
+fn the_upload_at_peak_scenario_reports_checks_before_during_and_after_the_upload() {
+    let out = bench_binary(&["--scenario", "upload-at-peak", "--quick"]);
+    let text = std::fs::read_to_string(out.path().join("upload_at_peak.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["design"], "set");
+    assert_eq!(report["near_cache"], false);
+    let upload_ids = report["upload_ids"].as_u64().unwrap();
+    assert_eq!(upload_ids, 300_000);
+    let runs = report["runs"].as_array().unwrap();
+    let pacing: Vec<&str> = runs.iter().map(|r| r["pacing"].as_str().unwrap()).collect();
+    assert_eq!(pacing, ["off", "on"]);
+    let rate = report["check_rate"].as_f64().unwrap();
+    for run in runs {
+        let upload = &run["upload"];
+        assert_eq!(upload["completed"], true, "{run}");
+        assert_eq!(upload["audience_size"].as_u64(), Some(upload_ids), "{run}");
+        assert!(upload["secs"].as_f64().unwrap() > 0.0, "{run}");
+        for name in ["before", "during", "after"] {
+            let phase = &run[name];
+            let field = |f: &str| phase[f].as_f64().unwrap();
+            assert!(field("completed") > 0.0, "{name}: {run}");
+            assert_eq!(field("wrong"), 0.0, "wrong answers {name}: {run}");
+            // An open loop offers the rate whatever the answers do.
+            let due = field("offered") / field("secs");
+            assert!(
+                due > 0.8 * rate && due < 1.2 * rate,
+                "{name}: {due}/s: {run}"
+            );
+            assert!(field("p50_us") > 0.0, "{name}: {run}");
+            assert!(field("p99_us") >= field("p50_us"), "{name}: {run}");
+            assert!(field("p999_us") >= field("p99_us"), "{name}: {run}");
+        }
+        // The idle phase answers every check.
+        assert_eq!(run["before"]["timeouts"].as_f64(), Some(0.0), "{run}");
+        let ratio = run["p99_during_over_idle"].as_f64().unwrap();
+        let expected =
+            run["during"]["p99_us"].as_f64().unwrap() / run["before"]["p99_us"].as_f64().unwrap();
+        assert!((ratio - expected).abs() < 1e-6, "{run}");
+    }
+    let table = std::fs::read_to_string(out.path().join("upload_at_peak.md")).unwrap();
+    assert!(table.contains("| during |"), "{table}");
 }

@@ -22,6 +22,9 @@
 //! - `near-cache` reads a `set` campaign through the service's near-cache and
 //!   [`Checker`]: answers from process memory, Redis only on a change.
 //!
+//! `--scenario upload-at-peak` ([`upload`]) instead drives a real `serve`
+//! ([`serve`]) over HTTP at a fixed rate while an audience is replaced.
+//!
 //! Each design and audience size is loaded once; every run then measures it
 //! for the same duration after the same warm-up. Everything the bench
 //! writes lives under a private key prefix and is removed at the end, so it
@@ -36,8 +39,9 @@ mod plan;
 mod probes;
 pub mod report;
 pub mod results;
-mod serve;
+pub mod serve;
 mod target;
+pub mod upload;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +65,9 @@ use target::{Path, Target};
 
 /// Runs the bench described by `args`, prints the tables, writes `--out`.
 pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
+    if args.scenario == crate::config::Scenario::UploadAtPeak {
+        return upload::main(&args).await;
+    }
     let plan = Plan::from_args(&args)?;
     let under = cluster::under_test(&args).await?;
     let connect = args.redis_tls.connect_options()?;
@@ -240,16 +247,7 @@ impl Env<'_> {
         let plan = self.plan;
         // The server for HTTP runs lives as long as this path's runs.
         let served = match via {
-            Via::Http => Some(
-                serve::Served::start(&serve::ServeSpec {
-                    redis_url: self.url,
-                    key_prefix: self.prefix,
-                    near_cache: design == BenchDesign::NearCache,
-                    check_timeout: plan.deadline,
-                    connect: self.connect_options,
-                })
-                .await?,
-            ),
+            Via::Http => Some(serve::Serve::start(&self.serve_options(design)).await?),
             Via::Direct => None,
         };
         let label = |what: String| {
@@ -301,6 +299,31 @@ impl Env<'_> {
         Ok(())
     }
 
+    /// The server the HTTP runs of `design` go through: this bench's Redis
+    /// and key prefix, the near-cache only for `near-cache`, and the
+    /// bench's deadline as the server's own, so it does not give up first.
+    fn serve_options(&self, design: BenchDesign) -> serve::ServeOptions {
+        let mut options = serve::ServeOptions::new(self.url);
+        options.near_cache = design == BenchDesign::NearCache;
+        options.extra_args = vec![
+            "--redis-key-prefix".into(),
+            self.prefix.into(),
+            "--check-timeout".into(),
+            format!("{}ms", self.plan.deadline.as_millis().max(1)),
+        ];
+        for (flag, path) in [
+            ("--redis-ca-file", &self.connect_options.ca_file),
+            ("--redis-client-cert", &self.connect_options.client_cert),
+            ("--redis-client-key", &self.connect_options.client_key),
+        ] {
+            if let Some(path) = path {
+                options.extra_args.push(flag.into());
+                options.extra_args.push(path.display().to_string());
+            }
+        }
+        options
+    }
+
     /// A fresh target per run: when a run ends with replies still queued
     /// (json at high concurrency queues gigabytes), dropping its
     /// connection makes Redis drop them instead of streaming them into the
@@ -310,7 +333,7 @@ impl Env<'_> {
         design: BenchDesign,
         via: Via,
         loaded: &Loaded,
-        served: Option<&serve::Served>,
+        served: Option<&serve::Serve>,
         connections: usize,
     ) -> anyhow::Result<Arc<Target>> {
         let campaign = || {
@@ -329,7 +352,7 @@ impl Env<'_> {
                     .context("building the HTTP client")?;
                 Path::Http {
                     client,
-                    prefix: format!("{}/v1/campaigns/{}/members/", served.base, campaign()),
+                    prefix: format!("{}/v1/campaigns/{}/members/", served.base_url(), campaign()),
                     from_cache: design == BenchDesign::NearCache,
                 }
             }

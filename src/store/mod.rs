@@ -202,6 +202,9 @@ pub struct StoreOptions {
     /// Past this age without confirmation, answers that rest on a copy of
     /// the store's state (a catalog, a cache) are stale.
     pub max_staleness: Duration,
+    /// How audience uploads pace their writes (Redis store; off by default
+    /// here, on by default in `serve`).
+    pub upload_pacing: redis::UploadPacing,
 }
 
 impl Default for StoreOptions {
@@ -211,6 +214,7 @@ impl Default for StoreOptions {
             admin_timeout: Duration::from_secs(5),
             retention: Duration::from_secs(7 * 24 * 3600),
             max_staleness: Duration::from_secs(5),
+            upload_pacing: redis::UploadPacing::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, Value};
 
 use super::batch::Batch;
 use super::connect::Target;
+use super::pace::Pacer;
 use crate::store::{StoreError, StoreResult};
 
 /// Commands sent per round trip during bulk writes.
@@ -33,6 +34,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct Conn {
     link: Link,
     deadline: Duration,
+    /// Paces [`Conn::bulk`]; `None` sends bulk writes flat out.
+    pacer: Option<Pacer>,
 }
 
 #[derive(Clone)]
@@ -146,7 +149,11 @@ impl Conn {
                 }))
             }
         };
-        Ok(Conn { link, deadline })
+        Ok(Conn {
+            link,
+            deadline,
+            pacer: None,
+        })
     }
 
     /// The same connection with another deadline.
@@ -154,7 +161,13 @@ impl Conn {
         Conn {
             link: self.link.clone(),
             deadline,
+            pacer: self.pacer.clone(),
         }
+    }
+
+    /// The same connection with its bulk writes paced by `pacer`.
+    pub(crate) fn with_pacer(self, pacer: Option<Pacer>) -> Conn {
+        Conn { pacer, ..self }
     }
 
     /// Whether this is a Redis Cluster connection.
@@ -280,29 +293,41 @@ impl Conn {
             .map(drop)
     }
 
-    /// Sends `cmds` in round trips of [`PIPELINE_DEPTH`] commands, discarding
-    /// replies. Pulls commands from the iterator as it goes, so a bulk write
-    /// holds one round trip's commands in memory, not the whole audience's.
+    /// Sends `cmds` in round trips of up to [`PIPELINE_DEPTH`] commands,
+    /// discarding replies; each command comes with the number of IDs it
+    /// carries, which the pacer budgets (see `pace.rs`). Pulls commands from
+    /// the iterator as it goes, so a bulk write holds one round trip's
+    /// commands in memory, not the whole audience's.
     pub(crate) async fn bulk(
         &self,
         op: &'static str,
-        cmds: impl IntoIterator<Item = Cmd>,
+        cmds: impl IntoIterator<Item = (Cmd, u64)>,
     ) -> StoreResult<()> {
-        let mut pipe = Batch::new();
-        let mut queued = 0;
-        for cmd in cmds {
-            pipe.add_command(cmd).ignore();
-            queued += 1;
-            if queued == PIPELINE_DEPTH {
-                self.pipe::<()>(op, &pipe).await?;
-                pipe = Batch::new();
-                queued = 0;
+        let mut cmds = cmds.into_iter();
+        loop {
+            let depth = self.pacer.as_ref().map_or(PIPELINE_DEPTH, Pacer::depth);
+            let mut pipe = Batch::new();
+            let mut ids = 0;
+            for (cmd, carried) in cmds.by_ref().take(depth) {
+                pipe.add_command(cmd).ignore();
+                ids += carried;
             }
-        }
-        if queued > 0 {
+            if pipe.is_empty() {
+                return Ok(());
+            }
+            let Some(pacer) = &self.pacer else {
+                self.pipe::<()>(op, &pipe).await?;
+                continue;
+            };
+            let admitted = Instant::now();
+            let wait = pacer.admit(ids);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            let sent = Instant::now();
             self.pipe::<()>(op, &pipe).await?;
+            pacer.observe(pipe.len(), ids, admitted, sent);
         }
-        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@
 //!   checks.rs   the login path: one campaign's check, a user's campaigns
 //!   connect.rs  how to reach Redis or a Redis Cluster: URL, password, TLS
 //!   conn.rs     connections with per-call deadlines and metrics
+//!   pace.rs     bulk writes paced by Redis's latency, so uploads yield to logins
 //!   batch.rs    commands sent together, split by slot on a cluster
 //!   settings.rs server settings that hurt logins, checked at start-up
 //!   catalog.rs  the campaign catalog, reconciled; change listener
@@ -42,6 +43,7 @@ mod design;
 mod keys;
 mod lease;
 mod meta;
+mod pace;
 mod publish;
 mod replicas;
 mod settings;
@@ -52,6 +54,7 @@ pub use connect::{ConnectOptions, PASSWORD_VAR, client, is_cluster_url, uses_tls
 pub use design::CHUNK;
 pub use keys::{Keys, PREFIX, Stamp};
 pub use meta::CampaignMeta;
+pub use pace::UploadPacing;
 
 use batch::Batch;
 use std::collections::HashMap;
@@ -146,7 +149,8 @@ impl RedisStore {
                         replicas: connect.read_from_replicas,
                     },
                 )?,
-                admin: Conn::open(&target, options.admin_timeout, conn::Use::Writes)?,
+                admin: Conn::open(&target, options.admin_timeout, conn::Use::Writes)?
+                    .with_pacer(pace::Pacer::new(options.upload_pacing)),
                 replicas: replicas::ReplicaAck::new(connect),
                 acks: match replicas::ReplicaAck::new(connect) {
                     ack if ack.min > 0 => {

@@ -268,7 +268,13 @@ pub(crate) async fn stage_in_chunks(
             cmds.push(expire);
         }
         index += 1;
-        Some(cmds)
+        // The chunk's IDs are counted once, on its first command.
+        let ids = buf.len() as u64;
+        Some(
+            cmds.into_iter()
+                .enumerate()
+                .map(move |(i, cmd)| (cmd, if i == 0 { ids } else { 0 })),
+        )
     })
     .flatten();
     conn.bulk("stage", cmds).await
