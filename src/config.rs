@@ -633,6 +633,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn key_prefixes_are_short_plain_and_never_hash_tags() {
+        assert_eq!(
+            parse_key_prefix("team-a:guestlist").unwrap(),
+            "team-a:guestlist"
+        );
+        for bad in ["", "{x}", "a b", "pre\nfix", &"x".repeat(65)] {
+            assert!(parse_key_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn no_secret_is_a_flag_so_the_parsed_config_holds_none() {
         let secret = "0123456789abcdef-secret";
         for flag in ["--admin-token", "--admin-tokens", "--check-token"] {
