@@ -376,6 +376,8 @@ impl Model {
                             "audience_size": campaign.audience.len(),
                             "version": campaign.version,
                             "added": added,
+                            "received": sent.len(),
+                            "duplicates": sent.len() - distinct.len(),
                         }))
                     }
                     Op::Remove => {
@@ -389,6 +391,8 @@ impl Model {
                             "audience_size": campaign.audience.len(),
                             "version": campaign.version,
                             "removed": removed,
+                            "received": sent.len(),
+                            "duplicates": sent.len() - distinct.len(),
                         }))
                     }
                 }
