@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use common::{ADMIN, app_for};
+use common::ADMIN;
+use common::cli::{command, output, stderr, stdout};
 use guestlist::store::Store;
 use guestlist::store::embedded::EmbeddedStore;
 use serde_json::Value;
@@ -19,14 +20,7 @@ use serde_json::Value;
 async fn serve() -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(guestlist::http::run(
-        listener,
-        app_for(store, 64 << 20),
-        std::future::pending(),
-    ));
-    (format!("http://{addr}"), dir)
+    (common::cli::serve(store).await, dir)
 }
 
 /// Not guestlist: an HTTP server that answers every request 404 with an
@@ -43,9 +37,8 @@ async fn foreign_server() -> String {
 /// GUESTLIST_SERVER points at a closed port), `RUST_BACKTRACE=1` as on many
 /// operators' machines, and stdin closed.
 async fn run(token: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_guestlist"));
-    cmd.args(args)
-        .env("GUESTLIST_SERVER", "http://127.0.0.1:9")
+    let mut cmd = command(args);
+    cmd.env("GUESTLIST_SERVER", "http://127.0.0.1:9")
         .env_remove("GUESTLIST_TOKEN")
         .env_remove("GUESTLIST_TOKEN_FILE")
         .env_remove("GUESTLIST_CA_FILE")
@@ -54,17 +47,7 @@ async fn run(token: Option<&str>, args: &[&str]) -> Output {
     if let Some(t) = token {
         cmd.env("GUESTLIST_TOKEN", t);
     }
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    output(cmd).await
 }
 
 /// Asserts the exit code and the first line of stderr, and that no
