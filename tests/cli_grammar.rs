@@ -267,7 +267,7 @@ async fn errors_lead_with_their_cause_exit_with_their_code_and_print_no_backtrac
         &out,
         3,
         &format!(
-            "error: the server at {foreign} is not guestlist: it answered GET /v1/campaigns with 404 Not Found and no guestlist error"
+            "error: the server at {foreign} is not guestlist: its answer to GET /v1/campaigns (404 Not Found) is not guestlist's JSON"
         ),
     );
 

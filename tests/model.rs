@@ -367,7 +367,7 @@ impl Model {
                             return TOO_SPARSE;
                         }
                         let before = campaign.audience.len();
-                        campaign.audience.extend(distinct);
+                        campaign.audience.extend(distinct.iter().copied());
                         let added = campaign.audience.len() - before;
                         if added > 0 {
                             campaign.version += 1;

@@ -55,8 +55,9 @@ impl Api {
         req.timeout(CALL_TIMEOUT)
     }
 
-    /// Sends a request and returns the response if it is a success.
-    pub async fn fetch(&self, req: RequestBuilder) -> Result<Response, CliError> {
+    /// Sends a request and returns the response if it is a success, with
+    /// `METHOD /path` for messages.
+    pub async fn fetch(&self, req: RequestBuilder) -> Result<(Response, String), CliError> {
         let req = req
             .build()
             .map_err(|e| CliError::usage(format!("cannot build the request: {e}")))?;
@@ -69,7 +70,7 @@ impl Api {
             .map_err(|e| self.transport(&e, timeout))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(response);
+            return Ok((response, what));
         }
         let body = response.text().await.unwrap_or_default();
         Err(error::answer(
@@ -83,9 +84,8 @@ impl Api {
 
     /// Sends a request and returns its JSON body (`null` for 204).
     pub async fn send(&self, req: RequestBuilder) -> Result<Value, CliError> {
-        let response = self.fetch(req).await?;
+        let (response, what) = self.fetch(req).await?;
         let status = response.status();
-        let what = format!("{}", response.url().path());
         let text = response
             .text()
             .await

@@ -136,7 +136,7 @@ async fn upload(
                 .await
                 .map_err(|e| CliError::refused(format!("cannot read {file}: {e}")))?;
             // Only a regular file has a length to announce (not a pipe).
-            (Box::new(f), meta.is_file().then(|| meta.len()))
+            (Box::new(f), meta.is_file().then_some(meta.len()))
         };
     let format = input_format(args);
     let bar = progress_bar(total);
@@ -209,7 +209,7 @@ async fn export(api: &Api, campaign: &str, format: Option<ExportFormat>) -> Resu
         (None, false) => ExportFormat::Lines,
     };
     let path = format!("/v1/campaigns/{campaign}/audience");
-    let response = api
+    let (response, what) = api
         .fetch(api.request(Method::GET, &path).timeout(TRANSFER_TIMEOUT))
         .await?;
     let is_text = response
@@ -218,7 +218,7 @@ async fn export(api: &Api, campaign: &str, format: Option<ExportFormat>) -> Resu
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/plain"));
     if !is_text {
-        return Err(api.not_guestlist(response.status(), &format!("GET {path}")));
+        return Err(api.not_guestlist(response.status(), &what));
     }
     let mut stdout = tokio::io::stdout();
     let mut json = JsonArray::default();

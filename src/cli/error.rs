@@ -166,7 +166,7 @@ pub fn answer(
 
 pub fn not_guestlist(status: StatusCode, base: &str, request: &str) -> CliError {
     CliError::no_answer(format!(
-        "the server at {base} is not guestlist: it answered {request} with {status} and no guestlist error"
+        "the server at {base} is not guestlist: its answer to {request} ({status}) is not guestlist's JSON"
     ))
     .with_hint(
         "check --server (or GUESTLIST_SERVER); if a proxy sits in front of guestlist, it may be the one answering",
