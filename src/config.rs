@@ -14,7 +14,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Options of the admin commands. Global, so they go anywhere on the
+    /// line: `guestlist --server U campaign list` and `guestlist campaign
+    /// list --server U` mean the same.
+    #[command(flatten)]
+    pub remote: Remote,
 }
+
+/// The subcommands that talk to a running server; they share [`Remote`],
+/// [`ADMIN_HELP`] and the exit codes of [`crate::cli::Exit`].
+pub const ADMIN_COMMANDS: [&str; 5] = ["campaign", "audience", "check", "user", "audit"];
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -26,28 +35,23 @@ pub enum Command {
     Campaign {
         #[command(subcommand)]
         cmd: CampaignCmd,
-        #[command(flatten)]
-        remote: Remote,
     },
     /// Upload, change or export a campaign's audience on a running server.
     Audience {
         #[command(subcommand)]
         cmd: AudienceCmd,
-        #[command(flatten)]
-        remote: Remote,
     },
-    /// Is a user in a campaign?
+    /// Is a user in a campaign's audience? Exits 0 if so, 1 if not.
     Check {
+        /// The campaign's id.
         campaign: String,
+        /// The user's id (an unsigned integer).
         user: String,
-        #[command(flatten)]
-        remote: Remote,
     },
     /// Which active campaigns is a user in?
     User {
+        /// The user's id (an unsigned integer).
         user: String,
-        #[command(flatten)]
-        remote: Remote,
     },
     /// Show the audit log: who changed what, newest first.
     Audit {
@@ -57,27 +61,31 @@ pub enum Command {
         /// How many events to show.
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        #[command(flatten)]
-        remote: Remote,
     },
 }
 
-/// Where the admin commands send their requests.
+/// Where the admin commands send their requests and how they print. The
+/// token is not here: it comes from `GUESTLIST_TOKEN` only, because a
+/// command line is readable by every user of the machine.
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
-    /// The guestlist server.
+    /// The guestlist server the admin commands talk to, as http://host:port
+    /// or https://host:port.
     #[arg(
         long,
+        global = true,
         env = "GUESTLIST_SERVER",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL"
     )]
     pub server: String,
-    /// Print the server's JSON instead of a table.
+    /// Print the server's JSON instead of a table (for `audience export`:
+    /// the IDs as a JSON array, like --format json).
     #[arg(long, global = true)]
     pub json: bool,
     /// For an https:// server: trust only the CA certificates in this PEM
     /// file instead of the system's roots (a private CA).
-    #[arg(long, global = true, env = "GUESTLIST_CA_FILE")]
+    #[arg(long, global = true, env = "GUESTLIST_CA_FILE", value_name = "PEM")]
     pub ca_file: Option<std::path::PathBuf>,
 }
 
@@ -85,46 +93,97 @@ pub struct Remote {
 pub enum CampaignCmd {
     /// Create a campaign.
     Create {
+        /// The new campaign's id: letters, digits, '-' and '_'.
         id: String,
+        /// A display name; the id if not given.
         #[arg(long)]
         name: Option<String>,
-        /// RFC 3339, e.g. 2026-12-01T09:00:00Z.
+        /// When the campaign starts, RFC 3339, e.g. 2026-12-01T09:00:00Z.
         #[arg(long)]
         starts_at: String,
+        /// When the campaign ends, RFC 3339; after starts-at.
         #[arg(long)]
         ends_at: String,
-        /// set, per-user or bitmap.
+        /// How Redis stores the audience: set, per-user or bitmap.
         #[arg(long, default_value = "set")]
         design: String,
     },
     /// List campaigns.
     List,
     /// Show one campaign.
-    Show { id: String },
+    Show {
+        /// The campaign's id.
+        id: String,
+    },
     /// Rename a campaign or move its window.
     Edit {
+        /// The campaign's id.
         id: String,
+        /// The new display name.
         #[arg(long)]
         name: Option<String>,
+        /// The new start, RFC 3339.
         #[arg(long)]
         starts_at: Option<String>,
+        /// The new end, RFC 3339.
         #[arg(long)]
         ends_at: Option<String>,
     },
-    /// Delete a campaign and its audience.
-    Delete { id: String },
+    /// Delete a campaign and its audience. Asks first on a terminal;
+    /// elsewhere it needs --yes.
+    Delete {
+        /// The campaign's id.
+        id: String,
+        /// Delete without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AudienceCmd {
-    /// Replace the whole audience with a file of IDs (one per line; `-` for stdin).
-    Replace { campaign: String, file: String },
-    /// Add the IDs in a file.
-    Add { campaign: String, file: String },
-    /// Remove the IDs in a file.
-    Remove { campaign: String, file: String },
-    /// Write the audience to stdout, one ID per line.
-    Export { campaign: String },
+    /// Replace the whole audience with the IDs in a file.
+    Replace(UploadArgs),
+    /// Add the IDs in a file; says how many were already present.
+    Add(UploadArgs),
+    /// Remove the IDs in a file; says how many were not in the audience.
+    Remove(UploadArgs),
+    /// Write the audience to stdout in ascending order.
+    Export {
+        /// The campaign's id.
+        campaign: String,
+        /// lines: one ID per line; csv: a user_id header, then one ID per
+        /// line; json: one array. Every format can be uploaded again.
+        #[arg(long, value_enum)]
+        format: Option<ExportFormat>,
+    },
+}
+
+/// A campaign and a file of IDs to send it.
+#[derive(Debug, Clone, Args)]
+pub struct UploadArgs {
+    /// The campaign's id.
+    pub campaign: String,
+    /// The file of IDs, streamed to the server; `-` reads stdin.
+    pub file: String,
+    /// lines: one ID per line, optional header; json: an array of IDs.
+    /// Without it, a file named *.json is read as json (said on stderr),
+    /// anything else as lines.
+    #[arg(long, value_enum)]
+    pub input_format: Option<InputFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    Lines,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Lines,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -628,6 +687,79 @@ fn parse_key_prefix(raw: &str) -> Result<String, String> {
     }
 }
 
+/// Shown after every admin command's options: where the token comes from
+/// and what the exit code means.
+pub const ADMIN_HELP: &str = "\
+Environment:
+  GUESTLIST_TOKEN       the token sent to the server (an admin token for changes, exports and the audit log);
+                        or GUESTLIST_TOKEN_FILE, the path of a file holding it. There is no flag for it:
+                        a command line is readable by every user of the machine.
+  GUESTLIST_SERVER      the server, as --server
+  GUESTLIST_CA_FILE     a private CA, as --ca-file
+
+Exit codes:
+  0  success (check: the user is in the audience)
+  1  check: the user is not in the audience
+  2  usage: a bad command line or --server, or a delete not confirmed (--yes)
+  3  no usable answer: the server is unreachable, slow, failing (5xx), or not guestlist
+  4  refused: the server rejected the request (bad input, unknown campaign, conflict,
+     missing or wrong token), or a local file cannot be read";
+
+/// The command line, with the help texts that derive cannot attach: the
+/// secrets after `--help` and `serve --help`, [`ADMIN_HELP`] after every
+/// admin command and its subcommands; the admin options hidden where they
+/// mean nothing (`serve`, `bench`).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command()
+        .after_help(SECRETS_HELP)
+        .mut_subcommand("serve", |serve| serve.after_help(SECRETS_HELP));
+    for name in ADMIN_COMMANDS {
+        cmd = cmd.mut_subcommand(name, with_admin_help);
+    }
+    // A subcommand that already has an argument of a global's id does not
+    // receive the global: hidden copies keep them out of these helps.
+    let hidden: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.clone().hide(true))
+        .collect();
+    for name in ["serve", "bench"] {
+        cmd = cmd.mut_subcommand(name, |sub| sub.args(hidden.clone()));
+    }
+    cmd
+}
+
+fn with_admin_help(cmd: clap::Command) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    names
+        .into_iter()
+        .fold(cmd.after_help(ADMIN_HELP), |cmd, name| {
+            cmd.mut_subcommand(name, with_admin_help)
+        })
+}
+
+/// The admin options given on the command line of `serve` or `bench`, where
+/// they would be silently ignored.
+pub fn misplaced_admin_options(matches: &clap::ArgMatches) -> Option<&'static str> {
+    let serving = matches.subcommand_matches("serve").is_some()
+        || matches.subcommand_matches("bench").is_some();
+    if !serving {
+        return None;
+    }
+    [
+        ("server", "--server"),
+        ("json", "--json"),
+        ("ca_file", "--ca-file"),
+    ]
+    .into_iter()
+    .find(|(id, _)| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+    .map(|(_, flag)| flag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,6 +796,29 @@ mod tests {
         };
         assert_eq!(args.trusted_proxies.len(), 2);
         assert_eq!(args.portal_idle_timeout, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn every_argument_of_the_admin_commands_has_help() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments() {
+                assert!(
+                    arg.get_help().is_some() || arg.is_hide_set(),
+                    "{path} {} has no help",
+                    arg.get_id()
+                );
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let mut cmd = command();
+        cmd.build();
+        for name in ADMIN_COMMANDS {
+            let sub = cmd.find_subcommand(name).unwrap();
+            assert!(sub.get_arguments().any(|a| a.get_id() == "server"));
+            walk(sub, name);
+        }
     }
 
     #[test]

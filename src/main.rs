@@ -1,44 +1,41 @@
 //! The `guestlist` binary: parse, set up logs, dispatch.
 
-use clap::{CommandFactory, FromArgMatches};
-use guestlist::config::{Cli, Command, SECRETS_HELP};
+use std::process::ExitCode;
+
+use clap::FromArgMatches;
+use guestlist::config::{Cli, Command};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    // `serve --help` is where an operator looks for the tokens.
-    let matches = Cli::command()
-        .after_long_help(SECRETS_HELP)
-        .after_help(SECRETS_HELP)
-        .mut_subcommand("serve", |serve| serve.after_help(SECRETS_HELP))
-        .get_matches();
+async fn main() -> anyhow::Result<ExitCode> {
+    let mut command = guestlist::config::command();
+    let matches = command.get_matches_mut();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(flag) = guestlist::config::misplaced_admin_options(&matches) {
+        command
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("{flag} is an option of the admin commands (campaign, audience, check, user, audit), not of serve or bench"),
+            )
+            .exit();
+    }
     if let Some(serve) = matches.subcommand_matches("serve") {
         guestlist::config::refuse_store_password_in_argv(serve)?;
     }
     match cli.command {
         Command::Serve(args) => {
             guestlist::telemetry::init_logs(args.log_format, "info");
-            guestlist::server::serve(args, shutdown_signal()).await
+            guestlist::server::serve(args, shutdown_signal()).await?;
         }
         Command::Bench(args) => {
             // Warnings only: the progress bar and the tables are the output.
             guestlist::telemetry::init_logs(guestlist::config::LogFormat::Text, "warn");
-            guestlist::bench::main(args).await
+            guestlist::bench::main(args).await?;
         }
-        Command::Campaign { cmd, remote } => guestlist::cli::campaign(remote, cmd).await,
-        Command::Audience { cmd, remote } => guestlist::cli::audience(remote, cmd).await,
-        Command::Check {
-            campaign,
-            user,
-            remote,
-        } => guestlist::cli::check(remote, campaign, user).await,
-        Command::User { user, remote } => guestlist::cli::user(remote, user).await,
-        Command::Audit {
-            campaign,
-            limit,
-            remote,
-        } => guestlist::cli::audit(remote, campaign, limit).await,
+        // The admin commands print their own errors, without a backtrace,
+        // and exit with a documented code.
+        admin => return Ok(guestlist::cli::run(cli.remote, admin).await),
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGINT or SIGTERM; the server then drains in-flight requests.

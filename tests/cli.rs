@@ -2,47 +2,25 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
+use common::cli::{command, output, serve, stderr, stdout};
 use common::{ADMIN, Backend, Harness, RedisServer, app_for, test_options};
 use guestlist::store::Store;
 use guestlist::store::embedded::EmbeddedStore;
 use guestlist::store::redis::RedisStore;
 use serde_json::Value;
 
-/// Serves `store` on a loopback port; returns the base URL.
-async fn serve(store: Arc<dyn Store>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(guestlist::http::run(
-        listener,
-        app_for(store, 64 << 20),
-        std::future::pending(),
-    ));
-    format!("http://{addr}")
-}
-
-/// Runs the `guestlist` binary off the async workers.
+/// Runs the admin CLI against `server`, with `token` as GUESTLIST_TOKEN.
 async fn cli(server: &str, token: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_guestlist"));
-    cmd.args(args)
-        .env("GUESTLIST_SERVER", server)
+    let mut cmd = command(args);
+    cmd.env("GUESTLIST_SERVER", server)
         .env_remove("GUESTLIST_TOKEN");
     if let Some(t) = token {
         cmd.env("GUESTLIST_TOKEN", t);
     }
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    output(cmd).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +121,7 @@ async fn the_cli_manages_a_campaign_end_to_end_and_refuses_a_bad_file_whole() {
     );
 
     // Without a token, changes are refused with a hint.
-    let out = cli(&server, None, &["campaign", "delete", "spring"]).await;
+    let out = cli(&server, None, &["campaign", "delete", "spring", "--yes"]).await;
     assert!(!out.status.success());
     assert!(stderr(&out).contains("GUESTLIST_TOKEN"), "{}", stderr(&out));
 
@@ -162,7 +140,7 @@ async fn the_cli_manages_a_campaign_end_to_end_and_refuses_a_bad_file_whole() {
         "a refused upload is not a change:\n{log}"
     );
 
-    let out = cli(&server, t, &["campaign", "delete", "spring"]).await;
+    let out = cli(&server, t, &["campaign", "delete", "spring", "--yes"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let out = cli(&server, t, &["campaign", "show", "spring"]).await;
     assert!(!out.status.success());

@@ -367,7 +367,7 @@ impl Model {
                             return TOO_SPARSE;
                         }
                         let before = campaign.audience.len();
-                        campaign.audience.extend(distinct);
+                        campaign.audience.extend(distinct.iter().copied());
                         let added = campaign.audience.len() - before;
                         if added > 0 {
                             campaign.version += 1;
@@ -376,6 +376,8 @@ impl Model {
                             "audience_size": campaign.audience.len(),
                             "version": campaign.version,
                             "added": added,
+                            "received": sent.len(),
+                            "duplicates": sent.len() - distinct.len(),
                         }))
                     }
                     Op::Remove => {
@@ -389,6 +391,8 @@ impl Model {
                             "audience_size": campaign.audience.len(),
                             "version": campaign.version,
                             "removed": removed,
+                            "received": sent.len(),
+                            "duplicates": sent.len() - distinct.len(),
                         }))
                     }
                 }

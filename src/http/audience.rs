@@ -179,6 +179,7 @@ async fn add(
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
     let Upload { parsed, slot } = read_upload(&state, id, request).await?;
+    let (received, duplicates) = (parsed.received, parsed.duplicates);
     let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
     let change = detached(async move {
         let _slot = slot;
@@ -196,6 +197,8 @@ async fn add(
         "audience_size": change.audience_size,
         "version": change.version,
         "added": change.changed,
+        "received": received,
+        "duplicates": duplicates,
     }))
     .into_response())
 }
@@ -208,6 +211,7 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
     let Upload { parsed, slot } = read_upload(&state, id, request).await?;
+    let (received, duplicates) = (parsed.received, parsed.duplicates);
     let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
     let change = detached(async move {
         let _slot = slot;
@@ -226,6 +230,8 @@ async fn remove(
         "audience_size": change.audience_size,
         "version": change.version,
         "removed": change.changed,
+        "received": received,
+        "duplicates": duplicates,
     }))
     .into_response())
 }

@@ -5,6 +5,7 @@
 //! test, and a TLS-only server).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cli;
 pub mod cluster;
 pub mod history;
 pub mod monitor;

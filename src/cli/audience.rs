@@ -1,0 +1,367 @@
+//! `guestlist audience replace|add|remove|export`: files of IDs streamed to
+//! and from the server, never read whole into memory.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::Method;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio_util::io::ReaderStream;
+
+use super::api::{Api, TRANSFER_TIMEOUT};
+use super::error::{CliError, Exit};
+use super::output::print_json;
+use crate::config::{AudienceCmd, ExportFormat, InputFormat, UploadArgs};
+
+#[derive(Clone, Copy)]
+enum Change {
+    Replace,
+    Add,
+    Remove,
+}
+
+pub async fn run(api: &Api, cmd: AudienceCmd) -> Result<Exit, CliError> {
+    let (change, args) = match cmd {
+        AudienceCmd::Export { campaign, format } => return export(api, &campaign, format).await,
+        AudienceCmd::Replace(args) => (Change::Replace, args),
+        AudienceCmd::Add(args) => (Change::Add, args),
+        AudienceCmd::Remove(args) => (Change::Remove, args),
+    };
+    let (method, op) = match change {
+        Change::Replace => (Method::PUT, ""),
+        Change::Add => (Method::POST, "/add"),
+        Change::Remove => (Method::POST, "/remove"),
+    };
+    let path = format!("/v1/campaigns/{}/audience{op}", args.campaign);
+    let body = upload(api, method, &path, &args).await?;
+    if api.json {
+        print_json(&body);
+    } else {
+        println!("{}", summary(&args.campaign, change, &body));
+    }
+    Ok(Exit::Success)
+}
+
+/// One line on what changed. The distinct IDs of the file are `received -
+/// duplicates`; those the change did not touch were already there (add) or
+/// absent (remove).
+fn summary(campaign: &str, change: Change, body: &Value) -> String {
+    let n = |k: &str| body[k].as_u64();
+    let tail = format!(
+        "audience size {}, version {}",
+        body["audience_size"], body["version"]
+    );
+    let distinct = n("received").zip(n("duplicates")).map(|(r, d)| r - d);
+    let repeated = match n("duplicates") {
+        Some(d) if d > 0 => format!(" ({d} repeated in the file)"),
+        _ => String::new(),
+    };
+    match change {
+        Change::Replace => format!(
+            "{campaign}: {tail}; {} IDs received{repeated}",
+            n("received").map_or("?".into(), |r| r.to_string()),
+        ),
+        Change::Add => {
+            let added = n("added").unwrap_or(0);
+            let already = distinct.map_or(String::new(), |d| {
+                format!(", {} already present", d.saturating_sub(added))
+            });
+            format!("{campaign}: added {added} IDs{already}{repeated}; {tail}")
+        }
+        Change::Remove => {
+            let removed = n("removed").unwrap_or(0);
+            let absent = distinct.map_or(String::new(), |d| {
+                format!(", {} not in the audience", d.saturating_sub(removed))
+            });
+            format!("{campaign}: removed {removed} IDs{absent}{repeated}; {tail}")
+        }
+    }
+}
+
+/// The upload's format: as given, or `.json` → json (said on stderr, since
+/// the name alone changes how the file is read), anything else → lines.
+fn input_format(args: &UploadArgs) -> InputFormat {
+    if let Some(format) = args.input_format {
+        return format;
+    }
+    let json = Path::new(&args.file)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if json {
+        eprintln!(
+            "reading {} as a JSON array of IDs because of its .json extension \
+             (--input-format lines reads it as one ID per line)",
+            args.file
+        );
+        InputFormat::Json
+    } else {
+        InputFormat::Lines
+    }
+}
+
+fn content_type(format: InputFormat) -> &'static str {
+    match format {
+        InputFormat::Lines => "text/plain",
+        InputFormat::Json => "application/json",
+    }
+}
+
+/// Streams a file (or stdin, for `-`) to the server with a progress bar of
+/// bytes and IDs per second.
+async fn upload(
+    api: &Api,
+    method: Method,
+    path: &str,
+    args: &UploadArgs,
+) -> Result<Value, CliError> {
+    let file = args.file.as_str();
+    let (reader, total): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Option<u64>) =
+        if file == "-" {
+            (Box::new(tokio::io::stdin()), None)
+        } else {
+            // Opening a directory succeeds on Linux; only the first read
+            // fails, by then inside the HTTP client, so look first.
+            let meta = tokio::fs::metadata(file)
+                .await
+                .map_err(|e| CliError::refused(format!("cannot read {file}: {e}")))?;
+            if meta.is_dir() {
+                return Err(CliError::refused(format!(
+                    "{file} is a directory, not a file of IDs: give a file, or - for stdin"
+                )));
+            }
+            let f = tokio::fs::File::open(file)
+                .await
+                .map_err(|e| CliError::refused(format!("cannot read {file}: {e}")))?;
+            // Only a regular file has a length to announce (not a pipe).
+            (Box::new(f), meta.is_file().then_some(meta.len()))
+        };
+    let format = input_format(args);
+    let bar = progress_bar(total);
+    // A read error surfaces from the HTTP client as a failed request; this
+    // keeps the real cause.
+    let read_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let started = std::time::Instant::now();
+    let counting = {
+        let (bar, read_error) = (bar.clone(), read_error.clone());
+        let mut lines: u64 = 0;
+        ReaderStream::with_capacity(reader, 256 * 1024).map(move |chunk| {
+            match &chunk {
+                Ok(bytes) => {
+                    lines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+                    bar.inc(bytes.len() as u64);
+                    let rate = lines as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    bar.set_message(format!("{lines} lines, {rate:.0} IDs/s"));
+                }
+                Err(e) => {
+                    *read_error.lock().expect("not poisoned") = Some(e.to_string());
+                }
+            }
+            chunk
+        })
+    };
+    let mut req = api
+        .request(method, path)
+        .timeout(TRANSFER_TIMEOUT)
+        .header(reqwest::header::CONTENT_TYPE, content_type(format))
+        .body(reqwest::Body::wrap_stream(counting));
+    if let Some(len) = total {
+        req = req.header(reqwest::header::CONTENT_LENGTH, len);
+    }
+    bar.set_message("uploading");
+    let result = api.send(req).await;
+    bar.finish_and_clear();
+    let read_error = read_error.lock().expect("not poisoned").take();
+    match (result, read_error) {
+        (Err(_), Some(e)) => Err(CliError::refused(format!("cannot read {file}: {e}"))),
+        (result, _) => result,
+    }
+}
+
+fn progress_bar(total: Option<u64>) -> ProgressBar {
+    match total {
+        Some(len) => ProgressBar::new(len).with_style(
+            ProgressStyle::with_template(
+                "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} eta {eta}",
+            )
+            .expect("valid template"),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec} {msg}")
+                .expect("valid template"),
+        ),
+    }
+}
+
+/// Streams the export to stdout as it arrives, in the chosen format.
+async fn export(api: &Api, campaign: &str, format: Option<ExportFormat>) -> Result<Exit, CliError> {
+    let format = match (format, api.json) {
+        (Some(f), true) if f != ExportFormat::Json => {
+            return Err(CliError::usage(format!(
+                "--json and --format {} ask for different formats: pass one of them",
+                format_name(f)
+            )));
+        }
+        (Some(f), _) => f,
+        (None, true) => ExportFormat::Json,
+        (None, false) => ExportFormat::Lines,
+    };
+    let path = format!("/v1/campaigns/{campaign}/audience");
+    let (response, what) = api
+        .fetch(api.request(Method::GET, &path).timeout(TRANSFER_TIMEOUT))
+        .await?;
+    let is_text = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    if !is_text {
+        return Err(api.not_guestlist(response.status(), &what));
+    }
+    let mut stdout = tokio::io::stdout();
+    let mut json = JsonArray::default();
+    let written = async {
+        match format {
+            ExportFormat::Lines => {}
+            ExportFormat::Csv => stdout.write_all(b"user_id\n").await?,
+            ExportFormat::Json => stdout.write_all(b"[").await?,
+        }
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| api.transport(&e, Some(TRANSFER_TIMEOUT)))?;
+            if format == ExportFormat::Json {
+                let text = json.push(&chunk);
+                stdout.write_all(&text).await?;
+            } else {
+                stdout.write_all(&chunk).await?;
+            }
+        }
+        if format == ExportFormat::Json {
+            stdout.write_all(b"]\n").await?;
+        }
+        stdout.flush().await?;
+        Ok::<_, ExportError>(())
+    }
+    .await;
+    match written {
+        Ok(()) => Ok(Exit::Success),
+        // `guestlist audience export c | head` is not a failure.
+        Err(ExportError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(Exit::Success)
+        }
+        Err(ExportError::Write(e)) => Err(CliError::refused(format!(
+            "cannot write the export to stdout: {e}"
+        ))),
+        Err(ExportError::Read(e)) => Err(e),
+    }
+}
+
+enum ExportError {
+    Read(CliError),
+    Write(std::io::Error),
+}
+
+impl From<CliError> for ExportError {
+    fn from(e: CliError) -> Self {
+        ExportError::Read(e)
+    }
+}
+
+impl From<std::io::Error> for ExportError {
+    fn from(e: std::io::Error) -> Self {
+        ExportError::Write(e)
+    }
+}
+
+fn format_name(f: ExportFormat) -> &'static str {
+    match f {
+        ExportFormat::Lines => "lines",
+        ExportFormat::Csv => "csv",
+        ExportFormat::Json => "json",
+    }
+}
+
+/// Turns the export's lines into the inside of a JSON array, chunk by
+/// chunk; a chunk may end in the middle of an ID.
+#[derive(Default)]
+struct JsonArray {
+    started: bool,
+    in_id: bool,
+}
+
+impl JsonArray {
+    fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len() + 1);
+        for &b in chunk {
+            match b {
+                b'\n' | b'\r' => self.in_id = false,
+                _ => {
+                    if !self.in_id && self.started {
+                        out.push(b',');
+                    }
+                    self.in_id = true;
+                    self.started = true;
+                    out.push(b);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_export_split_anywhere_becomes_one_json_array() {
+        let text = b"1\n22\n333\n";
+        for cut in 0..=text.len() {
+            let mut json = JsonArray::default();
+            let mut out = b"[".to_vec();
+            out.extend(json.push(&text[..cut]));
+            out.extend(json.push(&text[cut..]));
+            out.extend(b"]");
+            let ids: Vec<u64> = serde_json::from_slice(&out).unwrap();
+            assert_eq!(ids, [1, 22, 333], "cut at {cut}");
+        }
+        let mut empty = JsonArray::default();
+        assert!(empty.push(b"").is_empty());
+    }
+
+    #[test]
+    fn an_add_says_how_many_ids_were_already_present() {
+        let body = serde_json::json!({
+            "audience_size": 5, "version": 3, "added": 2, "received": 4, "duplicates": 1
+        });
+        assert_eq!(
+            summary("c", Change::Add, &body),
+            "c: added 2 IDs, 1 already present (1 repeated in the file); audience size 5, version 3"
+        );
+        let body = serde_json::json!({
+            "audience_size": 1, "version": 4, "removed": 1, "received": 3, "duplicates": 0
+        });
+        assert_eq!(
+            summary("c", Change::Remove, &body),
+            "c: removed 1 IDs, 2 not in the audience; audience size 1, version 4"
+        );
+    }
+
+    #[test]
+    fn only_a_json_extension_reads_json_unless_the_format_is_given() {
+        let args = |file: &str, input_format| UploadArgs {
+            campaign: "c".into(),
+            file: file.into(),
+            input_format,
+        };
+        assert_eq!(input_format(&args("ids.JSON", None)), InputFormat::Json);
+        assert_eq!(input_format(&args("ids.csv", None)), InputFormat::Lines);
+        assert_eq!(input_format(&args("-", None)), InputFormat::Lines);
+        assert_eq!(
+            input_format(&args("ids.json", Some(InputFormat::Lines))),
+            InputFormat::Lines
+        );
+    }
+}
