@@ -459,6 +459,13 @@ pub struct ServeArgs {
     #[arg(long, env = "GUESTLIST_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Serve the portal (/admin), the admin API (campaigns, audiences, the
+    /// audit log, /v1/cache) and /metrics on this address instead; --listen
+    /// then serves only checks, /healthz and /readyz. Both listeners get the
+    /// same timeouts, connection cap and TLS.
+    #[arg(long, env = "GUESTLIST_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// Where data lives: a directory for the embedded store, a
     /// redis://[user@]host[:port][/db] URL for Redis (rediss:// for TLS), or
     /// redis+cluster://host:port[,host:port…] for Redis Cluster
@@ -556,6 +563,12 @@ pub struct ServeArgs {
     #[arg(long, env = "GUESTLIST_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Log filter: a level (error, warn, info, debug, trace) or directives
+    /// such as "info,guestlist::access=off" (no access log). RUST_LOG, when
+    /// set and not empty, wins over it.
+    #[arg(long, env = "GUESTLIST_LOG_LEVEL", default_value = "info", value_parser = parse_log_filter)]
+    pub log_level: String,
+
     #[command(flatten)]
     pub listener: ListenerArgs,
 
@@ -594,6 +607,14 @@ impl std::fmt::Debug for StoreLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(f, "{:?}", crate::store::redact_url(&self.0))
     }
+}
+
+/// Refuses a log filter that `tracing-subscriber` cannot parse, where a typo
+/// would otherwise be ignored silently.
+fn parse_log_filter(raw: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(raw)
+        .map(|_| raw.to_string())
+        .map_err(|e| format!("not a log level or filter: {e}"))
 }
 
 impl ServeArgs {

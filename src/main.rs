@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Serve(args) => {
-            guestlist::telemetry::init_logs(args.log_format, "info");
+            guestlist::telemetry::init_logs(args.log_format, &args.log_level);
             guestlist::server::serve(args, shutdown_signal()).await?;
         }
         Command::Bench(args) => {

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use crate::config::{ServeArgs, Toggle};
 use crate::http::auth::ensure_usable_token;
 use crate::http::peer::TrustedProxies;
-use crate::http::{self, AppState, Tokens};
+use crate::http::{self, AppState, Surface, Tokens};
 use crate::lookup::Checker;
 use crate::nearcache::{NearCache, NearCacheOptions};
 use crate::portal::Portal;
@@ -84,16 +84,53 @@ pub fn parse_named_tokens(list: &str) -> anyhow::Result<Vec<(String, Secret)>> {
 /// Refuses to serve reads and checks to a network without a check token,
 /// unless that is what `--public-reads` asks for. Loopback stays open so a
 /// developer's machine needs no token.
+/// The admin listener serves campaign reads too, so it is held to the same rule.
 fn ensure_reads_guarded(args: &ServeArgs, tokens: &Tokens) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.listen.ip().is_loopback() || tokens.has_check_token() || args.public_reads,
-        "--listen {} is not a loopback address, and without GUESTLIST_CHECK_TOKEN anyone who \
-         reaches it can read campaigns and check users; set GUESTLIST_CHECK_TOKEN (or \
-         GUESTLIST_CHECK_TOKEN_FILE), or pass --public-reads (GUESTLIST_PUBLIC_READS=true) if \
-         reads are meant to be open",
-        args.listen
-    );
+    let listeners = [
+        ("--listen", Some(args.listen)),
+        ("--admin-listen", args.admin_listen),
+    ];
+    for (flag, addr) in listeners {
+        let Some(addr) = addr else { continue };
+        anyhow::ensure!(
+            addr.ip().is_loopback() || tokens.has_check_token() || args.public_reads,
+            "{flag} {addr} is not a loopback address, and without GUESTLIST_CHECK_TOKEN anyone who \
+             reaches it can read campaigns and check users; set GUESTLIST_CHECK_TOKEN (or \
+             GUESTLIST_CHECK_TOKEN_FILE), or pass --public-reads (GUESTLIST_PUBLIC_READS=true) if \
+             reads are meant to be open"
+        );
+    }
     Ok(())
+}
+
+/// Whether every listener is on loopback, as on a developer's machine.
+fn all_loopback(args: &ServeArgs) -> bool {
+    args.listen.ip().is_loopback() && args.admin_listen.is_none_or(|a| a.ip().is_loopback())
+}
+
+/// One line an operator can read the exposure from: who may check, who may
+/// write (a count, never a token), TLS, and where each surface listens.
+fn log_security_posture(
+    tokens: &Tokens,
+    tls: bool,
+    listen: std::net::SocketAddr,
+    admin: Option<std::net::SocketAddr>,
+) {
+    let checks = if tokens.has_check_token() {
+        "check token or admin token"
+    } else {
+        "anyone who reaches the listener (no check token)"
+    };
+    let admin_listen = admin.map_or_else(|| "same as listen".to_string(), |a| a.to_string());
+    tracing::info!(
+        checks,
+        writes = "admin token",
+        admin_tokens = tokens.admin_count(),
+        tls = if tls { "on" } else { "off" },
+        %listen,
+        admin_listen,
+        "security posture"
+    );
 }
 
 /// Opens the store, binds the listener and serves until `shutdown` resolves.
@@ -102,10 +139,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // Configuration errors come before the store is opened or a port bound.
-    let tokens = tokens(
-        |name| std::env::var(name).ok(),
-        args.listen.ip().is_loopback(),
-    )?;
+    let tokens = tokens(|name| std::env::var(name).ok(), all_loopback(&args))?;
     ensure_reads_guarded(&args, &tokens)?;
     let listener_options = http::ListenerOptions::from_args(&args.listener)?;
     let spec = StoreSpec::parse(&args.store.0)?;
@@ -172,8 +206,22 @@ pub async fn serve(
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
+    let admin_listener = match args.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding --admin-listen {addr}"))?,
+        ),
+        None => None,
+    };
+    let listen = listener.local_addr()?;
+    let admin_listen = admin_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     tracing::info!(
-        listen = %listener.local_addr()?,
+        %listen,
+        admin_listen = admin_listen.map(tracing::field::display),
         scheme = listener_options.scheme(),
         store = %spec.redacted(),
         kind = state.store.kind(),
@@ -181,7 +229,54 @@ pub async fn serve(
         near_cache = cache.is_some(),
         "guestlist serving"
     );
-    http::listener::serve(listener, http::router(state), listener_options, shutdown).await?;
+    log_security_posture(
+        &state.tokens,
+        listener_options.tls.is_some(),
+        listen,
+        admin_listen,
+    );
+    let Some(admin_listener) = admin_listener else {
+        http::listener::serve(listener, http::router(state), listener_options, shutdown).await?;
+        tracing::info!("drained in-flight requests; bye");
+        return Ok(());
+    };
+    // One signal stops both listeners; each drains its own connections.
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
+    });
+    let checks = http::listener::serve(
+        listener,
+        http::router_for(state.clone(), Surface::Checks),
+        listener_options.clone(),
+        stop.clone().cancelled_owned(),
+    );
+    let admin = http::listener::serve(
+        admin_listener,
+        http::router_for(state, Surface::Admin),
+        listener_options,
+        stop.clone().cancelled_owned(),
+    );
+    // A listener that fails stops the other, rather than leaving half a
+    // service up.
+    let (checks, admin) = tokio::join!(
+        async {
+            let result = checks.await;
+            stop.cancel();
+            result
+        },
+        async {
+            let result = admin.await;
+            stop.cancel();
+            result
+        }
+    );
+    checks.context("serving --listen")?;
+    admin.context("serving --admin-listen")?;
     tracing::info!("drained in-flight requests; bye");
     Ok(())
 }

@@ -104,6 +104,12 @@ impl Tokens {
         self
     }
 
+    /// How many admin tokens are configured; for the start-up log, which
+    /// never names a token.
+    pub fn admin_count(&self) -> usize {
+        self.admin.len()
+    }
+
     /// Whether reads and checks need a token.
     pub fn has_check_token(&self) -> bool {
         self.check.is_some()

@@ -12,6 +12,9 @@
 //! - [`listener`]: accepts connections (HTTP or HTTPS) under a cap and timeouts;
 //! - [`limiter`]: the limiter on failed tokens, shared with the portal's sign-in;
 //! - [`peer`]: the client's address, through trusted proxies.
+//!
+//! [`router_for`] picks the groups one listener serves ([`Surface`]): all
+//! of them, or the checks apart from the admin surface (`--admin-listen`).
 
 pub mod audience;
 pub mod audit;
@@ -72,22 +75,58 @@ pub struct AppState {
     pub proxies: Arc<peer::TrustedProxies>,
 }
 
+/// Which routes a listener serves. With `--admin-listen`, the login path
+/// and the admin surface get a listener each, so an operator can keep the
+/// portal, writes and scraping off the network that logins come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything on one listener (no `--admin-listen`).
+    All,
+    /// Checks, health and readiness.
+    Checks,
+    /// The portal, campaign reads and writes, audiences, the audit log, the
+    /// near-cache's state and `/metrics`, plus health and readiness.
+    Admin,
+}
+
+impl Surface {
+    fn serves_checks(self) -> bool {
+        self != Surface::Admin
+    }
+
+    fn serves_admin(self) -> bool {
+        self != Surface::Checks
+    }
+}
+
 /// The whole API as one router.
 pub fn router(state: AppState) -> Router {
+    router_for(state, Surface::All)
+}
+
+/// The routes of `surface`, under the same layers whatever the split.
+pub fn router_for(state: AppState, surface: Surface) -> Router {
     // Uploads can take minutes; their bodies have an idle limit instead.
-    let deadlined = Router::new()
-        .merge(campaigns::router())
-        .merge(checks::router())
-        .merge(ops::router())
-        .merge(audit::router())
-        .merge(crate::portal::router(state.clone()))
-        .layer(middleware::from_fn_with_state(
-            state.limits.request_timeout,
-            limits::deadline,
-        ));
-    let router = Router::new()
-        .merge(deadlined)
-        .merge(audience::router())
+    let mut deadlined = Router::new().merge(ops::health_router());
+    if surface.serves_checks() {
+        deadlined = deadlined.merge(checks::router());
+    }
+    if surface.serves_admin() {
+        deadlined = deadlined
+            .merge(campaigns::router())
+            .merge(ops::admin_router())
+            .merge(audit::router())
+            .merge(crate::portal::router(state.clone()));
+    }
+    let deadlined = deadlined.layer(middleware::from_fn_with_state(
+        state.limits.request_timeout,
+        limits::deadline,
+    ));
+    let mut router = Router::new().merge(deadlined);
+    if surface.serves_admin() {
+        router = router.merge(audience::router());
+    }
+    let router = router
         .fallback(|| async {
             ApiError::NotFound {
                 code: "route_not_found",
@@ -114,10 +153,12 @@ pub async fn run(
     listener::serve(listener, app, ListenerOptions::default(), shutdown).await
 }
 
-/// Request counts and latency per route. Every label comes from a closed
-/// set, since each new value is a series kept for the life of the process:
-/// the matched pattern (never the raw path), a known method or `other`, and
-/// the status (a number from 100 to 999).
+/// Request counts and latency per route, and the access log line. Every
+/// label comes from a closed set, since each new value is a series kept for
+/// the life of the process: the matched pattern (never the raw path), a
+/// known method or `other`, and the status (a number from 100 to 999). The
+/// log line names the route template too, so user ids in paths stay out of
+/// the logs.
 async fn record_metrics(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -126,11 +167,23 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     let method = method_label(request.method());
     let start = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let elapsed = start.elapsed();
+    let status = response.status().as_u16();
+    // Borrowed fields only: the line costs its formatting and one write.
+    tracing::info!(
+        target: "guestlist::access",
+        method,
+        route = route.as_str(),
+        status,
+        duration_us = elapsed.as_micros() as u64,
+        request_id = request_id::current().as_deref().unwrap_or(""),
+        "request"
+    );
+    let status = status.to_string();
     metrics::counter!("guestlist_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("guestlist_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     response
 }
 

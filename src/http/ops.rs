@@ -13,10 +13,16 @@ use std::time::{Duration, Instant};
 
 use super::AppState;
 
-pub fn router() -> Router<AppState> {
+/// Liveness and readiness, served on every listener.
+pub fn health_router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+}
+
+/// The near-cache's state and metrics: the admin listener's, when split.
+pub fn admin_router() -> Router<AppState> {
+    Router::new()
         .route("/v1/cache", get(cache_status))
         .route("/metrics", get(metrics))
 }
@@ -36,6 +42,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let counts = cache.map(|c| c.counts());
     let kind = state.store.kind();
     let store_error = state.store.ready().await.err();
+    crate::telemetry::store_up(store_error.is_none());
     log_store_readiness(kind, store_error.as_ref().map(|e| e.to_string()));
     let ready = store_error.is_none() || cache.is_some_and(|c| c.answers_without_store());
     let mut body = json!({
@@ -82,13 +89,21 @@ fn log_store_readiness(kind: &str, error: Option<String>) {
     }
 }
 
+/// Longest a scrape waits on the store for `guestlist_store_up`: a hung
+/// store must not hang the scrape that would show it.
+const SCRAPE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
-        Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
+        Some(handle) => {
+            let probe = tokio::time::timeout(SCRAPE_PROBE_TIMEOUT, state.store.ready()).await;
+            crate::telemetry::store_up(matches!(probe, Ok(Ok(()))));
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                crate::telemetry::render(handle),
+            )
+                .into_response()
+        }
         None => (StatusCode::NOT_FOUND, "metrics recorder not installed\n").into_response(),
     }
 }

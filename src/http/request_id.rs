@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -82,13 +82,17 @@ fn id_of(request: &Request) -> &str {
         .unwrap_or("")
 }
 
-/// The request's span: its id, method and path (never the query or headers).
+/// The request's span: its id, method and route template (never the raw
+/// path, which holds user ids, nor the query or headers).
 fn span(request: &Request) -> tracing::Span {
     tracing::info_span!(
         "request",
         id = %id_of(request),
         method = super::method_label(request.method()),
-        path = %request.uri().path(),
+        route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", |p| p.as_str()),
     )
 }
 
