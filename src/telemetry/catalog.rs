@@ -160,6 +160,24 @@ pub const METRICS: &[Metric] = &[
         "Redis calls that failed, by operation and kind (timeout, fenced, redis).",
     ),
     metric(
+        "guestlist_upload_backoffs_total",
+        Counter,
+        &[],
+        "Times write pacing slowed an upload because Redis round trips grew slower.",
+    ),
+    metric(
+        "guestlist_upload_pace_depth",
+        Gauge,
+        &[],
+        "Commands per pipelined round trip that write pacing currently allows.",
+    ),
+    metric(
+        "guestlist_upload_pace_ids_per_second",
+        Gauge,
+        &[],
+        "IDs per second that write pacing currently allows uploads (0: no limit).",
+    ),
+    metric(
         "guestlist_replica_ack_shortfalls_total",
         Counter,
         &[],
