@@ -55,20 +55,30 @@ pub(super) fn with_state<R>(
     way: Way,
     read: impl Fn(&State) -> R,
 ) -> R {
+    // `read` is called from as few places as possible, and the answer is
+    // wrapped once: an answer moved through extra layers, or a `read` left
+    // out of line, cost more than the lookup itself.
     let local = LINES.try_with(|lines| {
-        // Taken only here, and `read` never comes back in: the borrow can
-        // only fail if a caller's `read` does, which the fallback covers.
-        let mut lines = lines.try_borrow_mut().ok()?;
-        let line = &mut lines[way.0];
-        let cache = match line {
-            Some(cache) if std::ptr::eq(cache.arc_swap(), &**shared) => cache,
-            _ => line.insert(Cache::new(shared.clone())),
+        let mut lines = lines.try_borrow_mut();
+        let fallback;
+        let state: &State = match &mut lines {
+            Ok(lines) => {
+                let line = &mut lines[way.0];
+                let cache = match line {
+                    Some(cache) if std::ptr::eq(cache.arc_swap(), &**shared) => cache,
+                    _ => line.insert(Cache::new(shared.clone())),
+                };
+                cache.load()
+            }
+            // Taken only here, and `read` never comes back in: the borrow
+            // can only fail if a caller's `read` does.
+            Err(_) => {
+                fallback = shared.load();
+                &fallback
+            }
         };
-        Some(read(cache.load()))
+        read(state)
     });
-    match local {
-        Ok(Some(answer)) => answer,
-        // The thread is exiting (its table is gone) or the table is in use.
-        _ => read(&shared.load()),
-    }
+    // Err: the thread is exiting and its table is gone.
+    local.unwrap_or_else(|_| read(&shared.load()))
 }
