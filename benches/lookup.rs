@@ -1,13 +1,24 @@
 //! The in-process lookup of the near-cache, at audience sizes from 100 to 10
-//! million IDs. The answer should cost tens of nanoseconds at every size:
-//! a map lookup by campaign id and a probe of the audience's bitset, flat
-//! for dense audiences and roaring for sparse ones.
+//! million IDs, dense and sparse. The answer should cost at most 20 ns by
+//! campaign id and 10 ns through a campaign handle, flat across sizes.
+//!
+//! - `by_id`: `NearCache::is_member(id, user)`: this thread's copy of the
+//!   published state, the campaign by id, the staleness check, the probe.
+//! - `handle`: `CampaignHandle::is_member(user)`, the campaign resolved once.
+//! - `roaring_only`: the bare roaring `contains` on the same IDs, as a floor.
+//!
+//! Groups: `dense` (IDs drawn from a space ten times the audience, as in
+//! `guestlist bench`), `sparse` (64-bit snowflake-like IDs: a millisecond
+//! timestamp over two years above 22 bits of worker and sequence), and
+//! `campaigns` (one audience among 100 cached campaigns, so the lookup by id
+//! hashes instead of comparing a few ids).
 //!
 //! ```sh
 //! cargo bench --bench lookup
 //! ```
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use chrono::Utc;
 use criterion::measurement::WallTime;
@@ -15,6 +26,8 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criteri
 use guestlist::domain::{Campaign, Design};
 use guestlist::nearcache::NearCache;
 use roaring::RoaringTreemap;
+
+const SIZES: [u64; 4] = [100, 10_000, 1_000_000, 10_000_000];
 
 /// xorshift64: cheap, deterministic, good enough to scatter IDs.
 fn next(x: &mut u64) -> u64 {
@@ -24,10 +37,10 @@ fn next(x: &mut u64) -> u64 {
     *x
 }
 
-fn campaign(size: u64) -> Campaign {
+fn campaign(id: &str, size: u64) -> Campaign {
     let now = Utc::now();
     Campaign {
-        id: "spring-sale".into(),
+        id: id.into(),
         name: "bench".into(),
         starts_at: now - chrono::Duration::hours(1),
         ends_at: now + chrono::Duration::hours(1),
@@ -39,58 +52,145 @@ fn campaign(size: u64) -> Campaign {
     }
 }
 
-/// Benchmarks one audience of `size` random IDs below `space`.
-fn case(group: &mut BenchmarkGroup<'_, WallTime>, size: u64, space: u64) {
-    let mut x = 0x9e37_79b9_7f4a_7c15 ^ size ^ space;
-    let mut ids = RoaringTreemap::new();
-    while ids.len() < size {
-        ids.insert(next(&mut x) % space);
+/// An ID of a shape: dense below `10 * size`, or a snowflake.
+#[derive(Clone, Copy)]
+enum Shape {
+    Dense,
+    Snowflake,
+}
+
+impl Shape {
+    fn draw(self, x: &mut u64, size: u64) -> u64 {
+        match self {
+            Shape::Dense => next(x) % (size * 10),
+            Shape::Snowflake => {
+                // 2024-01-01 plus up to two years, in milliseconds.
+                let ms = 1_704_067_200_000 + next(x) % (2 * 365 * 86_400_000);
+                (ms << 22) | (next(x) & 0x3f_ffff)
+            }
+        }
     }
-    // 4,096 probes, one in ten a member, cycled so the probe itself is free.
+}
+
+/// `size` IDs of `shape`, and 4,096 probes of which one in ten is a member,
+/// cycled so the probe itself costs nothing.
+fn audience(shape: Shape, size: u64) -> (RoaringTreemap, Vec<u64>) {
+    let mut x = 0x9e37_79b9_7f4a_7c15 ^ size;
+    let mut ids = RoaringTreemap::new();
+    // Counted here: a treemap's `len` walks every bitmap, one per snowflake.
+    let mut len = 0;
+    while len < size {
+        len += u64::from(ids.insert(shape.draw(&mut x, size)));
+    }
     let members: Vec<u64> = ids.iter().step_by((size as usize / 410).max(1)).collect();
-    let probes: Vec<u64> = (0..4096)
+    let probes = (0..4096)
         .map(|i| {
             if i % 10 == 0 {
                 members[i % members.len()]
             } else {
-                next(&mut x) % space
+                shape.draw(&mut x, size)
             }
         })
         .collect();
-    // The floor: the roaring probe alone, without the cache around it.
-    let raw: roaring::RoaringBitmap = ids.iter().map(|id| id as u32).collect();
-    let cache = NearCache::from_audiences(vec![(campaign(size), ids)]);
-    group.bench_with_input(BenchmarkId::new("near_cache", size), &size, |b, _| {
+    (ids, probes)
+}
+
+// Each routine returns its answer for criterion to consume (it passes
+// outputs through `black_box`); wrapping the answer again here moved the
+// 28-byte answer through the stack twice per iteration, with stalls that
+// cost more than the lookup.
+fn by_id_and_handle(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    cache: &NearCache,
+    size: u64,
+    probes: &[u64],
+) {
+    group.bench_with_input(BenchmarkId::new("by_id", size), &size, |b, _| {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) & 4095;
-            black_box(cache.is_member(black_box("spring-sale"), probes[i]))
+            cache.is_member(black_box("spring-sale"), probes[i])
         })
     });
+    let handle = cache.campaign("spring-sale").expect("cached");
+    group.bench_with_input(BenchmarkId::new("handle", size), &size, |b, _| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            handle.is_member(black_box(probes[i]))
+        })
+    });
+}
+
+/// Benchmarks one audience of `size` IDs of `shape`.
+fn case(group: &mut BenchmarkGroup<'_, WallTime>, shape: Shape, size: u64) {
+    let (ids, probes) = audience(shape, size);
+    match shape {
+        // IDs below 2^32: the floor is a `RoaringBitmap`.
+        Shape::Dense => {
+            let raw: roaring::RoaringBitmap = ids.iter().map(|id| id as u32).collect();
+            let cache = NearCache::from_audiences(vec![(campaign("spring-sale", size), ids)]);
+            by_id_and_handle(group, &cache, size, &probes);
+            floor(group, size, |id| raw.contains(id as u32), &probes);
+        }
+        Shape::Snowflake => {
+            let cache =
+                NearCache::from_audiences(vec![(campaign("spring-sale", size), ids.clone())]);
+            by_id_and_handle(group, &cache, size, &probes);
+            drop(cache);
+            floor(group, size, |id| ids.contains(id), &probes);
+        }
+    }
+}
+
+fn floor(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    size: u64,
+    contains: impl Fn(u64) -> bool,
+    probes: &[u64],
+) {
     group.bench_with_input(BenchmarkId::new("roaring_only", size), &size, |b, _| {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) & 4095;
-            black_box(raw.contains(probes[i] as u32))
+            contains(black_box(probes[i]))
         })
     });
 }
 
 fn lookup(c: &mut Criterion) {
-    // IDs drawn from a space ten times the audience, as in `guestlist bench`:
-    // dense enough that the cache holds a flat bitset.
-    let mut group = c.benchmark_group("lookup");
-    for size in [100u64, 30_000, 1_000_000, 10_000_000] {
-        case(&mut group, size, size * 10);
+    for (name, shape) in [("dense", Shape::Dense), ("sparse", Shape::Snowflake)] {
+        let mut group = c.benchmark_group(name);
+        for size in SIZES {
+            case(&mut group, shape, size);
+        }
+        group.finish();
     }
-    group.finish();
-    // IDs scattered below 100,000,000: sparse audiences stay in roaring form.
-    let mut group = c.benchmark_group("lookup_sparse");
-    for size in [30_000u64, 1_000_000] {
-        case(&mut group, size, 100_000_000);
+    // 100 campaigns cached: past the few that are compared one by one.
+    let mut group = c.benchmark_group("campaigns");
+    let size = 1_000_000;
+    let (ids, probes) = audience(Shape::Dense, size);
+    let mut audiences = vec![(campaign("spring-sale", size), ids)];
+    for n in 0..99 {
+        let (other, _) = audience(Shape::Dense, 1_000 + n);
+        audiences.push((campaign(&format!("campaign-{n}"), 1_000), other));
     }
+    let cache = NearCache::from_audiences(audiences);
+    by_id_and_handle(&mut group, &cache, 100, &probes);
     group.finish();
 }
 
-criterion_group!(benches, lookup);
+fn config() -> Criterion {
+    // Short runs: the whole matrix takes a few minutes on two shared cores.
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(800))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(40)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = lookup
+}
 criterion_main!(benches);

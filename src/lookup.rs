@@ -140,7 +140,7 @@ impl Checker {
                 campaign: campaign.to_string(),
                 user_id: user,
                 member: hit.member,
-                active: hit.starts_at <= now && now < hit.ends_at,
+                active: hit.is_active_at(now),
                 source: Source::Cache,
                 stale: false,
             });
@@ -170,7 +170,7 @@ impl Checker {
                         campaign: campaign.to_string(),
                         user_id: user,
                         member: hit.member,
-                        active: hit.starts_at <= now && now < hit.ends_at,
+                        active: hit.is_active_at(now),
                         source: Source::Cache,
                         stale: true,
                     })

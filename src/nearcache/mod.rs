@@ -1,0 +1,450 @@
+//! The near-cache: in-process replicas of every scheduled or active audience.
+//!
+//! Login checks answered here cost a hash lookup and a bitmap probe (tens of
+//! nanoseconds) and no network at all. The cache follows the Redis store:
+//!
+//! - **What it holds**: the audience of each scheduled or active campaign,
+//!   loaded from the compact roaring snapshot the store publishes with every
+//!   version (a few bytes per ID, one fetch per version), and kept in the form
+//!   that probes fastest within three bytes per ID (see `Members`).
+//! - **When it reloads**: whenever the store's catalog refreshes, which happens
+//!   at once when a change is announced on pub/sub and at least once a second
+//!   by the version poll, so a lost message costs at most a second.
+//! - **How stale it may be**: each entry remembers when its version was last
+//!   confirmed by a reconciliation of the store's catalog. Its age is
+//!   judged when it is read, so no sync has to run for an entry to turn
+//!   stale; past `max_staleness` it is flagged stale and the caller's policy
+//!   decides whether to serve it or refuse. The judgement is exact but
+//!   rarely needs a system call (see `clock`).
+//! - **What identifies an entry**: the campaign's incarnation and version,
+//!   never the version alone: a deleted and re-created campaign starts its
+//!   versions again, and must never be answered from its predecessor.
+//! - **How big it may grow**: entries are admitted, active campaigns first,
+//!   until `max_bytes`; campaigns that do not fit are answered by the store.
+//!
+//! The map is published through an `ArcSwap`: readers never lock and never
+//! wait for a reload, which builds a new map beside the old one. Each thread
+//! keeps its own reference to the published map (`snapshot`), so a lookup
+//! touches no shared counter either; a [`CampaignHandle`] also skips the
+//! lookup by id.
+//!
+//! Files: `members` (how an audience is held), `state` (what is published),
+//! `snapshot` (per-thread copies), `clock` (staleness without a system call),
+//! `handle` (campaign handles), `sync` (following the store).
+
+mod clock;
+mod handle;
+mod members;
+mod snapshot;
+mod state;
+mod sync;
+
+pub use handle::CampaignHandle;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use roaring::RoaringTreemap;
+use serde::Serialize;
+
+use crate::domain::{Campaign, UserId};
+use crate::store::redis::{RedisStore, Stamp};
+use clock::Clock;
+use members::Members;
+use snapshot::Way;
+use state::{Entry, Map, Slots, State};
+
+/// What to do with an answer from an entry that is past its staleness bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StalePolicy {
+    /// Answer anyway, flagged `stale`: login keeps working through an outage.
+    #[default]
+    Serve,
+    /// Refuse (503), for callers that prefer no answer to an old one.
+    Error,
+}
+
+#[derive(Debug, Clone)]
+pub struct NearCacheOptions {
+    /// Upper bound on the bitmaps held, in bytes.
+    pub max_bytes: u64,
+    /// Age past which an unconfirmed entry is stale.
+    pub max_staleness: Duration,
+    pub on_stale: StalePolicy,
+}
+
+impl Default for NearCacheOptions {
+    fn default() -> Self {
+        NearCacheOptions {
+            max_bytes: 1 << 30,
+            max_staleness: Duration::from_secs(5),
+            on_stale: StalePolicy::Serve,
+        }
+    }
+}
+
+/// An answer from the cache for one user and campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedMembership {
+    pub member: bool,
+    pub stale: bool,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+impl CachedMembership {
+    /// Whether the campaign's window holds `now`.
+    pub fn is_active_at(&self, now: DateTime<Utc>) -> bool {
+        self.starts_at <= now && now < self.ends_at
+    }
+}
+
+/// A cached campaign as `/v1/cache` and [`NearCache::status`] show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CachedCampaign {
+    pub id: String,
+    pub version: u64,
+    pub ids: u64,
+    pub bytes: u64,
+    pub stale: bool,
+    /// Milliseconds since this version was last confirmed against the store.
+    pub confirmed_ms_ago: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheStatus {
+    pub campaigns: Vec<CachedCampaign>,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// Whether every scheduled or active campaign is loaded.
+    pub complete: bool,
+    /// Campaigns that did not fit in `max_bytes`, served by the store.
+    pub skipped: u64,
+    pub max_staleness_ms: u64,
+    pub on_stale: StalePolicy,
+}
+
+/// How many campaigns the cache holds and how many are stale: what
+/// `/readyz`, which anyone may read, shows of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CacheCounts {
+    pub campaigns: u64,
+    pub stale: u64,
+}
+
+/// A cheap handle; clones share one cache. The sync task stops when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct NearCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Behind its own `Arc` so each thread's copy (`snapshot`) can hold it.
+    state: Arc<ArcSwap<State>>,
+    way: Way,
+    slots: Slots,
+    options: NearCacheOptions,
+    /// `options.max_staleness`, converted once rather than per lookup.
+    max_staleness_ms: u64,
+    clock: Arc<Clock>,
+    skipped: AtomicU64,
+    /// Versions found too big for the budget, by campaign, so they are not
+    /// downloaded again at every sync. Only the sync task touches it.
+    too_big: std::sync::Mutex<HashMap<String, u64>>,
+    /// The store followed, for [`NearCache::observe`]; `None` for fixed contents.
+    store: Option<RedisStore>,
+}
+
+impl Inner {
+    fn new(options: NearCacheOptions, store: Option<RedisStore>) -> Inner {
+        Inner {
+            state: Arc::new(ArcSwap::from_pointee(State::empty())),
+            way: Way::next(),
+            slots: Slots::default(),
+            max_staleness_ms: u64::try_from(options.max_staleness.as_millis()).unwrap_or(u64::MAX),
+            options,
+            clock: Clock::start(),
+            skipped: AtomicU64::new(0),
+            too_big: std::sync::Mutex::new(HashMap::new()),
+            store,
+        }
+    }
+}
+
+impl NearCache {
+    /// Starts a cache that follows `store`.
+    pub fn start(store: RedisStore, options: NearCacheOptions) -> NearCache {
+        let cache = NearCache {
+            inner: Arc::new(Inner::new(options, Some(store.clone()))),
+        };
+        let weak = Arc::downgrade(&cache.inner);
+        store.on_catalog_change(Box::new(move |campaigns| {
+            if let Some(inner) = weak.upgrade() {
+                NearCache { inner }.supersede_behind(campaigns);
+            }
+        }));
+        sync::spawn_sync(Arc::downgrade(&cache.inner), store);
+        cache
+    }
+
+    pub fn options(&self) -> &NearCacheOptions {
+        &self.inner.options
+    }
+
+    /// Is `user` in `campaign`? `None` when the campaign is not cached.
+    ///
+    /// The answer does not judge the campaign's window: `starts_at` and
+    /// `ends_at` come with it for the caller to compare with its clock.
+    #[inline]
+    pub fn is_member(&self, campaign: &str, user: UserId) -> Option<CachedMembership> {
+        self.with_state(|state| Some(self.answer(state.find(campaign)?, user)))
+    }
+
+    /// A handle on `campaign` that answers without looking it up by id
+    /// again; `None` when the campaign is not cached now. See
+    /// [`CampaignHandle`] for what it answers after the campaign changes.
+    pub fn campaign(&self, campaign: &str) -> Option<CampaignHandle> {
+        let slot = self.inner.slots.get(&self.inner.state, campaign)?;
+        Some(CampaignHandle::new(self.clone(), slot))
+    }
+
+    /// Runs `read` on the published state, through this thread's copy.
+    #[inline]
+    fn with_state<R>(&self, read: impl Fn(&State) -> R) -> R {
+        snapshot::with_state(&self.inner.state, self.inner.way, read)
+    }
+
+    #[inline]
+    fn answer(&self, entry: &Entry, user: UserId) -> CachedMembership {
+        CachedMembership {
+            member: entry.members.contains(user),
+            stale: self.is_stale(entry),
+            starts_at: entry.campaign.starts_at,
+            ends_at: entry.campaign.ends_at,
+        }
+    }
+
+    /// The batch form of [`NearCache::is_member`]; `None` when not cached.
+    pub fn are_members(&self, campaign: &str, users: &[UserId]) -> Option<(Vec<bool>, bool)> {
+        let state = self.inner.state.load();
+        let entry = state.find(campaign)?;
+        let answers = users.iter().map(|u| entry.members.contains(*u)).collect();
+        Some((answers, self.is_stale(entry)))
+    }
+
+    /// Active campaigns holding each user, sorted, and whether any answer is
+    /// stale. `None` unless every campaign that could be active is cached.
+    pub fn campaigns_for_many(
+        &self,
+        users: &[UserId],
+        now: DateTime<Utc>,
+    ) -> Option<(Vec<Vec<String>>, bool)> {
+        let state = self.inner.state.load();
+        if !state.complete {
+            return None;
+        }
+        let mut active: Vec<&Arc<Entry>> = state
+            .entries
+            .values()
+            .filter(|e| e.campaign.is_active_at(now))
+            .collect();
+        active.sort_by(|a, b| a.campaign.id.cmp(&b.campaign.id));
+        let stale = active.iter().any(|e| self.is_stale(e));
+        let lists = users
+            .iter()
+            .map(|u| {
+                active
+                    .iter()
+                    .filter(|e| e.members.contains(*u))
+                    .map(|e| e.campaign.id.clone())
+                    .collect()
+            })
+            .collect();
+        Some((lists, stale))
+    }
+
+    pub fn status(&self) -> CacheStatus {
+        let state = self.inner.state.load();
+        let now_ms = self.now_ms();
+        let mut campaigns: Vec<CachedCampaign> = state
+            .entries
+            .values()
+            .map(|e| CachedCampaign {
+                id: e.campaign.id.clone(),
+                version: e.campaign.version,
+                ids: e.members.len(),
+                bytes: e.bytes,
+                stale: self.is_stale(e),
+                confirmed_ms_ago: now_ms.saturating_sub(e.confirmed_ms.load(Ordering::Relaxed)),
+            })
+            .collect();
+        campaigns.sort_by(|a, b| a.id.cmp(&b.id));
+        CacheStatus {
+            bytes: campaigns.iter().map(|c| c.bytes).sum(),
+            campaigns,
+            max_bytes: self.inner.options.max_bytes,
+            complete: state.complete,
+            skipped: self.inner.skipped.load(Ordering::Relaxed),
+            max_staleness_ms: self.inner.options.max_staleness.as_millis() as u64,
+            on_stale: self.inner.options.on_stale,
+        }
+    }
+
+    /// Whether the cache has loaded every campaign it should hold.
+    pub fn is_warm(&self) -> bool {
+        self.inner.state.load().complete
+    }
+
+    pub fn counts(&self) -> CacheCounts {
+        let state = self.inner.state.load();
+        CacheCounts {
+            campaigns: state.entries.len() as u64,
+            stale: state.entries.values().filter(|e| self.is_stale(e)).count() as u64,
+        }
+    }
+
+    /// Whether the cache alone answers every check within the stale policy
+    /// while the store cannot: it holds every campaign it should, and its
+    /// answers are fresh or the policy serves stale ones.
+    pub fn answers_without_store(&self) -> bool {
+        let state = self.inner.state.load();
+        state.complete
+            && (self.inner.options.on_stale == StalePolicy::Serve
+                || !state.entries.values().any(|e| self.is_stale(e)))
+    }
+
+    /// Whether `entry` has gone unconfirmed past the staleness bound, now:
+    /// its age (now less its confirmation) exceeds the bound.
+    #[inline]
+    fn is_stale(&self, entry: &Entry) -> bool {
+        if entry.superseded.load(Ordering::Relaxed) {
+            return true;
+        }
+        let confirmed = entry.confirmed_ms.load(Ordering::Relaxed);
+        let deadline = confirmed.saturating_add(self.inner.max_staleness_ms);
+        self.inner.clock.is_past(deadline)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// A cache over fixed contents, confirmed now and never synced: for
+    /// micro-benchmarks and tests of the lookup path.
+    pub fn from_audiences(audiences: Vec<(Campaign, RoaringTreemap)>) -> NearCache {
+        let inner = Inner::new(NearCacheOptions::default(), None);
+        inner
+            .slots
+            .publish(&inner.state, fixed_entries(audiences), true);
+        NearCache {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Publishes `audiences` in place of the contents, as a sync would.
+    #[cfg(test)]
+    fn replace_for_test(&self, audiences: Vec<(Campaign, RoaringTreemap)>) {
+        let entries = fixed_entries(audiences);
+        self.inner.slots.publish(&self.inner.state, entries, true);
+    }
+}
+
+/// Entries for fixed contents, confirmed far in the future so they never age.
+fn fixed_entries(audiences: Vec<(Campaign, RoaringTreemap)>) -> Map {
+    let mut entries = Map::default();
+    for (campaign, members) in audiences {
+        let (members, bytes) = Members::new(members);
+        let entry = Entry {
+            campaign,
+            incarnation: Stamp::default(),
+            members: Arc::new(members),
+            bytes,
+            confirmed_ms: AtomicU64::new(u64::MAX / 2),
+            superseded: AtomicBool::new(false),
+        };
+        entries.insert(entry.campaign.id.clone(), Arc::new(entry));
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Design;
+
+    fn campaign(id: &str, start_h: i64, end_h: i64) -> Campaign {
+        let now = Utc::now();
+        Campaign {
+            id: id.into(),
+            name: id.into(),
+            starts_at: now + chrono::Duration::hours(start_h),
+            ends_at: now + chrono::Duration::hours(end_h),
+            design: Design::Set,
+            audience_size: 0,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn ids(v: &[u64]) -> RoaringTreemap {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn lookups_answer_from_the_cached_bitmap() {
+        let cache = NearCache::from_audiences(vec![(campaign("a", -1, 1), ids(&[1, 5]))]);
+        let hit = cache.is_member("a", 5).unwrap();
+        assert!(hit.member && !hit.stale);
+        assert!(!cache.is_member("a", 6).unwrap().member);
+        assert!(cache.is_member("missing", 5).is_none());
+        assert_eq!(cache.are_members("a", &[1, 2]).unwrap().0, [true, false]);
+    }
+
+    #[test]
+    fn only_active_campaigns_are_listed_for_a_user() {
+        let cache = NearCache::from_audiences(vec![
+            (campaign("b", -1, 1), ids(&[7])),
+            (campaign("a", -1, 1), ids(&[7, 8])),
+            (campaign("later", 1, 2), ids(&[7])),
+        ]);
+        let (lists, stale) = cache.campaigns_for_many(&[7, 8, 9], Utc::now()).unwrap();
+        assert_eq!(lists, vec![vec!["a", "b"], vec!["a"], vec![]]);
+        assert!(!stale);
+    }
+
+    /// Staleness is computed when an entry is read: no task has to run
+    /// for an unconfirmed entry to turn stale.
+    #[test]
+    fn entries_turn_stale_past_the_bound_without_any_tick() {
+        let cache = NearCache::from_audiences(vec![(campaign("a", -1, 1), ids(&[1]))]);
+        for entry in cache.inner.state.load().entries.values() {
+            entry.confirmed_ms.store(0, Ordering::Relaxed);
+        }
+        // Same entries, a zero bound: any age is stale.
+        let strict = Inner::new(
+            NearCacheOptions {
+                max_staleness: Duration::ZERO,
+                ..NearCacheOptions::default()
+            },
+            None,
+        );
+        strict.state.store(cache.inner.state.load_full());
+        let strict = NearCache {
+            inner: Arc::new(strict),
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            !cache.is_member("a", 1).unwrap().stale,
+            "within the default bound"
+        );
+        assert!(strict.is_member("a", 1).unwrap().stale);
+        assert_eq!(strict.status().campaigns[0].id, "a");
+    }
+}
