@@ -13,6 +13,7 @@
 //! bench writes lives under a private key prefix and is removed at the end, so
 //! it can run against a shared server.
 
+mod baseline;
 mod cluster;
 pub mod report;
 pub mod results;
@@ -38,6 +39,8 @@ use crate::store::redis::{ConnectOptions, Keys, RedisStore};
 use crate::store::{Store, StoreError, StoreOptions};
 use cluster::{BenchConn, CommandCounts};
 use results::{Machine, Results, Run};
+
+pub use baseline::{MEMBER_ROUTE, start_bare_route};
 
 /// A design as the bench knows it: the store designs plus the story's JSON array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
