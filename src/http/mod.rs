@@ -7,6 +7,7 @@
 //! - [`audit`]: the audit log of every change, and who made it;
 //! - [`auth`]: the token policy, applied to all of the above as one layer;
 //! - [`error`]: the error type every handler returns;
+//! - [`envelope`]: wraps every request: its id, its scope and its metrics;
 //! - [`request_id`]: the id that ties a request's logs and error body together;
 //! - [`limits`]: request deadlines, and the idle limit of upload bodies;
 //! - [`listener`]: accepts connections (HTTP or HTTPS) under a cap and timeouts;
@@ -18,6 +19,7 @@ pub mod audit;
 pub mod auth;
 pub mod campaigns;
 pub mod checks;
+pub mod envelope;
 pub mod error;
 pub mod limiter;
 pub mod limits;
@@ -27,13 +29,11 @@ pub mod peer;
 pub mod request_id;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::Method;
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
@@ -47,9 +47,18 @@ pub use listener::ListenerOptions;
 /// JSON bodies other than audiences are small; this bounds them.
 pub const JSON_BODY_LIMIT: usize = 1 << 20;
 
-/// Shared by every handler; cloning copies a few pointers.
+/// Shared by every handler, and cloned several times per request by the
+/// middleware and extractors, so it is one pointer: cloning it is one
+/// reference-count increment, where a struct of a dozen `Arc`s would bounce
+/// a dozen shared counters between the worker threads on every request.
+/// Fields read through `Deref`; a test that changes a field before building
+/// the router gets its own copy (`DerefMut` copies on write).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+/// What the handlers share; see [`AppState`].
+#[derive(Clone)]
+pub struct Services {
     pub store: Arc<dyn Store>,
     /// The login path: near-cache first (when there is one), then the store.
     pub checker: Checker,
@@ -70,6 +79,11 @@ pub struct AppState {
     pub limiter: Arc<limiter::FailureLimiter>,
     /// Whose `X-Forwarded-For` names the client.
     pub proxies: Arc<peer::TrustedProxies>,
+    /// Request and check metrics. Every label comes from a closed set,
+    /// since each new value is a series kept for the life of the process:
+    /// the matched pattern (never the raw path), a known method or `other`,
+    /// and the status (a number from 100 to 999).
+    pub meters: envelope::Meters,
 }
 
 /// The whole API as one router.
@@ -98,9 +112,12 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
-        .layer(middleware::from_fn(record_metrics))
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
-    request_id::layer(router).with_state(state)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.meters.clone(),
+            envelope::envelope,
+        ));
+    router.with_state(state)
 }
 
 /// Serves `app` on an already-bound listener with the default connection
@@ -112,26 +129,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     listener::serve(listener, app, ListenerOptions::default(), shutdown).await
-}
-
-/// Request counts and latency per route. Every label comes from a closed
-/// set, since each new value is a series kept for the life of the process:
-/// the matched pattern (never the raw path), a known method or `other`, and
-/// the status (a number from 100 to 999).
-async fn record_metrics(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = method_label(request.method());
-    let start = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("guestlist_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("guestlist_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
-    response
 }
 
 /// A method as metrics and logs name it: one of the standard methods, or
@@ -154,10 +151,30 @@ pub fn method_label(method: &Method) -> &'static str {
 /// `axum::Json` with our error body on rejection.
 pub struct ApiJson<T>(pub T);
 
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Services {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<Services> for AppState {
+    fn from(services: Services) -> AppState {
+        AppState(Arc::new(services))
+    }
+}
+
 impl AppState {
     /// State for `store` with no near-cache, the usual test and embedded set-up.
     pub fn new(store: Arc<dyn Store>, tokens: Tokens, max_upload_bytes: u64) -> AppState {
-        AppState {
+        AppState::from(Services {
             checker: Checker::new(store.clone(), None),
             store,
             tokens: Arc::new(tokens),
@@ -169,7 +186,8 @@ impl AppState {
             limits: Limits::default(),
             limiter: Arc::default(),
             proxies: Arc::default(),
-        }
+            meters: envelope::Meters::default(),
+        })
     }
 }
 
