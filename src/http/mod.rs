@@ -210,8 +210,12 @@ where
 pub async fn detached<T: Send + 'static>(
     work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::spawn(work)
-        .await
+    // The write's log lines name the request, as the handler's do.
+    let task = match request_id::current() {
+        Some(id) => tokio::spawn(request_id::scope(id, work)),
+        None => tokio::spawn(work),
+    };
+    task.await
         .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
 }
 
