@@ -187,7 +187,7 @@ pub async fn serve(
             None,
         ),
     };
-    let state = AppState {
+    let state = AppState::from(http::Services {
         checker: Checker::new(store.clone(), cache.clone()),
         store,
         tokens: Arc::new(tokens),
@@ -202,7 +202,8 @@ pub async fn serve(
         },
         limiter: Arc::default(),
         proxies: Arc::new(TrustedProxies::new(args.trusted_proxies.clone())),
-    };
+        meters: http::envelope::Meters::default(),
+    });
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

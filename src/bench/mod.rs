@@ -30,6 +30,7 @@
 //! writes lives under a private key prefix and is removed at the end, so it
 //! can run against a shared server.
 
+mod baseline;
 pub mod baselines;
 mod charts;
 mod cluster;
@@ -55,6 +56,7 @@ use crate::config::BenchArgs;
 use crate::lookup::Checker;
 use crate::store::StoreOptions;
 use crate::store::redis::{ConnectOptions, Keys, RedisStore};
+pub use baseline::{MEMBER_ROUTE, start_bare_route};
 use cluster::{BenchConn, CommandCounts};
 use housekeeping::{Loaded, RedisCounters};
 use load::{Tally, Window};

@@ -20,13 +20,13 @@ pub fn router() -> Router<AppState> {
         .route("/v1/check", post(batch))
 }
 
-fn count(kind: &'static str, outcome: &'static str, n: u64) {
-    metrics::counter!("guestlist_checks_total", "kind" => kind, "outcome" => outcome).increment(n);
-}
-
-fn counted<T>(kind: &'static str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+fn counted<T>(
+    state: &AppState,
+    kind: &'static str,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
     if let Err(e) = &result {
-        count(kind, e.code(), 1);
+        state.meters.checks(kind, e.code(), 1);
     }
     result
 }
@@ -38,6 +38,7 @@ async fn member(
     let id = checked_campaign_id(&id)?;
     let user = parse_user_id(&user)?;
     let answer = counted(
+        &state,
         "member",
         state
             .checker
@@ -45,7 +46,7 @@ async fn member(
             .await
             .map_err(ApiError::from),
     )?;
-    count(
+    state.meters.checks(
         "member",
         if answer.member {
             "member"
@@ -63,6 +64,7 @@ async fn campaigns_for(
 ) -> Result<Response, ApiError> {
     let user = parse_user_id(&user)?;
     let answer = counted(
+        &state,
         "campaigns_for",
         state
             .checker
@@ -70,7 +72,7 @@ async fn campaigns_for(
             .await
             .map_err(ApiError::from),
     )?;
-    count(
+    state.meters.checks(
         "campaigns_for",
         if answer.campaigns.is_empty() {
             "none"
@@ -108,6 +110,7 @@ async fn batch(
         Some(id) => {
             let id = checked_campaign_id(id)?;
             let (answers, source, stale) = counted(
+                &state,
                 "batch",
                 state
                     .checker
@@ -124,6 +127,7 @@ async fn batch(
         }
         None => {
             let (lists, source, stale) = counted(
+                &state,
                 "batch",
                 state
                     .checker
@@ -139,6 +143,6 @@ async fn batch(
             (results, source, stale)
         }
     };
-    count("batch", "ok", users.len() as u64);
+    state.meters.checks("batch", "ok", users.len() as u64);
     Ok(Json(json!({ "results": results, "source": source, "stale": stale })).into_response())
 }

@@ -164,8 +164,10 @@ impl ApiError {
                 body.insert("line".into(), json!(line));
             }
         }
-        if let Some(id) = super::request_id::current() {
-            body.insert("request_id".into(), json!(&*id));
+        if let Some(id) = super::request_id::current()
+            && let Ok(id) = id.to_str()
+        {
+            body.insert("request_id".into(), json!(id));
         }
         Value::Object(body)
     }

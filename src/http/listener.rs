@@ -36,7 +36,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -262,7 +262,13 @@ impl Drop for InRequest {
 struct Deadlines<S> {
     inner: S,
     header_limit: Duration,
-    header_deadline: Option<Pin<Box<Sleep>>>,
+    /// When the header clock started; `None` while it is stopped.
+    header_since: Option<Instant>,
+    /// One timer for the connection's life, never earlier than the header
+    /// deadline it guards and re-armed only when it fires: starting the
+    /// clock on every keep-alive request costs a clock read, where a fresh
+    /// timer cost an allocation and two trips through the timer wheel.
+    header_timer: Pin<Box<Sleep>>,
     busy: Arc<AtomicBool>,
     write_limit: Duration,
     write_deadline: Option<Pin<Box<Sleep>>>,
@@ -270,14 +276,34 @@ struct Deadlines<S> {
 
 impl<S> Deadlines<S> {
     fn new(inner: S, options: &ListenerOptions, busy: Arc<AtomicBool>) -> Self {
+        let now = Instant::now();
         Deadlines {
             inner,
             header_limit: options.header_timeout,
-            header_deadline: Some(Box::pin(tokio::time::sleep(options.header_timeout))),
+            header_since: Some(now),
+            header_timer: Box::pin(tokio::time::sleep_until(now + options.header_timeout)),
             busy,
             write_limit: options.write_timeout,
             write_deadline: None,
         }
+    }
+
+    /// Whether the running header clock has passed its limit. Registers
+    /// the waker, so a stalled header wakes the connection when it has.
+    fn header_late(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(since) = self.header_since else {
+            return false;
+        };
+        let deadline = since + self.header_limit;
+        // The timer is armed for this clock's deadline or an earlier
+        // clock's (an earlier one): when it fires early, it is moved on.
+        while self.header_timer.as_mut().poll(cx).is_ready() {
+            if self.header_timer.deadline() >= deadline {
+                return true;
+            }
+            self.header_timer.as_mut().reset(deadline);
+        }
+        false
     }
 
     /// Passes on what a write, flush or shutdown returned, or a timeout once
@@ -306,7 +332,6 @@ impl<S> Deadlines<S> {
         Poll::Pending
     }
 }
-
 impl<S: AsyncRead + Unpin> AsyncRead for Deadlines<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -316,10 +341,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Deadlines<S> {
         let this = self.get_mut();
         let busy = this.busy.load(Ordering::Acquire);
         if busy {
-            this.header_deadline = None;
-        } else if let Some(deadline) = this.header_deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
+            this.header_since = None;
+        } else if this.header_late(cx) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the request header did not arrive in time",
@@ -328,11 +351,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Deadlines<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         let got_bytes = matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before;
-        if got_bytes && !busy && this.header_deadline.is_none() {
-            let mut deadline = Box::pin(tokio::time::sleep(this.header_limit));
+        if got_bytes && !busy && this.header_since.is_none() {
+            this.header_since = Some(Instant::now());
             // Registers the waker, so a stalled header wakes the connection.
-            let _ = deadline.as_mut().poll(cx);
-            this.header_deadline = Some(deadline);
+            this.header_late(cx);
         }
         polled
     }
@@ -345,7 +367,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadlines<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.header_deadline = None;
+        this.header_since = None;
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.within_write_limit(cx, polled)
     }
@@ -356,7 +378,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadlines<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.header_deadline = None;
+        this.header_since = None;
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         this.within_write_limit(cx, polled)
     }

@@ -7,6 +7,7 @@
 //! - [`audit`]: the audit log of every change, and who made it;
 //! - [`auth`]: the token policy, applied to all of the above as one layer;
 //! - [`error`]: the error type every handler returns;
+//! - [`envelope`]: wraps every request: its id, its scope and its metrics;
 //! - [`request_id`]: the id that ties a request's logs and error body together;
 //! - [`limits`]: request deadlines, and the idle limit of upload bodies;
 //! - [`listener`]: accepts connections (HTTP or HTTPS) under a cap and timeouts;
@@ -21,6 +22,7 @@ pub mod audit;
 pub mod auth;
 pub mod campaigns;
 pub mod checks;
+pub mod envelope;
 pub mod error;
 pub mod limiter;
 pub mod limits;
@@ -30,13 +32,11 @@ pub mod peer;
 pub mod request_id;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::Method;
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
@@ -50,9 +50,18 @@ pub use listener::ListenerOptions;
 /// JSON bodies other than audiences are small; this bounds them.
 pub const JSON_BODY_LIMIT: usize = 1 << 20;
 
-/// Shared by every handler; cloning copies a few pointers.
+/// Shared by every handler, and cloned several times per request by the
+/// middleware and extractors, so it is one pointer: cloning it is one
+/// reference-count increment, where a struct of a dozen `Arc`s would bounce
+/// a dozen shared counters between the worker threads on every request.
+/// Fields read through `Deref`; a test that changes a field before building
+/// the router gets its own copy (`DerefMut` copies on write).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+/// What the handlers share; see [`AppState`].
+#[derive(Clone)]
+pub struct Services {
     pub store: Arc<dyn Store>,
     /// The login path: near-cache first (when there is one), then the store.
     pub checker: Checker,
@@ -73,6 +82,11 @@ pub struct AppState {
     pub limiter: Arc<limiter::FailureLimiter>,
     /// Whose `X-Forwarded-For` names the client.
     pub proxies: Arc<peer::TrustedProxies>,
+    /// Request and check metrics. Every label comes from a closed set,
+    /// since each new value is a series kept for the life of the process:
+    /// the matched pattern (never the raw path), a known method or `other`,
+    /// and the status (a number from 100 to 999).
+    pub meters: envelope::Meters,
 }
 
 /// Which routes a listener serves. With `--admin-listen`, the login path
@@ -137,9 +151,12 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
             state.clone(),
             auth::authenticate,
         ))
-        .layer(middleware::from_fn(record_metrics))
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
-    request_id::layer(router).with_state(state)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.meters.clone(),
+            envelope::envelope,
+        ));
+    router.with_state(state)
 }
 
 /// Serves `app` on an already-bound listener with the default connection
@@ -151,40 +168,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     listener::serve(listener, app, ListenerOptions::default(), shutdown).await
-}
-
-/// Request counts and latency per route, and the access log line. Every
-/// label comes from a closed set, since each new value is a series kept for
-/// the life of the process: the matched pattern (never the raw path), a
-/// known method or `other`, and the status (a number from 100 to 999). The
-/// log line names the route template too, so user ids in paths stay out of
-/// the logs.
-async fn record_metrics(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = method_label(request.method());
-    let start = Instant::now();
-    let response = next.run(request).await;
-    let elapsed = start.elapsed();
-    let status = response.status().as_u16();
-    // Borrowed fields only: the line costs its formatting and one write.
-    tracing::info!(
-        target: "guestlist::access",
-        method,
-        route = route.as_str(),
-        status,
-        duration_us = elapsed.as_micros() as u64,
-        request_id = request_id::current().as_deref().unwrap_or(""),
-        "request"
-    );
-    let status = status.to_string();
-    metrics::counter!("guestlist_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("guestlist_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(elapsed.as_secs_f64());
-    response
 }
 
 /// A method as metrics and logs name it: one of the standard methods, or
@@ -207,10 +190,30 @@ pub fn method_label(method: &Method) -> &'static str {
 /// `axum::Json` with our error body on rejection.
 pub struct ApiJson<T>(pub T);
 
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Services {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<Services> for AppState {
+    fn from(services: Services) -> AppState {
+        AppState(Arc::new(services))
+    }
+}
+
 impl AppState {
     /// State for `store` with no near-cache, the usual test and embedded set-up.
     pub fn new(store: Arc<dyn Store>, tokens: Tokens, max_upload_bytes: u64) -> AppState {
-        AppState {
+        AppState::from(Services {
             checker: Checker::new(store.clone(), None),
             store,
             tokens: Arc::new(tokens),
@@ -222,7 +225,8 @@ impl AppState {
             limits: Limits::default(),
             limiter: Arc::default(),
             proxies: Arc::default(),
-        }
+            meters: envelope::Meters::default(),
+        })
     }
 }
 
@@ -245,8 +249,12 @@ where
 pub async fn detached<T: Send + 'static>(
     work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::spawn(work)
-        .await
+    // The write's log lines name the request, as the handler's do.
+    let task = match request_id::current() {
+        Some(id) => tokio::spawn(request_id::scope(id, work)),
+        None => tokio::spawn(work),
+    };
+    task.await
         .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
 }
 

@@ -1,56 +1,52 @@
 //! Request ids: every request gets one, every log line of the request
-//! carries it (in the request's span), every response echoes it in
+//! carries it (the log formatter adds it), every response echoes it in
 //! `x-request-id`, and every JSON error body names it as `request_id`, so a
 //! user's error report leads straight to the log lines.
 //!
 //! A client's own `x-request-id` is kept when it is short and plain; any
 //! other is replaced, since it is echoed and logged.
 
-use std::sync::Arc;
+use axum::http::{HeaderMap, HeaderValue};
 
-use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
-
-use super::AppState;
-
-const HEADER: &str = "x-request-id";
+/// The header that carries the id, both ways.
+pub const HEADER: &str = "x-request-id";
 
 /// Longest client-chosen id kept.
 const MAX_LEN: usize = 64;
 
 tokio::task_local! {
-    static CURRENT: Arc<str>;
+    static CURRENT: HeaderValue;
 }
 
-/// Wraps `router` in the id layers and the request trace, outermost last:
-/// a bad client id is dropped, a missing one made, the span opened with it,
-/// the id put in reach of error bodies, and echoed on the response.
-pub fn layer(router: Router<AppState>) -> Router<AppState> {
-    router
-        .layer(middleware::from_fn(scope))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(span)
-                // ApiError logs each failure once, at the level it deserves;
-                // tower-http's default would add an ERROR line per 5xx, one
-                // per readiness probe during an outage.
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-        )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(middleware::map_request(drop_unacceptable))
+/// The id of a request with `headers`: the client's own, when it sent one
+/// and it is [`acceptable`] (several ids are as unusable as a bad one), or
+/// a new random UUID.
+pub fn keep_or_make(headers: &HeaderMap) -> HeaderValue {
+    let mut ids = headers.get_all(HEADER).iter();
+    match (ids.next(), ids.next()) {
+        (Some(id), None) if acceptable(id) => id.clone(),
+        _ => random_uuid(),
+    }
+}
+
+/// Runs `request` with `id` as the [`current`] id.
+pub async fn scope<F: Future>(id: HeaderValue, request: F) -> F::Output {
+    CURRENT.scope(id, request).await
+}
+
+/// A random (version 4) UUID from the thread's own generator. tower-http's
+/// `MakeRequestUuid` asks the kernel for each one, a system call on every
+/// request of the login path; the thread's generator is seeded from the
+/// kernel and just as unpredictable.
+fn random_uuid() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).expect("hex digits and dashes")
 }
 
 /// The id of the request being handled, if any.
-pub fn current() -> Option<Arc<str>> {
-    CURRENT.try_with(Arc::clone).ok()
+pub fn current() -> Option<HeaderValue> {
+    CURRENT.try_with(HeaderValue::clone).ok()
 }
 
 /// Whether a client's id may be kept: at most 64 of `[A-Za-z0-9._-]`.
@@ -63,47 +59,27 @@ pub fn acceptable(id: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-async fn drop_unacceptable(mut request: Request) -> Request {
-    let headers = request.headers_mut();
-    let ids = headers.get_all(HEADER);
-    // Several ids are as unusable as a bad one.
-    let keep = ids.iter().count() == 1 && ids.iter().all(acceptable);
-    if !keep {
-        headers.remove(HEADER);
-    }
-    request
-}
-
-fn id_of(request: &Request) -> &str {
-    request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("")
-}
-
-/// The request's span: its id, method and route template (never the raw
-/// path, which holds user ids, nor the query or headers).
-fn span(request: &Request) -> tracing::Span {
-    tracing::info_span!(
-        "request",
-        id = %id_of(request),
-        method = super::method_label(request.method()),
-        route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("unmatched", |p| p.as_str()),
-    )
-}
-
-async fn scope(request: Request, next: Next) -> Response {
-    let id: Arc<str> = Arc::from(id_of(&request));
-    CURRENT.scope(id, next.run(request)).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn made_ids_are_distinct_version_4_uuids() {
+        let ids: std::collections::HashSet<String> = (0..1000)
+            .map(|_| {
+                let id = keep_or_make(&HeaderMap::new())
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                assert!(acceptable(&HeaderValue::from_str(&id).unwrap()), "{id}");
+                let parsed = uuid::Uuid::parse_str(&id).unwrap();
+                assert_eq!(parsed.get_version(), Some(uuid::Version::Random), "{id}");
+                assert_eq!(parsed.hyphenated().to_string(), id);
+                id
+            })
+            .collect();
+        assert_eq!(ids.len(), 1000);
+    }
 
     #[test]
     fn only_short_plain_ids_are_kept() {

@@ -1,19 +1,20 @@
 //! Logs and metrics set-up, done once per process.
 //!
 //! - [`catalog`]: every metric, its help text and buckets, in one table;
-//! - [`process`]: the `process_*` metrics, read from `/proc` at scrape time.
+//! - [`process`]: the `process_*` metrics, read from `/proc` at scrape time;
+//! - [`logs`]: the log subscriber, which names the request id on a
+//!   request's lines.
 
 pub mod catalog;
+mod logs;
 pub mod process;
 
-use std::io::IsTerminal;
+pub use logs::init_logs;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
-
-use crate::config::LogFormat;
 
 /// How often the recorder's upkeep runs.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -63,23 +64,4 @@ pub fn render(handle: &PrometheusHandle) -> String {
 /// Records whether the store answered a readiness probe.
 pub fn store_up(up: bool) {
     metrics::gauge!("guestlist_store_up").set(if up { 1.0 } else { 0.0 });
-}
-
-/// Logs go to stderr, coloured only when stderr is a terminal (a file or a
-/// log collector would get escape codes). A non-empty `RUST_LOG` wins over
-/// `level`, so a directive per module stays possible; `level` is a filter
-/// in the same syntax (`info`, `warn,guestlist::access=off`).
-pub fn init_logs(format: LogFormat, level: &str) {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::new(directives),
-        _ => EnvFilter::new(level),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
