@@ -60,8 +60,8 @@ async fn a_bench_run_measures_every_design_and_leaves_no_keys_behind() {
 
 /// `bench --cluster` measures the designs on a private 3-master cluster and
 /// shows the hot key: every `set` check lands on the campaign's shard,
-/// `per-user` checks spread their user reads by user (their metadata read
-/// stays on the campaign's master), and near-cache checks never reach Redis.
+/// `per-user` checks spread by user (concurrent checks share their read of
+/// the campaign's metadata), and near-cache checks never reach Redis.
 #[test]
 fn the_cluster_bench_reports_how_each_design_spreads_over_the_masters() {
     let (results, report) = bench(&[
@@ -98,11 +98,16 @@ fn the_cluster_bench_reports_how_each_design_spreads_over_the_masters() {
 
     let per_user = run("per-user");
     assert!(checks_to_redis(per_user) >= per_user.checks, "{per_user:?}");
-    // Each check reads the campaign's metadata on its master (for an answer
-    // of one version) and the user's hash on the user's master: half the
-    // commands spread over three masters, so the busiest serves about 2/3.
+    // Each check reads the user's hash on the user's master, and shares a
+    // read of the campaign's metadata (for an answer of one version) with
+    // the checks waiting at the same time: far fewer than one metadata
+    // read per check, so the three masters share the load.
+    assert!(
+        checks_to_redis(per_user) * 10 < per_user.checks * 15,
+        "a metadata read per check: {per_user:?}"
+    );
     let share = per_user.busiest_node_check_share.unwrap();
-    assert!((0.55..=0.75).contains(&share), "{per_user:?}");
+    assert!(share <= 0.55, "{per_user:?}");
 
     let near = run("near-cache");
     assert!(

@@ -9,6 +9,7 @@ use redis::Value;
 
 use super::RedisStore;
 use super::batch::Batch;
+use super::coalesce::Read;
 use super::design;
 use super::meta::{self, CampaignMeta, Identity};
 use crate::domain::{Campaign, Design, UserId};
@@ -41,9 +42,11 @@ impl RedisStore {
             // On a cluster the metadata and the users' keys live on other
             // nodes and a batch's parts run in parallel: the metadata is
             // read first, so the probe is never older than the state named.
+            // Concurrent checks of the campaign share that read (see
+            // `coalesce`), so its master is not every check's hot key.
             let ahead: Option<Vec<Option<String>>> =
                 if check.is_cluster() && !design.probe_in_campaign_slot() {
-                    Some(check.cmd("check", &identify).await?)
+                    Some(self.shared_identity(id).await?)
                 } else {
                     pipe.add_command(identify);
                     None
@@ -76,6 +79,20 @@ impl RedisStore {
             guess = Arc::new(self.fetch_uncatalogued(id).await?);
         }
         Err(StoreError::Busy(id.to_string()))
+    }
+
+    /// Campaign `id`'s identity fields, from a read that started after this
+    /// call and that concurrent callers share.
+    async fn shared_identity(&self, id: &str) -> StoreResult<Vec<Option<String>>> {
+        let store = self.clone();
+        let key = self.keys().meta(id);
+        let read: Read<Vec<Option<String>>> = Arc::new(move || {
+            let store = store.clone();
+            let mut identify = redis::cmd("HMGET");
+            identify.arg(&key).arg(&meta::IDENTITY[..]);
+            Box::pin(async move { store.inner.check.cmd("check", &identify).await })
+        });
+        self.inner.identities.get(id, read).await
     }
 
     /// Reads one campaign this instance's catalog lacks or has old, and

@@ -3,6 +3,7 @@
 //! ```text
 //!   mod.rs      RedisStore: connect, writes' entry points, a thin `impl Store`
 //!   checks.rs   the login path: one campaign's check, a user's campaigns
+//!   coalesce.rs reads shared by concurrent checks of one campaign
 //!   connect.rs  how to reach Redis or a Redis Cluster: URL, password, TLS
 //!   conn.rs     connections with per-call deadlines and metrics
 //!   pace.rs     bulk writes paced by Redis's latency, so uploads yield to logins
@@ -37,6 +38,7 @@ mod audit;
 mod batch;
 mod catalog;
 mod checks;
+mod coalesce;
 mod conn;
 pub(crate) mod connect;
 mod design;
@@ -95,6 +97,8 @@ struct Inner {
     /// Lets a cache measure write-to-applied lag. Bounded: one per campaign.
     announced: std::sync::Mutex<HashMap<String, (u64, i64)>>,
     check: Conn,
+    /// Identity reads shared by concurrent `per-user` checks on a cluster.
+    identities: coalesce::Coalesced<Vec<Option<String>>>,
     admin: Conn,
     options: StoreOptions,
     /// Read on every login, written about once a second. A std `RwLock`
@@ -149,6 +153,7 @@ impl RedisStore {
                         replicas: connect.read_from_replicas,
                     },
                 )?,
+                identities: coalesce::Coalesced::default(),
                 admin: Conn::open(&target, options.admin_timeout, conn::Use::Writes)?
                     .with_pacer(pace::Pacer::new(options.upload_pacing)),
                 replicas: replicas::ReplicaAck::new(connect),
