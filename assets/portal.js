@@ -3,15 +3,19 @@
 // - Audience uploads stream the chosen file to the API with a progress bar.
 //   The browser reads the file from disk as it sends it, so a file of
 //   millions of lines is never held whole in memory, here or on the server.
+//   A replace or remove is previewed first (a dry run) and, when it would
+//   remove more than the page's threshold of the audience, published only
+//   once confirmed. The page's facts and history then refresh in place.
 // - Delete stays disabled until the campaign id is typed exactly.
 "use strict";
 
-function localTimes() {
+function localTimes(root = document) {
   const fmt = new Intl.DateTimeFormat(undefined, {
     year: "numeric", month: "short", day: "numeric",
     hour: "2-digit", minute: "2-digit", timeZoneName: "short",
   });
-  for (const el of document.querySelectorAll("time.utc[datetime]")) {
+  for (const el of root.querySelectorAll("time.utc[datetime]")) {
+    if (el.querySelector(".local")) continue;
     const when = new Date(el.getAttribute("datetime"));
     if (Number.isNaN(when.getTime())) continue;
     const local = document.createElement("span");
@@ -46,11 +50,70 @@ function text(parent, tag, content) {
   return el;
 }
 
+// Sends `file` with `method` to `url`, reporting upload progress; resolves
+// with the status and the JSON body (status 0 when the server was not reached).
+function sendFile(method, url, file, csrf, onProgress) {
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(method, url);
+    xhr.setRequestHeader("Content-Type", file.name.toLowerCase().endsWith(".csv") ? "text/csv" : "text/plain");
+    xhr.setRequestHeader("X-CSRF-Token", csrf);
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) onProgress(e.loaded, e.total); });
+    xhr.upload.addEventListener("load", () => onProgress(file.size, file.size));
+    xhr.addEventListener("load", () => resolve({ status: xhr.status, body: xhr.response || {} }));
+    xhr.addEventListener("error", () => resolve({ status: 0, body: {} }));
+    xhr.send(file);
+  });
+}
+
+// Waits for one of the buttons built in `box`; resolves with its value.
+function choose(box, choices) {
+  return new Promise((resolve) => {
+    const row = document.createElement("div");
+    row.className = "actions";
+    for (const [label, value, kind] of choices) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = kind;
+      b.textContent = label;
+      b.addEventListener("click", () => { row.remove(); resolve(value); });
+      row.appendChild(b);
+    }
+    box.appendChild(row);
+    row.querySelector("button").focus();
+  });
+}
+
+// Swaps in the page's facts and history as the server now renders them,
+// and drops a banner about an earlier action ("Campaign created.").
+async function refreshCampaign() {
+  const res = await fetch(location.pathname, { credentials: "same-origin" });
+  if (!res.ok) return;
+  const fresh = new DOMParser().parseFromString(await res.text(), "text/html");
+  for (const selector of ["dl.facts", "section[aria-labelledby=audit-title]"]) {
+    const now = document.querySelector(selector);
+    const next = fresh.querySelector(selector);
+    if (now && next) {
+      now.replaceWith(next);
+      localTimes(next);
+    }
+  }
+  const banner = document.querySelector(".page-head + .alert.ok[role=status]");
+  if (banner) banner.remove();
+  if (location.search.includes("done=")) history.replaceState(null, "", location.pathname);
+}
+
 function uploads() {
   const form = document.getElementById("upload");
   if (!form) return;
   const campaign = form.dataset.campaign;
   const csrf = form.dataset.csrf;
+  // A change removing more than this share of the audience is published
+  // only after the administrator confirms it.
+  // Unreadable, it fails closed: every removal asks.
+  const parsedShare = Number.parseFloat(form.dataset.confirmShare);
+  const confirmShare = Number.isFinite(parsedShare) ? parsedShare : 0;
   const fileInput = form.querySelector("input[type=file]");
   const button = form.querySelector("button[type=submit]");
   const progressBox = document.getElementById("upload-progress");
@@ -58,7 +121,27 @@ function uploads() {
   const progressText = progressBox.querySelector(".progress-text");
   const result = document.getElementById("upload-result");
 
-  form.addEventListener("submit", (event) => {
+  const failed = (status, body) => {
+    bar.value = 0;
+    progressText.textContent = "Failed";
+    show(result, "error", (box) => {
+      if (status === 0) {
+        box.textContent = "The upload could not reach the server. Nothing was changed.";
+        return;
+      }
+      let message = body.message || ("Upload failed (HTTP " + status + ").");
+      if (body.line) {
+        text(box, "strong", "Line " + num(body.line) + ": ");
+        message = message.replace(/^line \d+: /, "");
+      }
+      box.appendChild(document.createTextNode(message));
+      if (status === 401 || status === 403) {
+        box.appendChild(document.createTextNode(" Your session may have ended: sign in again."));
+      }
+    });
+  };
+
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const file = fileInput.files[0];
     if (!file) {
@@ -68,69 +151,82 @@ function uploads() {
     const mode = form.querySelector("input[name=mode]:checked").value;
     const base = "/v1/campaigns/" + encodeURIComponent(campaign) + "/audience";
     const url = mode === "replace" ? base : base + "/" + mode;
-    const xhr = new XMLHttpRequest();
-    xhr.open(mode === "replace" ? "PUT" : "POST", url);
-    xhr.setRequestHeader("Content-Type", file.name.toLowerCase().endsWith(".csv") ? "text/csv" : "text/plain");
-    xhr.setRequestHeader("X-CSRF-Token", csrf);
-    xhr.responseType = "json";
-    const started = performance.now();
+    const method = mode === "replace" ? "PUT" : "POST";
+    let started = performance.now();
+    let phase = "";
+    const progress = (loaded, total) => {
+      const pct = Math.floor((loaded / Math.max(total, 1)) * 100);
+      bar.value = pct;
+      const secs = Math.max((performance.now() - started) / 1000, 0.001);
+      progressText.textContent = phase + pct + "% · " + bytes(loaded) + " of " + bytes(total) +
+        " · " + bytes(loaded / secs) + "/s";
+    };
     button.disabled = true;
     result.replaceChildren();
     progressBox.hidden = false;
     bar.value = 0;
-    progressText.textContent = "Starting…";
-    xhr.upload.addEventListener("progress", (e) => {
-      if (!e.lengthComputable) return;
-      const pct = Math.floor((e.loaded / e.total) * 100);
-      bar.value = pct;
-      const secs = Math.max((performance.now() - started) / 1000, 0.001);
-      progressText.textContent = pct + "% · " + bytes(e.loaded) + " of " + bytes(e.total) +
-        " · " + bytes(e.loaded / secs) + "/s";
-    });
-    xhr.upload.addEventListener("load", () => {
-      bar.value = 100;
-      progressText.textContent = "100% · " + bytes(file.size) + " sent · checking and saving…";
-    });
-    xhr.addEventListener("load", () => {
-      button.disabled = false;
-      const body = xhr.response || {};
-      if (xhr.status >= 200 && xhr.status < 300) {
-        progressText.textContent = "Done · " + bytes(file.size) + " in " +
-          ((performance.now() - started) / 1000).toFixed(1) + " s";
-        document.getElementById("audience-size").textContent = num(body.audience_size);
-        document.getElementById("audience-version").textContent = body.version;
-        show(result, "ok", (box) => {
-          text(box, "strong", mode === "replace" ? "Audience replaced." : mode === "add" ? "IDs added." : "IDs removed.");
-          const dl = document.createElement("dl");
-          const rows = mode === "replace"
-            ? [["Received", body.received], ["Duplicates", body.duplicates]]
-            : [[mode === "add" ? "Added" : "Removed", mode === "add" ? body.added : body.removed]];
-          rows.push(["New size", body.audience_size], ["Version", body.version]);
-          for (const [k, v] of rows) { text(dl, "dt", k); text(dl, "dd", num(v)); }
-          box.appendChild(dl);
-        });
-      } else {
-        bar.value = 0;
-        progressText.textContent = "Failed";
-        show(result, "error", (box) => {
-          let message = body.message || ("Upload failed (HTTP " + xhr.status + ").");
-          if (body.line) {
-            text(box, "strong", "Line " + num(body.line) + ": ");
-            message = message.replace(/^line \d+: /, "");
+    try {
+      // Replace and remove can take IDs away: preview them first, and ask
+      // before a change that removes a large share of the audience.
+      if (mode !== "add") {
+        phase = "Previewing · ";
+        progressText.textContent = "Checking what would change…";
+        const dry = await sendFile(method, url + "?dry_run=true", file, csrf, progress);
+        if (dry.status < 200 || dry.status >= 300) return failed(dry.status, dry.body);
+        const p = dry.body;
+        const share = p.current_size > 0 ? p.would_remove / p.current_size : 0;
+        if (share > confirmShare) {
+          progressText.textContent = "Previewed · nothing changed yet";
+          let box;
+          show(result, "warn", (b) => {
+            box = b;
+            text(b, "strong", "This would remove " + num(p.would_remove) + " of " + num(p.current_size) +
+              " IDs (" + (share * 100).toFixed(1) + "%).");
+            const dl = document.createElement("dl");
+            for (const [k, v] of [["Would add", num(p.would_add)], ["Would remove", num(p.would_remove)],
+              ["Size now", num(p.current_size)], ["Size after", num(p.new_size)],
+              ["Some removed IDs", p.would_remove_sample.join(", ")]]) {
+              text(dl, "dt", k); text(dl, "dd", v);
+            }
+            b.appendChild(dl);
+            text(b, "p", "Nothing has changed yet. Publish it?");
+          });
+          const go = await choose(box, [["Publish anyway", true, "danger"], ["Cancel", false, ""]]);
+          if (!go) {
+            bar.value = 0;
+            progressText.textContent = "Cancelled";
+            show(result, "ok", (b) => { text(b, "strong", "Nothing was changed."); });
+            return;
           }
-          box.appendChild(document.createTextNode(message));
-          if (xhr.status === 401 || xhr.status === 403) {
-            box.appendChild(document.createTextNode(" Your session may have ended: sign in again."));
-          }
-        });
+        }
       }
-    });
-    xhr.addEventListener("error", () => {
+      phase = "";
+      started = performance.now();
+      progressText.textContent = "Starting…";
+      const sent = await sendFile(method, url, file, csrf, (loaded, total) => {
+        progress(loaded, total);
+        if (loaded >= total) progressText.textContent = "100% · " + bytes(file.size) + " sent · checking and saving…";
+      });
+      if (sent.status < 200 || sent.status >= 300) return failed(sent.status, sent.body);
+      const body = sent.body;
+      progressText.textContent = "Done · " + bytes(file.size) + " in " +
+        ((performance.now() - started) / 1000).toFixed(1) + " s";
+      document.getElementById("audience-size").textContent = num(body.audience_size);
+      document.getElementById("audience-version").textContent = body.version;
+      show(result, "ok", (box) => {
+        text(box, "strong", mode === "replace" ? "Audience replaced." : mode === "add" ? "IDs added." : "IDs removed.");
+        const dl = document.createElement("dl");
+        const rows = mode === "replace"
+          ? [["Received", body.received], ["Duplicates", body.duplicates]]
+          : [[mode === "add" ? "Added" : "Removed", mode === "add" ? body.added : body.removed]];
+        rows.push(["New size", body.audience_size], ["Version", body.version]);
+        for (const [k, v] of rows) { text(dl, "dt", k); text(dl, "dd", num(v)); }
+        box.appendChild(dl);
+      });
+      await refreshCampaign();
+    } finally {
       button.disabled = false;
-      progressText.textContent = "Failed";
-      show(result, "error", (box) => { box.textContent = "The upload could not reach the server. Nothing was changed."; });
-    });
-    xhr.send(file);
+    }
   });
 }
 
@@ -145,7 +241,7 @@ function deleteConfirm() {
 
 document.addEventListener("DOMContentLoaded", () => {
   // Each feature on its own, so one failing cannot disable the others.
-  for (const init of [localTimes, uploads, deleteConfirm]) {
+  for (const init of [() => localTimes(), uploads, deleteConfirm]) {
     try { init(); } catch (e) { console.error(init.name, e); }
   }
 });

@@ -171,6 +171,10 @@ pub struct UploadArgs {
     /// anything else as lines.
     #[arg(long, value_enum)]
     pub input_format: Option<InputFormat>,
+    /// Show what the change would do (IDs added and removed, the new size,
+    /// a sample of each side) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -335,6 +335,8 @@ impl CampaignPatch {
 /// What an audience change did, as the API reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct AudienceChange {
+    /// The audience's size before the change.
+    pub previous_size: u64,
     pub audience_size: u64,
     pub version: u64,
     /// IDs that were not in the audience before (add) or were and are gone (remove).

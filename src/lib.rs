@@ -7,12 +7,14 @@
 //!       │
 //!   http::listener ── TLS, connection cap, header/idle timeouts, drain
 //!       │
-//!   http::router ── auth (tokens, or portal session + CSRF; failed-token limiter,
-//!       │             client address through trusted proxies) ── metrics ── request id, trace
+//!   http::router ── envelope (request id, metrics, access log) ── auth (tokens,
+//!       │             or portal session + CSRF; failed-token limiter, client
+//!       │             address through trusted proxies)
 //!       │                    └── portal: /admin pages (templates/portal/)
 //!   http::{campaigns, audience, checks, ops, audit}   one file per route group
 //!       │         │
 //!       │     ingest ── streams an upload into a RoaringTreemap (blocking thread)
+//!       │         ├── preview ── `?dry_run=true`: what a change would do
 //!       │         │
 //!       ▼         ▼
 //!   Arc<dyn store::Store>                        chosen once at start-up
@@ -30,6 +32,7 @@
 //!
 //! - [`domain`]: campaigns, validation and status; no I/O.
 //! - [`ingest`]: audience body parsing, bounded by the audience, not the body.
+//! - [`preview`]: what an audience change would do, for dry runs.
 //! - [`store`]: the [`store::Store`] trait and its backends.
 //! - [`http`]: the JSON API, its error type and auth policy.
 //! - [`portal`]: the admin portal at `/admin`, server-rendered, with sessions
@@ -60,6 +63,7 @@ pub mod lookup;
 pub mod nearcache;
 pub mod numfmt;
 pub mod portal;
+pub mod preview;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod secret;

@@ -131,7 +131,7 @@ async fn the_cli_manages_a_campaign_end_to_end_and_refuses_a_bad_file_whole() {
         "created",
         "audience_replaced",
         "updated",
-        "999999 IDs at version 1",
+        "with 999,999 at version 1",
     ] {
         assert!(log.contains(what), "audit lacks {what}:\n{log}");
     }

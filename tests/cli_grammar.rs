@@ -509,6 +509,26 @@ async fn formats_are_explicit_and_an_add_counts_the_ids_already_present() {
 
     let out = admin(vec!["audience", "export", "c"]).await;
     assert_eq!(stdout(&out), "1\n2\n3\n");
+
+    // --dry-run says what would change, and changes nothing.
+    let replacement = write(dir.path(), "replacement.txt", "3\n9\n");
+    let out = admin(vec!["audience", "replace", "c", &replacement, "--dry-run"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "c (dry run, nothing changed): would add 1 IDs and remove 2; audience size 3 -> 2 (version 4)\n  \
+         would add: 9\n  would remove: 1, 2\n"
+    );
+    let out = admin(vec!["audience", "export", "c"]).await;
+    assert_eq!(
+        stdout(&out),
+        "1\n2\n3\n",
+        "the dry run changed the audience"
+    );
+    let out = admin(vec!["campaign", "show", "c", "--json"]).await;
+    let campaign: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(campaign["version"], 4, "the dry run published a version");
+
     let out = admin(vec!["audience", "export", "c", "--format", "csv"]).await;
     assert_eq!(stdout(&out), "user_id\n1\n2\n3\n");
     for args in [

@@ -73,6 +73,7 @@ suite!(
     health_and_readiness_answer,
     reads_need_the_check_token_when_one_is_set,
     ids_beyond_a_design_limit_are_refused_and_change_nothing,
+    a_dry_run_reports_the_exact_change_and_changes_nothing,
 );
 
 async fn creating_a_campaign_returns_it_with_its_status(h: &Harness) {
@@ -577,4 +578,104 @@ async fn ids_beyond_a_design_limit_are_refused_and_change_nothing(h: &Harness) {
         assert_eq!(answers, [true, false, true]);
         assert_eq!(h.campaigns_of(big).await, Vec::<String>::new());
     }
+}
+
+async fn a_dry_run_reports_the_exact_change_and_changes_nothing(h: &Harness) {
+    h.active("c").await;
+    h.replace("c", &(1..=30).collect::<Vec<u64>>()).await;
+    let before = (
+        h.campaign("c").await,
+        h.export("c").await,
+        h.get("/v1/audit?campaign=c").await,
+    );
+    let dry = |op: &'static str, body: String| async move {
+        let (method, path) = match op {
+            "replace" => (
+                Method::PUT,
+                "/v1/campaigns/c/audience?dry_run=true".to_string(),
+            ),
+            other => (
+                Method::POST,
+                format!("/v1/campaigns/c/audience/{other}?dry_run=true"),
+            ),
+        };
+        h.send(method, &path, Some(ADMIN), Some("text/plain"), body)
+            .await
+    };
+
+    // Replace with 28..=60: 30 new IDs (31..=60), 27 gone (1..=27).
+    let (status, r) = dry("replace", lines(&(28..=60).collect::<Vec<u64>>())).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["dry_run"], true);
+    assert_eq!(r["version"], before.0["version"]);
+    assert_eq!(
+        [
+            &r["would_add"],
+            &r["would_remove"],
+            &r["current_size"],
+            &r["new_size"]
+        ],
+        [30, 27, 30, 33]
+    );
+    assert_eq!(
+        r["would_add_sample"],
+        json!((31..=50).collect::<Vec<u64>>())
+    );
+    assert_eq!(
+        r["would_remove_sample"],
+        json!((1..=20).collect::<Vec<u64>>())
+    );
+
+    let (status, r) = dry("add", "5\n31\n32\n32\n".into()).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        [
+            &r["would_add"],
+            &r["would_remove"],
+            &r["new_size"],
+            &r["duplicates"]
+        ],
+        [2, 0, 32, 1]
+    );
+    assert_eq!(r["would_add_sample"], json!([31, 32]));
+
+    let (status, r) = dry("remove", "5\n6\n99\n".into()).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!([&r["would_remove"], &r["new_size"]], [2, 28]);
+    assert_eq!(r["would_remove_sample"], json!([5, 6]));
+
+    // A bad body or a bad flag is refused as it would be without the flag.
+    let (status, r) = dry("add", "5\nnope\n".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{r}");
+    for (method, path, message) in [
+        (
+            Method::POST,
+            "/v1/campaigns/c/audience/add?dry_run=yes",
+            "dry_run must be true or false, not \"yes\"",
+        ),
+        // A misspelt flag must not publish what was meant as a preview.
+        (
+            Method::PUT,
+            "/v1/campaigns/c/audience?dry-run=true",
+            "unknown query parameter \"dry-run\"",
+        ),
+    ] {
+        let (status, r) = h
+            .send(method, path, Some(ADMIN), Some("text/plain"), "99\n")
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {r}");
+        assert_eq!(r["error"], "invalid_dry_run", "{r}");
+        let said = r["message"].as_str().unwrap_or("");
+        assert!(said.starts_with(message), "{path}: {r}");
+    }
+
+    let after = (
+        h.campaign("c").await,
+        h.export("c").await,
+        h.get("/v1/audit?campaign=c").await,
+    );
+    assert_eq!(
+        after, before,
+        "a dry run changes nothing and audits nothing"
+    );
 }

@@ -311,10 +311,10 @@ async fn access_log_and_security_summary_reach_a_log_file_plainly_and_without_se
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
-    let log = wait_for_log(&server, "request_id=\"ops-trace-42\"").await;
+    let log = wait_for_log(&server, "request_id=ops-trace-42").await;
     let line = log
         .lines()
-        .find(|l| l.contains("request_id=\"ops-trace-42\""))
+        .find(|l| l.contains("request_id=ops-trace-42"))
         .unwrap();
     for field in [
         " INFO ",

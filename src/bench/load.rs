@@ -113,8 +113,14 @@ impl Recorder {
         };
     }
 
-    fn record(&self, started: Instant, answer: Result<bool, CheckError>) {
-        let ns = started.elapsed().as_nanos().min(MAX_NS as u128) as u64;
+    /// One check that began at `started`; a timeout counts at `deadline`,
+    /// not when its late answer came.
+    fn record(&self, started: Instant, deadline: Duration, answer: Result<bool, CheckError>) {
+        let mut took = started.elapsed();
+        if matches!(answer, Err(CheckError::Timeout)) {
+            took = took.min(deadline);
+        }
+        let ns = took.as_nanos().min(MAX_NS as u128) as u64;
         self.latency
             .lock()
             .expect("latency histogram lock")
@@ -141,11 +147,32 @@ async fn checked(
     user: u64,
     deadline: Duration,
 ) -> Result<bool, CheckError> {
-    let answer = match tokio::time::timeout(deadline, target.check(user)).await {
-        Ok(answer) => answer,
-        Err(_) => Err(CheckError::Timeout),
-    };
+    let answer = within(tokio::time::Instant::now() + deadline, target.check(user)).await;
     verify(audience, user, answer)
+}
+
+/// How long a check that passed its deadline is still waited for.
+const LINGER: Duration = Duration::from_secs(30);
+
+/// `check`'s answer, or a timeout once `deadline` passes. A check that
+/// times out is still run to its end (for up to [`LINGER`]) before this
+/// returns: its command was sent and occupies the server, and its reply
+/// memory, until answered. Dropping it at the deadline would free its
+/// client slot while Redis still works on it, so a saturated design would
+/// pile up commands inside Redis without bound (a `json` audience of a
+/// million IDs is an 8 MB reply per check; it took Redis to 23 GB).
+async fn within(
+    deadline: tokio::time::Instant,
+    check: impl Future<Output = Result<bool, CheckError>>,
+) -> Result<bool, CheckError> {
+    tokio::pin!(check);
+    match tokio::time::timeout_at(deadline, &mut check).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            let _ = tokio::time::timeout(LINGER, check).await;
+            Err(CheckError::Timeout)
+        }
+    }
 }
 
 fn verify(
@@ -196,7 +223,13 @@ pub(super) async fn closed_loop(
                     if !window.contains(t0) {
                         continue;
                     }
-                    let ns = t0.elapsed().as_nanos().min(MAX_NS as u128) as u64;
+                    // A timeout counts at the deadline, not when its late
+                    // answer finally came.
+                    let took = match answer {
+                        Err(CheckError::Timeout) => deadline,
+                        _ => t0.elapsed(),
+                    };
+                    let ns = took.as_nanos().min(MAX_NS as u128) as u64;
                     // Grows the histogram as needed (`saturating_record`
                     // would clamp to its current, tiny, range instead).
                     hist.record(ns.max(1)).expect("an auto-resizing histogram");
@@ -278,7 +311,7 @@ pub(super) async fn open_loop(
                     let answer = target.check(user).now_or_never();
                     if let Some(answer) = answer {
                         if measured {
-                            recorder.record(intended, verify(&audience, user, answer));
+                            recorder.record(intended, deadline, verify(&audience, user, answer));
                         }
                         continue;
                     }
@@ -297,14 +330,20 @@ pub(super) async fn open_loop(
                 );
                 tasks.spawn_on(
                     async move {
-                        let answer = tokio::time::timeout_at((intended + deadline).into(), async {
-                            let _slot = slots.acquire().await.expect("slots never close");
-                            target.check(user).await
-                        })
-                        .await
-                        .unwrap_or(Err(CheckError::Timeout));
+                        // The slot is held until the check ends, past its
+                        // deadline too (see `within`), so no more than
+                        // --max-in-flight commands are ever at the server.
+                        let deadline_at = (intended + deadline).into();
+                        let answer =
+                            match tokio::time::timeout_at(deadline_at, slots.acquire()).await {
+                                Ok(slot) => {
+                                    let _slot = slot.expect("slots never close");
+                                    within(deadline_at, target.check(user)).await
+                                }
+                                Err(_) => Err(CheckError::Timeout),
+                            };
                         if measured {
-                            recorder.record(intended, verify(&audience, user, answer));
+                            recorder.record(intended, deadline, verify(&audience, user, answer));
                         }
                     },
                     &runtime,

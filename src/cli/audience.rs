@@ -35,10 +35,20 @@ pub async fn run(api: &Api, cmd: AudienceCmd) -> Result<Exit, CliError> {
         Change::Add => (Method::POST, "/add"),
         Change::Remove => (Method::POST, "/remove"),
     };
-    let path = format!("/v1/campaigns/{}/audience{op}", args.campaign);
+    let query = if args.dry_run { "?dry_run=true" } else { "" };
+    let path = format!("/v1/campaigns/{}/audience{op}{query}", args.campaign);
     let body = upload(api, method, &path, &args).await?;
+    if args.dry_run && body["dry_run"] != true {
+        // A server that predates dry runs ignores the query and publishes.
+        return Err(CliError::no_answer(format!(
+            "the server does not know dry runs and APPLIED the change: {}",
+            summary(&args.campaign, change, &body)
+        )));
+    }
     if api.json {
         print_json(&body);
+    } else if args.dry_run {
+        println!("{}", dry_run_summary(&args.campaign, &body));
     } else {
         println!("{}", summary(&args.campaign, change, &body));
     }
@@ -79,6 +89,40 @@ fn summary(campaign: &str, change: Change, body: &Value) -> String {
             format!("{campaign}: removed {removed} IDs{absent}{repeated}; {tail}")
         }
     }
+}
+
+/// What a dry run would do, on a first line, then a sample of each side.
+fn dry_run_summary(campaign: &str, body: &Value) -> String {
+    let n = |k: &str| body[k].as_u64().unwrap_or(0);
+    let mut text = format!(
+        "{campaign} (dry run, nothing changed): would add {} IDs and remove {}; \
+         audience size {} -> {} (version {})",
+        n("would_add"),
+        n("would_remove"),
+        n("current_size"),
+        n("new_size"),
+        n("version"),
+    );
+    for (key, label, total) in [
+        ("would_add_sample", "would add", n("would_add")),
+        ("would_remove_sample", "would remove", n("would_remove")),
+    ] {
+        let ids: Vec<String> = body[key]
+            .as_array()
+            .map(|ids| ids.iter().map(Value::to_string).collect())
+            .unwrap_or_default();
+        if ids.is_empty() {
+            continue;
+        }
+        let more = total.saturating_sub(ids.len() as u64);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        text.push_str(&format!("\n  {label}: {}{more}", ids.join(", ")));
+    }
+    text
 }
 
 /// The upload's format: as given, or `.json` → json (said on stderr, since
@@ -350,11 +394,30 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_run_says_nothing_changed_and_shows_each_side() {
+        let body = serde_json::json!({
+            "dry_run": true, "version": 4, "current_size": 30, "new_size": 3,
+            "would_add": 1, "would_remove": 28,
+            "would_add_sample": [7], "would_remove_sample": (1..=20).collect::<Vec<u64>>(),
+        });
+        let text = dry_run_summary("c", &body);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "c (dry run, nothing changed): would add 1 IDs and remove 28; audience size 30 -> 3 (version 4)"
+        );
+        assert_eq!(lines[1], "  would add: 7");
+        assert!(lines[2].starts_with("  would remove: 1, 2, 3,"), "{text}");
+        assert!(lines[2].ends_with("19, 20 and 8 more"), "{text}");
+    }
+
+    #[test]
     fn only_a_json_extension_reads_json_unless_the_format_is_given() {
         let args = |file: &str, input_format| UploadArgs {
             campaign: "c".into(),
             file: file.into(),
             input_format,
+            dry_run: false,
         };
         assert_eq!(input_format(&args("ids.JSON", None)), InputFormat::Json);
         assert_eq!(input_format(&args("ids.csv", None)), InputFormat::Lines);

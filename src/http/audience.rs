@@ -2,7 +2,8 @@
 //!
 //! Uploads stream through [`crate::ingest`] into a bitmap; the store is
 //! touched only after the whole body parsed cleanly, so a bad line changes
-//! nothing.
+//! nothing. `?dry_run=true` parses and validates the same way, then answers
+//! what the change would do ([`crate::preview`]) and writes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Actor;
 use super::{ApiError, AppState, audit, checked_campaign_id, detached};
+use crate::domain::{AudienceChange, Campaign};
 use crate::ingest::{self, Format, Limits, Parsed};
+use crate::numfmt::thousands;
+use crate::preview::{self, ChangeKind};
 use crate::store::AuditEvent;
 
 pub fn router() -> Router<AppState> {
@@ -145,30 +149,7 @@ async fn replace(
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let id = checked_campaign_id(&id)?;
-    let Upload { parsed, slot } = read_upload(&state, id, request).await?;
-    let (received, duplicates) = (parsed.received, parsed.duplicates);
-    let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
-    let change = detached(async move {
-        let _slot = slot;
-        let change = state.store.replace_audience(&id, parsed.members).await?;
-        let summary = format!(
-            "audience replaced with {} IDs at version {}",
-            change.audience_size, change.version
-        );
-        let event =
-            AuditEvent::new("", &id, "audience_replaced", summary).at_version(change.version);
-        audit::record(&state, actor.as_ref(), event).await;
-        Ok(change)
-    })
-    .await?;
-    Ok(Json(json!({
-        "audience_size": change.audience_size,
-        "version": change.version,
-        "received": received,
-        "duplicates": duplicates,
-    }))
-    .into_response())
+    change(state, actor, &id, ChangeKind::Replace, request).await
 }
 
 async fn add(
@@ -177,30 +158,7 @@ async fn add(
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let id = checked_campaign_id(&id)?;
-    let Upload { parsed, slot } = read_upload(&state, id, request).await?;
-    let (received, duplicates) = (parsed.received, parsed.duplicates);
-    let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
-    let change = detached(async move {
-        let _slot = slot;
-        let change = state.store.add_members(&id, parsed.members).await?;
-        let summary = format!(
-            "added {} IDs (size {}) at version {}",
-            change.changed, change.audience_size, change.version
-        );
-        let event = AuditEvent::new("", &id, "audience_added", summary).at_version(change.version);
-        audit::record(&state, actor.as_ref(), event).await;
-        Ok(change)
-    })
-    .await?;
-    Ok(Json(json!({
-        "audience_size": change.audience_size,
-        "version": change.version,
-        "added": change.changed,
-        "received": received,
-        "duplicates": duplicates,
-    }))
-    .into_response())
+    change(state, actor, &id, ChangeKind::Add, request).await
 }
 
 async fn remove(
@@ -209,31 +167,174 @@ async fn remove(
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let id = checked_campaign_id(&id)?;
+    change(state, actor, &id, ChangeKind::Remove, request).await
+}
+
+/// Replace, add or remove: parse the whole body, then either publish the
+/// change and audit it, or, with `?dry_run=true`, answer what it would do
+/// and change nothing.
+async fn change(
+    state: AppState,
+    actor: Option<Extension<Actor>>,
+    id: &str,
+    kind: ChangeKind,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = checked_campaign_id(id)?;
+    let dry_run = dry_run(&request)?;
     let Upload { parsed, slot } = read_upload(&state, id, request).await?;
     let (received, duplicates) = (parsed.received, parsed.duplicates);
+    if dry_run {
+        let _slot = slot;
+        return dry_run_answer(&state, id, kind, parsed.members, received, duplicates).await;
+    }
     let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
     let change = detached(async move {
         let _slot = slot;
-        let change = state.store.remove_members(&id, parsed.members).await?;
-        let summary = format!(
-            "removed {} IDs (size {}) at version {}",
-            change.changed, change.audience_size, change.version
-        );
-        let event =
-            AuditEvent::new("", &id, "audience_removed", summary).at_version(change.version);
+        let store = &state.store;
+        let (change, action) = match kind {
+            ChangeKind::Replace => (
+                store.replace_audience(&id, parsed.members).await?,
+                "audience_replaced",
+            ),
+            ChangeKind::Add => (
+                store.add_members(&id, parsed.members).await?,
+                "audience_added",
+            ),
+            ChangeKind::Remove => (
+                store.remove_members(&id, parsed.members).await?,
+                "audience_removed",
+            ),
+        };
+        let summary = summary(kind, &change);
+        let event = AuditEvent::new("", &id, action, summary).at_version(change.version);
         audit::record(&state, actor.as_ref(), event).await;
         Ok(change)
     })
     .await?;
-    Ok(Json(json!({
+    let mut body = json!({
         "audience_size": change.audience_size,
         "version": change.version,
-        "removed": change.changed,
         "received": received,
         "duplicates": duplicates,
-    }))
-    .into_response())
+    });
+    match kind {
+        ChangeKind::Replace => {}
+        ChangeKind::Add => body["added"] = change.changed.into(),
+        ChangeKind::Remove => body["removed"] = change.changed.into(),
+    }
+    Ok(Json(body).into_response())
+}
+
+/// The audit log's sentence for a change, with the size before and after,
+/// so a mistaken replace ("replaced 3,000,000 IDs with 10") stands out.
+fn summary(kind: ChangeKind, c: &AudienceChange) -> String {
+    let (before, after) = (thousands(c.previous_size), thousands(c.audience_size));
+    let version = c.version;
+    match kind {
+        ChangeKind::Replace => format!("replaced {before} IDs with {after} at version {version}"),
+        ChangeKind::Add => format!(
+            "added {} IDs: {before} -> {after} at version {version}",
+            thousands(c.changed)
+        ),
+        ChangeKind::Remove => format!(
+            "removed {} IDs: {before} -> {after} at version {version}",
+            thousands(c.changed)
+        ),
+    }
+}
+
+/// Whether the request asks for a dry run: `?dry_run=true` (or `false`,
+/// the default). Any other value, and any other query parameter, is
+/// refused before the body is read, so a typo (`?dry-run=true`) never
+/// publishes what was meant as a preview.
+fn dry_run(request: &Request) -> Result<bool, ApiError> {
+    let refuse = |message: String| ApiError::BadRequest {
+        code: "invalid_dry_run",
+        message: format!("{message}; nothing was changed"),
+        field: Some("dry_run"),
+        line: None,
+    };
+    let query = request.uri().query().unwrap_or("");
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| refuse(format!("the query string cannot be read: {e}")))?;
+    let mut dry_run = None;
+    for (key, value) in pairs {
+        if key != "dry_run" {
+            return Err(refuse(format!(
+                "unknown query parameter {}: the only one here is dry_run=true",
+                crate::domain::quoted(key.as_bytes())
+            )));
+        }
+        if dry_run.is_some() {
+            return Err(refuse("dry_run is given more than once".into()));
+        }
+        dry_run = Some(match value.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(refuse(format!(
+                    "dry_run must be true or false, not {}",
+                    crate::domain::quoted(other.as_bytes())
+                )));
+            }
+        });
+    }
+    Ok(dry_run.unwrap_or(false))
+}
+
+/// A dry run's answer: what the change would do to the audience now, and
+/// the version that audience is. The audience it would leave is checked as
+/// the change itself would check it, so a preview never promises what the
+/// publish refuses. Writes nothing and audits nothing.
+async fn dry_run_answer(
+    state: &AppState,
+    id: &str,
+    kind: ChangeKind,
+    upload: RoaringTreemap,
+    received: u64,
+    duplicates: u64,
+) -> Result<Response, ApiError> {
+    let (campaign, current) = consistent_audience(state, id).await?;
+    let store = state.store.clone();
+    // Set arithmetic over up to --max-audience IDs: off the async threads.
+    let preview = tokio::task::spawn_blocking(move || {
+        match kind {
+            ChangeKind::Replace => store.check_audience(campaign.design, &upload)?,
+            ChangeKind::Add => store.check_audience(campaign.design, &(&*current | &upload))?,
+            // Removing can only shrink what the store already holds.
+            ChangeKind::Remove => {}
+        }
+        Ok::<_, crate::store::StoreError>(preview::preview(kind, &current, &upload))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the preview failed: {e}")))??;
+    let mut body = serde_json::to_value(&preview).expect("a preview serializes");
+    body["dry_run"] = true.into();
+    body["version"] = campaign.version.into();
+    body["received"] = received.into();
+    body["duplicates"] = duplicates.into();
+    Ok(Json(body).into_response())
+}
+
+/// The campaign and its audience, of one state: the campaign read on both
+/// sides of the audience, again while a change (or a delete and re-create)
+/// lands between them.
+async fn consistent_audience(
+    state: &AppState,
+    id: &str,
+) -> Result<(Campaign, Arc<RoaringTreemap>), ApiError> {
+    for _ in 0..3 {
+        let before = state.store.get_campaign(id).await?;
+        let members = state.store.audience(id).await?;
+        let after = state.store.get_campaign(id).await?;
+        let same = (before.version, before.created_at, before.design)
+            == (after.version, after.created_at, after.design);
+        if same {
+            return Ok((after, members));
+        }
+    }
+    Err(crate::store::StoreError::Busy(id.to_string()).into())
 }
 
 /// Bytes of text per streamed chunk.

@@ -28,22 +28,27 @@ pub async fn envelope(State(meters): State<Meters>, request: Request, next: Next
     let method = super::method_label(request.method());
     let start = Instant::now();
     let series = meters.route(method, request.extensions().get::<MatchedPath>());
-    let mut response = request_id::scope(id.clone(), next.run(request)).await;
-    let elapsed = start.elapsed();
-    let status = response.status().as_u16();
-    series.record(status, elapsed.as_secs_f64());
-    // The route template, never the raw path, which holds user ids.
-    // Borrowed fields only: the line costs its formatting and one write,
-    // and nothing when the access target is filtered out.
-    tracing::info!(
-        target: "guestlist::access",
-        method,
-        route = &*series.route,
-        status,
-        duration_us = elapsed.as_micros() as u64,
-        request_id = id.to_str().unwrap_or(""),
-        "request"
-    );
+    let mut response = request_id::scope(id.clone(), async {
+        let response = next.run(request).await;
+        let elapsed = start.elapsed();
+        let status = response.status().as_u16();
+        series.record(status, elapsed.as_secs_f64());
+        // Logged inside the scope, so it names the request id where every
+        // other line of the request does. The route template, never the
+        // raw path, which holds user ids. Borrowed fields only: the line
+        // costs its formatting and one write, and nothing when the access
+        // target is filtered out.
+        tracing::info!(
+            target: "guestlist::access",
+            method,
+            route = &*series.route,
+            status,
+            duration_us = elapsed.as_micros() as u64,
+            "request"
+        );
+        response
+    })
+    .await;
     response
         .headers_mut()
         .entry(request_id::HEADER)

@@ -651,11 +651,18 @@ async fn edit(
 
 // ---- one campaign --------------------------------------------------------
 
+/// A replace or remove that would take away more than this share of a
+/// campaign's audience is previewed and published only once confirmed: the
+/// story's mistaken paste replaced a whole audience with a fragment.
+const CONFIRM_REMOVAL_SHARE: f64 = 0.10;
+
 #[derive(Template, WebTemplate)]
 #[template(path = "portal/campaign.html")]
 struct CampaignPage {
     chrome: Chrome,
     c: Row,
+    /// Uploads removing more than this share of the audience ask first.
+    confirm_share: f64,
     flash: Option<&'static str>,
     user: String,
     answer: Option<MemberAnswer>,
@@ -727,6 +734,7 @@ async fn campaign_page(
     let page = CampaignPage {
         chrome: Chrome::new(&s, "campaigns"),
         c: Row::new(&c, Utc::now()),
+        confirm_share: CONFIRM_REMOVAL_SHARE,
         flash: flash(q.done.as_deref()),
         user,
         answer,

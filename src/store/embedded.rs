@@ -220,6 +220,7 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         if incremental && changed == 0 {
             return Ok(AudienceChange {
+                previous_size: current.campaign.audience_size,
                 audience_size: current.campaign.audience_size,
                 version: current.campaign.version,
                 changed,
@@ -230,6 +231,7 @@ impl EmbeddedStore {
         campaign.version += 1;
         campaign.updated_at = Utc::now();
         let result = AudienceChange {
+            previous_size: current.campaign.audience_size,
             audience_size: campaign.audience_size,
             version: campaign.version,
             changed,

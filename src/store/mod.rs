@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use roaring::RoaringTreemap;
 
-use crate::domain::{AudienceChange, Campaign, CampaignPatch, UserId};
+use crate::domain::{AudienceChange, Campaign, CampaignPatch, Design, UserId};
 
 /// Errors a store reports. Handlers map each variant to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +250,13 @@ pub trait Store: Send + Sync + 'static {
     /// The whole audience as a compact bitmap, for export.
     async fn audience(&self, id: &str) -> StoreResult<Arc<RoaringTreemap>>;
 
+    /// Whether `design` may hold `members` in this store: the refusal a
+    /// replace or add to exactly that audience would meet, for dry runs.
+    fn check_audience(&self, design: Design, members: &RoaringTreemap) -> StoreResult<()> {
+        design.check_ids(members)?;
+        Ok(())
+    }
+
     /// Is `user` in campaign `id`'s audience? Returns the campaign too so the
     /// caller can report whether it is active.
     async fn is_member(&self, id: &str, user: UserId) -> StoreResult<(Campaign, bool)>;
@@ -295,7 +302,7 @@ pub struct AuditEvent {
     /// `created`, `updated`, `deleted`, `audience_replaced`, `audience_added`
     /// or `audience_removed`.
     pub action: String,
-    /// A sentence for humans, e.g. "audience replaced with 30000 IDs at version 3".
+    /// A sentence for humans, e.g. "replaced 3,000,000 IDs with 10 at version 4".
     pub summary: String,
     /// The audience version after the change, when it changed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

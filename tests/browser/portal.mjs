@@ -33,6 +33,9 @@ const badLines = Array.from({ length: 20_000 }, (_, i) => String(5_000_000 + i))
 badLines[12_344] = "12x45";
 const bad = join(work, "with-bad-line.csv");
 writeFileSync(bad, badLines.join("\n") + "\n");
+// The story's mistake: a fragment of the list pasted as the whole audience.
+const fragment = join(work, "fragment.csv");
+writeFileSync(fragment, ids.slice(0, 10).join("\n") + "\n");
 
 // Two more campaigns through the API, so the list shows every status.
 async function api(method, path, body) {
@@ -128,6 +131,12 @@ try {
   assert.match(resultText, /Duplicates\s*0/);
   assert.match(resultText, /New size\s*30,000/);
   assert.equal(await page.locator("#audience-size").textContent(), "30,000");
+  // The page refreshes its facts and history in place, and the banner
+  // about the creation goes.
+  const history = page.locator("section[aria-labelledby=audit-title]");
+  await history.getByText("replaced 0 IDs with 30,000 at version 1").waitFor();
+  assert.equal(await page.getByText("Campaign created.").count(), 0, "the creation banner is gone");
+  assert.equal(await page.locator("#audience-version").textContent(), "1");
   await shot("03-campaign-uploaded");
 
   step("a file with a bad line 12,345 shows that line and changes nothing");
@@ -160,6 +169,31 @@ try {
   assert.match(await found.textContent(), /is in 1 active campaign/);
   assert.ok(await found.getByRole("link", { name: "spring-sale" }).isVisible());
   await shot("05-lookup");
+
+  step("a replace that would remove most of the audience is previewed and asks first");
+  await page.goto(base + "/admin/campaigns/spring-sale");
+  await page.locator("#file").setInputFiles(fragment);
+  await page.getByRole("button", { name: "Upload" }).click();
+  const publish = result.getByRole("button", { name: "Publish anyway" });
+  await publish.waitFor();
+  const preview = await result.textContent();
+  assert.match(preview, /would remove 29,990 of 30,000 IDs \(100\.0%\)/i);
+  assert.match(preview, /Size after\s*10/);
+  assert.match(preview, new RegExp("Some removed IDs\\s*" + ids[10]));
+  assert.equal(await page.locator("#audience-size").textContent(), "30,000", "nothing published yet");
+  await shot("05b-upload-preview-confirm");
+  await result.getByRole("button", { name: "Cancel" }).click();
+  await result.getByText("Nothing was changed.").waitFor();
+  assert.equal(await page.locator("#audience-version").textContent(), "1");
+  await page.locator("#file").setInputFiles(fragment);
+  await page.getByRole("button", { name: "Upload" }).click();
+  await publish.waitFor();
+  await publish.click();
+  await result.getByText("Audience replaced.").waitFor();
+  await history.getByText("replaced 30,000 IDs with 10 at version 2").waitFor();
+  assert.equal(await page.locator("#audience-size").textContent(), "10");
+  assert.equal(await page.locator("#audience-version").textContent(), "2");
+  await shot("05c-upload-confirmed");
 
   step("edits the window");
   await page.goto(base + "/admin/campaigns/spring-sale/edit");
@@ -219,13 +253,13 @@ try {
   const log = await page.locator("table.events").textContent();
   for (const want of [
     /created "Spring sale"/,
-    /audience replaced with 30000 IDs at version 1/,
+    /replaced 0 IDs with 30,000 at version 1/,
     /window changed to/,
     /deleted/,
   ]) {
     assert.match(log, want);
   }
-  assert.doesNotMatch(log, /12x45|20000 IDs/, "the refused upload changed nothing");
+  assert.doesNotMatch(log, /12x45|20,000/, "the refused upload changed nothing");
   const actors = await page.locator("table.events tbody td:nth-child(2)").allTextContents();
   assert.ok(actors.length >= 4 && actors.every((a) => a === "alice"), `actors: ${actors}`);
   await shot("09-audit");

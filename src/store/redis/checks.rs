@@ -92,7 +92,10 @@ impl RedisStore {
             identify.arg(&key).arg(&meta::IDENTITY[..]);
             Box::pin(async move { store.inner.check.cmd("check", &identify).await })
         });
-        self.inner.identities.get(id, read).await
+        self.inner
+            .identities
+            .get(id, read, self.inner.options.check_timeout)
+            .await
     }
 
     /// Reads one campaign this instance's catalog lacks or has old, and

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -54,35 +55,55 @@ impl<V> Default for Coalesced<V> {
 
 impl<V: Clone + Send + Sync + 'static> Coalesced<V> {
     /// The result of a read of `key` that starts after this call, shared
-    /// with every other caller waiting for the same round. `read` starts a
+    /// with every other caller waiting for the same round, or a timeout
+    /// after `deadline` (the wait for a round in flight plus its own read
+    /// would otherwise be up to two reads' deadlines). `read` starts a
     /// read; a key's later rounds reuse the first caller's.
-    pub(crate) async fn get(&self, key: &str, read: Read<V>) -> crate::store::StoreResult<V> {
-        let mut round = {
+    pub(crate) async fn get(
+        &self,
+        key: &str,
+        read: Read<V>,
+        deadline: Duration,
+    ) -> crate::store::StoreResult<V> {
+        let (mut round, start) = {
             let mut rounds = self.rounds.lock().expect("rounds lock");
             match rounds.get_mut(key) {
                 // A read is in flight and may have started before this call:
                 // wait for the next one.
-                Some(next) => next
-                    .get_or_insert_with(|| watch::channel(None).0)
-                    .subscribe(),
+                Some(next) => (
+                    next.get_or_insert_with(|| watch::channel(None).0)
+                        .subscribe(),
+                    None,
+                ),
                 None => {
                     let (first, waiting) = watch::channel(None);
                     rounds.insert(key.to_string(), None);
-                    tokio::spawn(run(self.rounds.clone(), key.to_string(), first, read));
-                    waiting
+                    (waiting, Some(first))
                 }
             }
         };
-        let outcome = round
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| {
+        if let Some(first) = start {
+            // The guard goes into the task before it is spawned, outside the
+            // lock: a task dropped before it ever runs still ends the key's
+            // rounds, so no later check waits for a round nobody sends.
+            let rounds = EndRounds {
+                rounds: self.rounds.clone(),
+                key: key.to_string(),
+                ended: false,
+            };
+            tokio::spawn(run(rounds, first, read));
+        }
+        let wait = async {
+            let outcome = round.wait_for(Option::is_some).await.map_err(|_| {
                 crate::store::StoreError::Unavailable(
                     "a shared read ended without an answer".into(),
                 )
-            })?
-            .clone()
-            .expect("waited for an outcome");
+            })?;
+            Ok::<_, crate::store::StoreError>(outcome.clone().expect("waited for an outcome"))
+        };
+        let outcome = tokio::time::timeout(deadline, wait)
+            .await
+            .map_err(|_| crate::store::StoreError::Timeout(deadline))??;
         outcome.map_err(|e| shared_error(&e))
     }
 
@@ -93,46 +114,44 @@ impl<V: Clone + Send + Sync + 'static> Coalesced<V> {
     }
 }
 
-/// Sends `key`'s rounds one after another until no check waits for more.
-async fn run<V: Clone + Send + Sync + 'static>(
+/// Ends a key's rounds when its task ends in any way but the normal one (a
+/// panic in a read, or the task dropped unrun): the next check starts
+/// afresh, and the checks of a round that will not be sent get an error
+/// when its sender goes.
+struct EndRounds<V> {
     rounds: Arc<Rounds<V>>,
     key: String,
+    ended: bool,
+}
+
+impl<V> Drop for EndRounds<V> {
+    fn drop(&mut self) {
+        if !self.ended
+            && let Ok(mut rounds) = self.rounds.lock()
+        {
+            rounds.remove(&self.key);
+        }
+    }
+}
+
+/// Sends a key's rounds one after another until no check waits for more.
+async fn run<V: Clone + Send + Sync + 'static>(
+    mut guard: EndRounds<V>,
     mut round: watch::Sender<Shared<V>>,
     read: Read<V>,
 ) {
-    // A panic in a read ends the key's rounds, so the next check starts
-    // afresh instead of waiting forever; the checks of the next round get
-    // an error when its sender goes.
-    struct OnPanic<'a, V> {
-        rounds: &'a Rounds<V>,
-        key: &'a str,
-        ended: bool,
-    }
-    impl<V> Drop for OnPanic<'_, V> {
-        fn drop(&mut self) {
-            if !self.ended
-                && let Ok(mut rounds) = self.rounds.lock()
-            {
-                rounds.remove(self.key);
-            }
-        }
-    }
-    let mut guard = OnPanic {
-        rounds: &rounds,
-        key: &key,
-        ended: false,
-    };
     loop {
         let outcome = read().await.map_err(Arc::new);
         round.send_replace(Some(outcome));
         // Taking the next round and ending the key happen under one lock:
         // a check that arrives after this sees no round in flight and
         // starts its own, one that arrived before is in `next`.
-        let mut all = rounds.lock().expect("rounds lock");
-        match all.get_mut(&key).and_then(Option::take) {
+        let mut all = guard.rounds.lock().expect("rounds lock");
+        match all.get_mut(&guard.key).and_then(Option::take) {
             Some(next) => round = next,
             None => {
-                all.remove(&key);
+                all.remove(&guard.key);
+                drop(all);
                 guard.ended = true;
                 return;
             }
@@ -153,9 +172,11 @@ fn shared_error(error: &crate::store::StoreError) -> crate::store::StoreError {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Duration;
 
     use super::*;
+
+    /// A deadline no test reaches unless it means to.
+    const LONG: Duration = Duration::from_secs(60);
 
     /// A read that counts itself, takes `delay`, and answers its number.
     fn counting(reads: Arc<AtomicU64>, delay: Duration) -> Read<u64> {
@@ -177,14 +198,14 @@ mod tests {
         // The first caller starts read 1.
         let first = tokio::spawn({
             let (shared, read) = (shared.clone(), read.clone());
-            async move { shared.get("c", read).await.unwrap() }
+            async move { shared.get("c", read, LONG).await.unwrap() }
         });
         tokio::time::sleep(Duration::from_millis(1)).await;
         // Read 1 is in flight: these 50 must not take it; they share read 2.
         let later: Vec<_> = (0..50)
             .map(|_| {
                 let (shared, read) = (shared.clone(), read.clone());
-                tokio::spawn(async move { shared.get("c", read).await.unwrap() })
+                tokio::spawn(async move { shared.get("c", read, LONG).await.unwrap() })
             })
             .collect();
         assert_eq!(first.await.unwrap(), 1);
@@ -195,7 +216,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(shared.in_flight(), 0, "nothing is kept once idle");
         // Idle again: the next caller gets a read of its own.
-        assert_eq!(shared.get("c", read).await.unwrap(), 3);
+        assert_eq!(shared.get("c", read, LONG).await.unwrap(), 3);
     }
 
     #[tokio::test(start_paused = true)]
@@ -211,11 +232,11 @@ mod tests {
         let ok = counting(reads.clone(), Duration::from_millis(5));
         let a = tokio::spawn({
             let (shared, failing) = (shared.clone(), failing.clone());
-            async move { shared.get("a", failing).await }
+            async move { shared.get("a", failing, LONG).await }
         });
         let b = tokio::spawn({
             let (shared, ok) = (shared.clone(), ok.clone());
-            async move { shared.get("b", ok).await }
+            async move { shared.get("b", ok, LONG).await }
         });
         assert!(matches!(
             a.await.unwrap(),
@@ -225,14 +246,61 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_wait_is_bounded_by_the_deadline() {
+        let shared = Arc::new(Coalesced::default());
+        let reads = Arc::new(AtomicU64::new(0));
+        let slow = counting(reads.clone(), Duration::from_secs(5));
+        let started = tokio::time::Instant::now();
+        let answer = shared.get("c", slow, Duration::from_millis(100)).await;
+        assert!(
+            matches!(answer, Err(crate::store::StoreError::Timeout(_))),
+            "{answer:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_round_whose_task_never_runs_strands_no_one() {
+        let shared = Coalesced::<u64>::default();
+        let reads = Arc::new(AtomicU64::new(0));
+        let read = counting(reads.clone(), Duration::from_millis(1));
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap()
+        };
+        // Register as a round's first caller on a runtime that then ends
+        // before the round's task ever runs.
+        let ending = runtime();
+        let mut get = Box::pin(shared.get("c", read.clone(), LONG));
+        ending.block_on(async {
+            let _ = futures_util::poll!(&mut get);
+        });
+        drop(ending);
+        drop(get);
+        assert_eq!(reads.load(Ordering::SeqCst), 0, "the read never ran");
+        assert_eq!(
+            shared.in_flight(),
+            0,
+            "the dropped task ended the key's rounds"
+        );
+        let answer = runtime().block_on(shared.get("c", read, LONG));
+        assert_eq!(answer.unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_caller_that_gives_up_strands_no_one() {
         let shared = Arc::new(Coalesced::default());
         let reads = Arc::new(AtomicU64::new(0));
         let read = counting(reads.clone(), Duration::from_millis(10));
-        let impatient =
-            tokio::time::timeout(Duration::from_millis(1), shared.get("c", read.clone())).await;
+        let impatient = tokio::time::timeout(
+            Duration::from_millis(1),
+            shared.get("c", read.clone(), LONG),
+        )
+        .await;
         assert!(impatient.is_err(), "gave up before the read answered");
         // The read it started still runs; a later caller gets the next one.
-        assert_eq!(shared.get("c", read).await.unwrap(), 2);
+        assert_eq!(shared.get("c", read, LONG).await.unwrap(), 2);
     }
 }

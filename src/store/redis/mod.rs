@@ -276,7 +276,7 @@ impl RedisStore {
     }
 
     /// Refuses an audience the campaign's design cannot hold well.
-    fn check_audience(design: Design, members: &RoaringTreemap) -> StoreResult<()> {
+    fn audience_fits(design: Design, members: &RoaringTreemap) -> StoreResult<()> {
         design.check_ids(members)?;
         if design == Design::Bitmap {
             design::check_bitmap_cost(members).map_err(|e| StoreError::Unsuitable {
@@ -335,13 +335,14 @@ impl RedisStore {
                     self.await_replicas(&current, replicas::AckPoint::Published, &masters)
                         .await?;
                     return Ok(AudienceChange {
+                        previous_size: current.campaign.audience_size,
                         audience_size: current.campaign.audience_size,
                         version: current.campaign.version,
                         changed: 0,
                     });
                 }
                 if adding {
-                    Self::check_audience(design, &next)?;
+                    Self::audience_fits(design, &next)?;
                 }
                 if changed as usize <= CHUNK {
                     self.apply_delta(&token, &current, &next, delta).await
@@ -357,6 +358,10 @@ impl RedisStore {
 impl Store for RedisStore {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn check_audience(&self, design: Design, members: &RoaringTreemap) -> StoreResult<()> {
+        Self::audience_fits(design, members)
     }
 
     async fn create_campaign(&self, campaign: Campaign) -> StoreResult<Campaign> {
@@ -460,7 +465,7 @@ impl Store for RedisStore {
         lease
             .run(async {
                 let current = self.current(&token, id).await?;
-                Self::check_audience(current.campaign.design, &members)?;
+                Self::audience_fits(current.campaign.design, &members)?;
                 let received = members.len();
                 self.rebuild(&token, &current, members, received).await
             })

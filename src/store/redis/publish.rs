@@ -316,6 +316,7 @@ impl RedisStore {
         self.await_replicas(&next, AckPoint::Published, &masters)
             .await?;
         Ok(AudienceChange {
+            previous_size: current.campaign.audience_size,
             audience_size: next.campaign.audience_size,
             version: next.campaign.version,
             changed,
@@ -390,6 +391,7 @@ impl RedisStore {
         self.await_replicas(&next, AckPoint::Published, &masters)
             .await?;
         Ok(AudienceChange {
+            previous_size: current.campaign.audience_size,
             audience_size: next.campaign.audience_size,
             version,
             changed,
