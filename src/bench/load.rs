@@ -358,3 +358,45 @@ pub(super) async fn open_loop(
     let recorder = Arc::into_inner(recorder).context("a check outlived the run")?;
     Ok(recorder.into_tally(Some(lag)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    /// A check past its deadline counts as a timeout, yet is waited for:
+    /// its command still occupies the server until answered.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_check_times_out_but_is_run_to_its_end() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let check = {
+            let finished = finished.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                finished.store(true, Ordering::SeqCst);
+                Ok(true)
+            }
+        };
+        let start = tokio::time::Instant::now();
+        let answer = within(start + Duration::from_secs(1), check).await;
+        assert!(matches!(answer, Err(CheckError::Timeout)), "{answer:?}");
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "the late check was dropped"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_that_never_ends_is_let_go_after_the_linger() {
+        let start = tokio::time::Instant::now();
+        let answer = within(
+            start + Duration::from_secs(1),
+            std::future::pending::<Result<bool, CheckError>>(),
+        )
+        .await;
+        assert!(matches!(answer, Err(CheckError::Timeout)));
+        assert_eq!(start.elapsed(), Duration::from_secs(1) + LINGER);
+    }
+}
