@@ -315,25 +315,7 @@ impl RedisStore {
         self.prune_index(state, &ids, &present).await;
         let count = campaigns.len();
         self.update_catalog(|c| {
-            // What this instance changed itself while the reconciliation ran
-            // is at least as new as what it read: keep it.
-            for (id, at) in &c.touched {
-                if *at < started {
-                    continue;
-                }
-                match c.campaigns.get(id) {
-                    Some(mine) if campaigns.get(id).is_none_or(|read| !newer(read, mine)) => {
-                        campaigns.insert(id.clone(), mine.clone());
-                    }
-                    Some(_) => {}
-                    None => {
-                        campaigns.remove(id);
-                    }
-                }
-            }
-            c.touched.retain(|_, at| *at >= started);
-            c.campaigns = campaigns;
-            c.reconciled_at = Some(started);
+            merge_reconciled(c, campaigns, started);
             c.counter = counter;
         });
         self.inner.refreshed.send_modify(|n| *n = n.wrapping_add(1));
@@ -534,6 +516,51 @@ async fn cluster_changes(cluster: ClusterTarget, channel: String) -> redis::Redi
     Ok(stream.boxed())
 }
 
+/// Replaces `c`'s campaigns with those a reconciliation that began at
+/// `started` read, keeping what is known to be newer than the read:
+/// - what this instance changed itself while it ran (`touched`);
+/// - deletions: an incarnation seen deleted stays deleted, even if the
+///   read (begun before the delete) still found it, and an incarnation the
+///   read no longer finds is remembered as gone, so that a late answer
+///   read before its delete cannot bring it back (see `remember`).
+fn merge_reconciled(
+    c: &mut Catalog,
+    mut campaigns: HashMap<String, Arc<CampaignMeta>>,
+    started: Instant,
+) {
+    for (id, at) in &c.touched {
+        if *at < started {
+            continue;
+        }
+        match c.campaigns.get(id) {
+            Some(mine) if campaigns.get(id).is_none_or(|read| !newer(read, mine)) => {
+                campaigns.insert(id.clone(), mine.clone());
+            }
+            Some(_) => {}
+            None => {
+                campaigns.remove(id);
+            }
+        }
+    }
+    campaigns.retain(|id, m| {
+        c.gone
+            .get(id)
+            .is_none_or(|(incarnation, _)| *incarnation != m.incarnation)
+    });
+    c.gone.retain(|_, (_, at)| at.elapsed() < GONE_FOR);
+    for (id, old) in &c.campaigns {
+        let dropped = campaigns
+            .get(id)
+            .is_none_or(|m| m.incarnation != old.incarnation);
+        if dropped && c.gone.len() < GONE_CAP {
+            c.gone.insert(id.clone(), (old.incarnation, Instant::now()));
+        }
+    }
+    c.touched.retain(|_, at| *at >= started);
+    c.campaigns = campaigns;
+    c.reconciled_at = Some(started);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,6 +599,61 @@ mod tests {
         assert_eq!(
             store.catalog().campaigns.get("c").map(|m| m.incarnation),
             Some(new.incarnation)
+        );
+    }
+
+    fn meta(id: &str) -> Arc<CampaignMeta> {
+        let now = chrono::Utc::now();
+        let campaign = NewCampaign {
+            id: id.into(),
+            name: id.into(),
+            starts_at: (now - chrono::Duration::hours(1)).to_rfc3339(),
+            ends_at: (now + chrono::Duration::hours(1)).to_rfc3339(),
+            design: Some("per-user".into()),
+        }
+        .validate(now)
+        .unwrap();
+        Arc::new(CampaignMeta::new(campaign))
+    }
+
+    /// A reconciliation that no longer finds an incarnation records it as
+    /// gone, so a late answer read before the delete cannot restore it.
+    #[tokio::test]
+    async fn an_incarnation_a_reconciliation_dropped_is_not_remembered_again() {
+        let store = RedisStore::connect("redis://127.0.0.1:1", StoreOptions::default())
+            .await
+            .unwrap();
+        let old = meta("c");
+        store.remember((*old).clone());
+        store.update_catalog(|c| merge_reconciled(c, HashMap::new(), Instant::now()));
+        assert!(!store.catalog().campaigns.contains_key("c"));
+        store.remember((*old).clone());
+        assert!(
+            !store.catalog().campaigns.contains_key("c"),
+            "a deleted incarnation came back"
+        );
+    }
+
+    /// A reconciliation that read an incarnation before this instance saw
+    /// it deleted does not bring it back.
+    #[tokio::test]
+    async fn a_reconciliation_read_before_a_delete_does_not_restore_it() {
+        let store = RedisStore::connect("redis://127.0.0.1:1", StoreOptions::default())
+            .await
+            .unwrap();
+        let old = meta("c");
+        let started = Instant::now();
+        store.remember((*old).clone());
+        // Seen deleted, then forgotten by a reconciliation that ran meanwhile.
+        store.forget("c", old.incarnation);
+        store.update_catalog(|c| {
+            c.touched.clear();
+        });
+        let read = HashMap::from([("c".to_string(), old.clone())]);
+        store.update_catalog(|c| merge_reconciled(c, read, started));
+        assert!(
+            !store.catalog().campaigns.contains_key("c"),
+            "a reconciliation restored a deleted incarnation"
         );
     }
 }
