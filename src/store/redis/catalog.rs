@@ -315,7 +315,7 @@ impl RedisStore {
         self.prune_index(state, &ids, &present).await;
         let count = campaigns.len();
         self.update_catalog(|c| {
-            merge_reconciled(c, campaigns, started);
+            merge_reconciled(c, campaigns, &present, started);
             c.counter = counter;
         });
         self.inner.refreshed.send_modify(|n| *n = n.wrapping_add(1));
@@ -517,15 +517,23 @@ async fn cluster_changes(cluster: ClusterTarget, channel: String) -> redis::Redi
 }
 
 /// Replaces `c`'s campaigns with those a reconciliation that began at
-/// `started` read, keeping what is known to be newer than the read:
+/// `started` read (`present`: every id whose metadata it found, readable
+/// or not), keeping what is known to be newer than the read:
 /// - what this instance changed itself while it ran (`touched`);
-/// - deletions: an incarnation seen deleted stays deleted, even if the
-///   read (begun before the delete) still found it, and an incarnation the
-///   read no longer finds is remembered as gone, so that a late answer
-///   read before its delete cannot bring it back (see `remember`).
+/// - deletions seen while it ran: an incarnation this instance saw deleted
+///   after the read began stays deleted, even if the read still found it;
+/// - deletions it finds: an incarnation whose metadata is no longer there
+///   is remembered as gone, so that a late answer read before its delete
+///   cannot bring it back (see `remember`). One skipped for unreadable
+///   metadata is not: it may be repaired under the same incarnation.
+///
+/// A read that began after a deletion was seen is the authority on it: if
+/// it finds the incarnation, the tombstone was wrong (a replica behind)
+/// and goes.
 fn merge_reconciled(
     c: &mut Catalog,
     mut campaigns: HashMap<String, Arc<CampaignMeta>>,
+    present: &HashSet<String>,
     started: Instant,
 ) {
     for (id, at) in &c.touched {
@@ -545,14 +553,21 @@ fn merge_reconciled(
     campaigns.retain(|id, m| {
         c.gone
             .get(id)
-            .is_none_or(|(incarnation, _)| *incarnation != m.incarnation)
+            .is_none_or(|(incarnation, at)| *incarnation != m.incarnation || *at < started)
     });
-    c.gone.retain(|_, (_, at)| at.elapsed() < GONE_FOR);
+    c.gone.retain(|id, (incarnation, at)| {
+        let found_since = *at < started
+            && campaigns
+                .get(id)
+                .is_some_and(|m| m.incarnation == *incarnation);
+        !found_since && at.elapsed() < GONE_FOR
+    });
     for (id, old) in &c.campaigns {
-        let dropped = campaigns
-            .get(id)
-            .is_none_or(|m| m.incarnation != old.incarnation);
-        if dropped && c.gone.len() < GONE_CAP {
+        let deleted = !present.contains(id)
+            && campaigns
+                .get(id)
+                .is_none_or(|m| m.incarnation != old.incarnation);
+        if deleted && c.gone.len() < GONE_CAP {
             c.gone.insert(id.clone(), (old.incarnation, Instant::now()));
         }
     }
@@ -625,7 +640,9 @@ mod tests {
             .unwrap();
         let old = meta("c");
         store.remember((*old).clone());
-        store.update_catalog(|c| merge_reconciled(c, HashMap::new(), Instant::now()));
+        store.update_catalog(|c| {
+            merge_reconciled(c, HashMap::new(), &HashSet::new(), Instant::now())
+        });
         assert!(!store.catalog().campaigns.contains_key("c"));
         store.remember((*old).clone());
         assert!(
@@ -650,10 +667,35 @@ mod tests {
             c.touched.clear();
         });
         let read = HashMap::from([("c".to_string(), old.clone())]);
-        store.update_catalog(|c| merge_reconciled(c, read, started));
+        let present = HashSet::from(["c".to_string()]);
+        store.update_catalog(|c| merge_reconciled(c, read.clone(), &present, started));
         assert!(
             !store.catalog().campaigns.contains_key("c"),
             "a reconciliation restored a deleted incarnation"
         );
+        // A read that began after the delete was seen and still finds the
+        // incarnation is the authority: the tombstone was wrong.
+        let later = Instant::now();
+        store.update_catalog(|c| merge_reconciled(c, read, &present, later));
+        assert!(store.catalog().campaigns.contains_key("c"));
+        store.remember((*old).clone());
+        assert!(store.catalog().campaigns.contains_key("c"));
+    }
+
+    /// Unreadable metadata hides a campaign but does not mark it deleted:
+    /// repaired under the same incarnation, it is learnt again at once.
+    #[tokio::test]
+    async fn a_campaign_skipped_as_malformed_is_not_marked_deleted() {
+        let store = RedisStore::connect("redis://127.0.0.1:1", StoreOptions::default())
+            .await
+            .unwrap();
+        let old = meta("c");
+        store.remember((*old).clone());
+        let present = HashSet::from(["c".to_string()]);
+        store.update_catalog(|c| merge_reconciled(c, HashMap::new(), &present, Instant::now()));
+        assert!(!store.catalog().campaigns.contains_key("c"));
+        let repaired = HashMap::from([("c".to_string(), old.clone())]);
+        store.update_catalog(|c| merge_reconciled(c, repaired, &present, Instant::now()));
+        assert!(store.catalog().campaigns.contains_key("c"));
     }
 }
