@@ -588,10 +588,7 @@ mod tests {
     /// would answer for a campaign that is gone).
     #[tokio::test]
     async fn a_forgotten_incarnation_is_not_remembered_again() {
-        // Nothing listens there: the store connects lazily and never needs to.
-        let store = RedisStore::connect("redis://127.0.0.1:1", StoreOptions::default())
-            .await
-            .unwrap();
+        let store = offline_store().await;
         let now = chrono::Utc::now();
         let campaign = NewCampaign {
             id: "c".into(),
@@ -617,6 +614,14 @@ mod tests {
         );
     }
 
+    /// A store whose Redis never answers: it connects lazily and these
+    /// tests only touch its catalog.
+    async fn offline_store() -> RedisStore {
+        RedisStore::connect("redis://127.0.0.1:1", StoreOptions::default())
+            .await
+            .unwrap()
+    }
+
     fn meta(id: &str) -> Arc<CampaignMeta> {
         let now = chrono::Utc::now();
         let campaign = NewCampaign {
@@ -635,9 +640,7 @@ mod tests {
     /// gone, so a late answer read before the delete cannot restore it.
     #[tokio::test]
     async fn an_incarnation_a_reconciliation_dropped_is_not_remembered_again() {
-        let store = RedisStore::connect("redis://127.0.0.1:1", StoreOptions::default())
-            .await
-            .unwrap();
+        let store = offline_store().await;
         let old = meta("c");
         store.remember((*old).clone());
         store.update_catalog(|c| {
@@ -655,9 +658,7 @@ mod tests {
     /// it deleted does not bring it back.
     #[tokio::test]
     async fn a_reconciliation_read_before_a_delete_does_not_restore_it() {
-        let store = RedisStore::connect("redis://127.0.0.1:1", StoreOptions::default())
-            .await
-            .unwrap();
+        let store = offline_store().await;
         let old = meta("c");
         let started = Instant::now();
         store.remember((*old).clone());
@@ -686,9 +687,7 @@ mod tests {
     /// repaired under the same incarnation, it is learnt again at once.
     #[tokio::test]
     async fn a_campaign_skipped_as_malformed_is_not_marked_deleted() {
-        let store = RedisStore::connect("redis://127.0.0.1:1", StoreOptions::default())
-            .await
-            .unwrap();
+        let store = offline_store().await;
         let old = meta("c");
         store.remember((*old).clone());
         let present = HashSet::from(["c".to_string()]);
