@@ -73,25 +73,14 @@ mod tests {
     use roaring::RoaringTreemap;
 
     use super::*;
-    use crate::domain::{Campaign, Design};
-
-    fn campaign(id: &str, version: u64, start_h: i64, end_h: i64) -> Campaign {
-        let now = Utc::now();
-        Campaign {
-            id: id.into(),
-            name: id.into(),
-            starts_at: now + chrono::Duration::hours(start_h),
-            ends_at: now + chrono::Duration::hours(end_h),
-            design: Design::Set,
-            audience_size: 0,
-            version,
-            created_at: now,
-            updated_at: now,
-        }
-    }
+    use crate::domain::Campaign;
+    use crate::nearcache::tests::versioned_campaign;
 
     fn active(id: &str, version: u64, ids: &[u64]) -> (Campaign, RoaringTreemap) {
-        (campaign(id, version, -1, 1), ids.iter().copied().collect())
+        (
+            versioned_campaign(id, version, -1, 1),
+            ids.iter().copied().collect(),
+        )
     }
 
     fn member(handle: &CampaignHandle, user: UserId) -> Option<bool> {
@@ -199,7 +188,10 @@ mod tests {
     #[test]
     fn a_handle_reports_an_ended_window_and_staleness_like_the_lookup_by_id() {
         let cache = NearCache::from_audiences(vec![
-            (campaign("ended", 1, -2, -1), [1].into_iter().collect()),
+            (
+                versioned_campaign("ended", 1, -2, -1),
+                [1].into_iter().collect(),
+            ),
             active("live", 1, &[1]),
         ]);
         let ended = cache.campaign("ended").unwrap();

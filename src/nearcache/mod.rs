@@ -379,6 +379,12 @@ mod tests {
     use crate::domain::Design;
 
     fn campaign(id: &str, start_h: i64, end_h: i64) -> Campaign {
+        versioned_campaign(id, 1, start_h, end_h)
+    }
+
+    /// A `set` campaign at `version`, its window in hours from now; shared
+    /// with the other tests of the cache.
+    pub(super) fn versioned_campaign(id: &str, version: u64, start_h: i64, end_h: i64) -> Campaign {
         let now = Utc::now();
         Campaign {
             id: id.into(),
@@ -387,7 +393,7 @@ mod tests {
             ends_at: now + chrono::Duration::hours(end_h),
             design: Design::Set,
             audience_size: 0,
-            version: 1,
+            version,
             created_at: now,
             updated_at: now,
         }
