@@ -166,11 +166,19 @@ pub struct UploadArgs {
     pub campaign: String,
     /// The file of IDs, streamed to the server; `-` reads stdin.
     pub file: String,
-    /// lines: one ID per line, optional header; json: an array of IDs.
-    /// Without it, a file named *.json is read as json (said on stderr),
+    /// lines: one ID per line, optional header; csv: a CSV export (RFC
+    /// 4180), the IDs in one column; json: an array of IDs. Without it, a
+    /// file named *.json is read as json and *.csv as csv (said on stderr),
     /// anything else as lines.
     #[arg(long, value_enum)]
     pub input_format: Option<InputFormat>,
+    /// The CSV file's first row is a header (column names). Implies csv.
+    #[arg(long)]
+    pub header: bool,
+    /// The column holding the IDs: its name in the header (with --header)
+    /// or its number from 1. Implies csv.
+    #[arg(long, value_name = "NAME|N")]
+    pub column: Option<String>,
     /// Show what the change would do (IDs added and removed, the new size,
     /// a sample of each side) and change nothing.
     #[arg(long)]
@@ -180,6 +188,7 @@ pub struct UploadArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InputFormat {
     Lines,
+    Csv,
     Json,
 }
 

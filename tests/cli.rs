@@ -23,30 +23,33 @@ async fn cli(server: &str, token: Option<&str>, args: &[&str]) -> Output {
     output(cmd).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_manages_a_campaign_end_to_end_and_refuses_a_bad_file_whole() {
+/// A server on a fresh embedded store, and the directory holding it.
+async fn embedded_server() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
-    let server = serve(store).await;
-    let t = Some(ADMIN);
+    (dir, serve(store).await)
+}
 
-    let out = cli(
-        &server,
-        t,
-        &[
-            "campaign",
-            "create",
-            "spring",
-            "--name",
-            "Spring sale",
-            "--starts-at",
-            "2020-01-01T00:00:00Z",
-            "--ends-at",
-            "2099-01-01T00:00:00Z",
-        ],
-    )
-    .await;
+/// Creates campaign `id`, active from 2020 to 2099, through the CLI.
+async fn create_active(server: &str, id: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["campaign", "create", id];
+    args.extend([
+        "--starts-at",
+        "2020-01-01T00:00:00Z",
+        "--ends-at",
+        "2099-01-01T00:00:00Z",
+    ]);
+    args.extend(extra);
+    let out = cli(server, Some(ADMIN), &args).await;
     assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_manages_a_campaign_end_to_end_and_refuses_a_bad_file_whole() {
+    let (dir, server) = embedded_server().await;
+    let t = Some(ADMIN);
+    let out = create_active(&server, "spring", &["--name", "Spring sale"]).await;
     assert!(stdout(&out).contains("spring") && stdout(&out).contains("active"));
 
     // 1,000,000 lines with a header.
@@ -149,6 +152,160 @@ async fn the_cli_manages_a_campaign_end_to_end_and_refuses_a_bad_file_whole() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A CRM export: five columns, a header, a BOM, CRLF, quoted fields with
+/// commas, doubled quotes and a line break. The IDs are the `user id`
+/// column; the `account` column holds numbers too, so reading the wrong
+/// column would not fail, it would load the wrong audience.
+const EXPORT: &str = "\u{feff}name,\"account\",\"user id\",email,notes\r\n\
+    \"Doe, Jane\",501,17,jane@example.com,\"said \"\"hi\"\", twice\"\r\n\
+    Bob,502,42,\"bob+vip@example.com\",\"two\r\nlines\"\r\n\
+    \"O'Neil, Ann\",503,\" 7 \",ann@example.com,\r\n\
+    Zed,504,42,zed@example.com,\"dup, of Bob\"\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_export_loads_exactly_its_chosen_column_through_the_api_and_the_cli() {
+    guestlist::tls::install_crypto_provider();
+    let (dir, server) = embedded_server().await;
+    let t = Some(ADMIN);
+    create_active(&server, "crm", &[]).await;
+    let http = reqwest::Client::new();
+    let export = |server: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("{server}/v1/campaigns/crm/audience"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let text = r.text().await.unwrap();
+            text.lines()
+                .map(|l| l.parse::<u64>().unwrap_or_else(|_| panic!("{text}")))
+                .collect::<Vec<_>>()
+        }
+    };
+    let put = |query: &'static str, content_type: &'static str| {
+        http.put(format!("{server}/v1/campaigns/crm/audience{query}"))
+            .bearer_auth(ADMIN)
+            .header("content-type", content_type)
+            .body(EXPORT)
+            .send()
+    };
+
+    // The API: the header declared by RFC 4180's parameter, the column by name.
+    let r = put("?column=user+id", "text/csv; header=present")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&body["received"], &body["duplicates"]),
+        (&4.into(), &1.into()),
+        "{body}"
+    );
+    assert_eq!(export(server.clone()).await, vec![7, 17, 42]);
+
+    // A column by number, after clearing, reads the same.
+    let r = http
+        .put(format!("{server}/v1/campaigns/crm/audience"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!([]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = put("?header=true&column=3", "text/csv").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(export(server.clone()).await, vec![7, 17, 42]);
+
+    // Several columns and no choice: refused with the line, nothing changed.
+    let r = put("?header=true", "text/csv").await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&body["error"], &body["line"]),
+        (&"invalid_user_id".into(), &1.into()),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("5 columns"),
+        "{body}"
+    );
+    // A named column without a declared header, and CSV options on a
+    // text/plain body, are refused before the body is read.
+    for (query, content_type, said) in [
+        ("?column=email", "text/csv", "no header is declared"),
+        (
+            "?column=3",
+            "text/plain",
+            "send the body as Content-Type: text/csv",
+        ),
+        ("?header=maybe", "text/csv", "header must be true or false"),
+    ] {
+        let r = put(query, content_type).await.unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_csv_options", "{body}");
+        assert!(body["message"].as_str().unwrap().contains(said), "{body}");
+    }
+
+    // The CLI, from a file: --header and --column.
+    let file = dir.path().join("crm-export.csv");
+    std::fs::write(&file, EXPORT).unwrap();
+    let file = file.to_str().unwrap();
+    let out = cli(
+        &server,
+        t,
+        &[
+            "audience", "remove", "crm", file, "--header", "--column", "user id",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(export(server.clone()).await, Vec::<u64>::new());
+    let out = cli(
+        &server,
+        t,
+        &["audience", "add", "crm", file, "--header", "--column", "3"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(export(server.clone()).await, vec![7, 17, 42]);
+
+    // The wrong column is refused by name with the header's columns, and a
+    // non-numeric one by its line; neither changes the audience.
+    let out = cli(
+        &server,
+        t,
+        &[
+            "audience", "replace", "crm", file, "--header", "--column", "user_id",
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(r#"line 1: the header has no column "user_id"; its columns are "name", "account", "user id""#),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(
+        &server,
+        t,
+        &[
+            "audience", "replace", "crm", file, "--header", "--column", "email",
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(r#"line 2: "jane@example.com" is not a user id"#),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(export(server.clone()).await, vec![7, 17, 42]);
 }
 
 async fn audit_actions(h: &Harness) -> Vec<String> {

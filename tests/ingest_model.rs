@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 
 use axum::body::{Body, Bytes};
+use guestlist::ingest::csv::{Column, CsvOptions};
 use guestlist::ingest::{Format, IngestError, Limits, parse_body};
 use proptest::prelude::*;
 
@@ -199,4 +200,74 @@ proptest! {
         prop_assert_eq!(parsed.received, ids.len() as u64);
         prop_assert_eq!(parsed.members.iter().collect::<BTreeSet<_>>(), ids.into_iter().collect::<BTreeSet<_>>());
     }
+
+    #[test]
+    fn a_csv_export_yields_exactly_its_id_column_however_it_is_quoted_and_cut(
+        rows in proptest::collection::vec((any::<u64>(), proptest::collection::vec(csv_field(), 0..4), proptest::collection::vec(csv_field(), 0..4)), 1..30),
+        column_by_name in any::<bool>(),
+        crlf in any::<bool>(),
+        bom in any::<bool>(),
+        cuts in cuts(),
+    ) {
+        // Every row gets the same width: the ID sits after the widest
+        // prefix of extra fields, padded with empty ones.
+        let before = rows.iter().map(|(_, b, _)| b.len()).max().unwrap_or(0);
+        let after = rows.iter().map(|(_, _, a)| a.len()).max().unwrap_or(0);
+        let end = if crlf { "\r\n" } else { "\n" };
+        let mut body = String::new();
+        if bom {
+            body.push('\u{feff}');
+        }
+        let mut header: Vec<String> = (0..before).map(|i| format!("before {i}")).collect();
+        header.push("user, \"id\"".into());
+        header.extend((0..after).map(|i| format!("after {i}")));
+        body.push_str(&record(&header));
+        body.push_str(end);
+        for (id, b, a) in &rows {
+            let mut fields: Vec<String> = b.clone();
+            fields.resize(before, String::new());
+            fields.push(id.to_string());
+            let mut a = a.clone();
+            a.resize(after, String::new());
+            fields.extend(a);
+            body.push_str(&record(&fields));
+            body.push_str(end);
+        }
+        let column = if column_by_name {
+            Column::Name("user, \"id\"".into())
+        } else {
+            Column::Number((before + 1).try_into().unwrap())
+        };
+        let format = Format::Csv(CsvOptions { header: Some(true), column: Some(column) });
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let parsed = streamed(&rt, body.as_bytes(), &cuts, format, u64::MAX)
+            .unwrap_or_else(|e| panic!("{e}: {body:?}"));
+        prop_assert_eq!(parsed.received, rows.len() as u64);
+        prop_assert_eq!(
+            parsed.members.iter().collect::<BTreeSet<_>>(),
+            rows.iter().map(|(id, _, _)| *id).collect::<BTreeSet<_>>()
+        );
+    }
+}
+
+/// A field as exports hold them: plain, or with the characters that force
+/// quoting (commas, quotes, line breaks) and some that do not.
+fn csv_field() -> impl Strategy<Value = String> {
+    prop_oneof!["[a-zA-Z0-9 @.]{0,12}", "[a-z,\"\r\n ;é]{0,12}",]
+}
+
+/// One CSV record as RFC 4180 writes it: a field is quoted when it holds a
+/// comma, a quote or a line break, its quotes doubled.
+fn record(fields: &[String]) -> String {
+    fields
+        .iter()
+        .map(|f| {
+            if f.contains([',', '"', '\r', '\n']) {
+                format!("\"{}\"", f.replace('"', "\"\""))
+            } else {
+                f.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }

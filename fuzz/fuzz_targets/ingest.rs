@@ -1,7 +1,8 @@
 //! Fuzzes the upload parsers with arbitrary bytes.
 //!
 //! The first two input bytes choose a read size and an audience limit; the
-//! rest is the body. Besides never panicking, both formats must give the same
+//! rest is the body. Besides never panicking, every format (CSV with and
+//! without a header and a chosen column) must give the same
 //! answer whether the body arrives whole or in reads of that size, and an
 //! accepted text body must mean exactly its ids: the export of what was read
 //! reads back to the same audience.
@@ -9,6 +10,7 @@
 
 use std::io::{self, Read};
 
+use guestlist::ingest::csv::{Column, CsvOptions};
 use guestlist::ingest::{Format, Parsed, parse_reader};
 use libfuzzer_sys::fuzz_target;
 
@@ -38,9 +40,19 @@ fuzz_target!(|data: &[u8]| {
     } else {
         u64::from(*limit)
     };
-    for format in [Format::Lines, Format::Json] {
-        let whole = parse_reader(body, format, max_audience);
-        let chunked = parse_reader(Chunked { rest: body, size }, format, max_audience);
+    let second = Column::Number(2.try_into().unwrap());
+    let formats = [
+        Format::Lines,
+        Format::Json,
+        Format::Csv(CsvOptions::default()),
+        Format::Csv(CsvOptions {
+            header: Some(true),
+            column: Some(second),
+        }),
+    ];
+    for format in formats {
+        let whole = parse_reader(body, format.clone(), max_audience);
+        let chunked = parse_reader(Chunked { rest: body, size }, format.clone(), max_audience);
         assert_eq!(whole, chunked, "{format:?} in reads of {size}");
         if let (Format::Lines, Ok(parsed)) = (format, &whole) {
             round_trip(parsed);

@@ -14,6 +14,8 @@ use tokio_util::io::ReaderStream;
 use super::api::{Api, TRANSFER_TIMEOUT};
 use super::error::{CliError, Exit};
 use super::output::print_json;
+use clap::ValueEnum;
+
 use crate::config::{AudienceCmd, ExportFormat, InputFormat, UploadArgs};
 
 #[derive(Clone, Copy)]
@@ -35,9 +37,10 @@ pub async fn run(api: &Api, cmd: AudienceCmd) -> Result<Exit, CliError> {
         Change::Add => (Method::POST, "/add"),
         Change::Remove => (Method::POST, "/remove"),
     };
-    let query = if args.dry_run { "?dry_run=true" } else { "" };
+    let format = input_format(&args)?;
+    let query = upload_query(&args);
     let path = format!("/v1/campaigns/{}/audience{op}{query}", args.campaign);
-    let body = upload(api, method, &path, &args).await?;
+    let body = upload(api, method, &path, &args, format).await?;
     if args.dry_run && body["dry_run"] != true {
         // A server that predates dry runs ignores the query and publishes.
         return Err(CliError::no_answer(format!(
@@ -125,32 +128,67 @@ fn dry_run_summary(campaign: &str, body: &Value) -> String {
     text
 }
 
-/// The upload's format: as given, or `.json` → json (said on stderr, since
-/// the name alone changes how the file is read), anything else → lines.
-fn input_format(args: &UploadArgs) -> InputFormat {
-    if let Some(format) = args.input_format {
-        return format;
+/// The upload's format: as given; csv when `--header` or `--column` asks
+/// for it; else `.json` → json and `.csv` → csv (said on stderr, since the
+/// name alone changes how the file is read), anything else → lines.
+fn input_format(args: &UploadArgs) -> Result<InputFormat, CliError> {
+    let csv_options = args.header || args.column.is_some();
+    match args.input_format {
+        Some(format) if csv_options && format != InputFormat::Csv => {
+            return Err(CliError::usage(format!(
+                "--header and --column read CSV files; they do not go with --input-format {}",
+                format
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        Some(format) => return Ok(format),
+        None if csv_options => return Ok(InputFormat::Csv),
+        None => {}
     }
-    let json = Path::new(&args.file)
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    if json {
-        eprintln!(
-            "reading {} as a JSON array of IDs because of its .json extension \
-             (--input-format lines reads it as one ID per line)",
-            args.file
-        );
-        InputFormat::Json
+    let extension = Path::new(&args.file).extension();
+    let is = |ext: &str| extension.is_some_and(|e| e.eq_ignore_ascii_case(ext));
+    let (format, name, ext) = if is("json") {
+        (InputFormat::Json, "a JSON array of IDs", "json")
+    } else if is("csv") {
+        (InputFormat::Csv, "CSV", "csv")
     } else {
-        InputFormat::Lines
-    }
+        return Ok(InputFormat::Lines);
+    };
+    eprintln!(
+        "reading {} as {name} because of its .{ext} extension \
+         (--input-format lines reads it as one ID per line)",
+        args.file
+    );
+    Ok(format)
 }
 
 fn content_type(format: InputFormat) -> &'static str {
     match format {
         InputFormat::Lines => "text/plain",
+        InputFormat::Csv => "text/csv",
         InputFormat::Json => "application/json",
     }
+}
+
+/// The query string of an upload: the dry run and the CSV options.
+fn upload_query(args: &UploadArgs) -> String {
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    if args.dry_run {
+        pairs.push(("dry_run", "true".into()));
+    }
+    if args.header {
+        pairs.push(("header", "true".into()));
+    }
+    if let Some(column) = &args.column {
+        pairs.push(("column", column.clone()));
+    }
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let encoded = serde_urlencoded::to_string(&pairs).expect("pairs of strings encode");
+    format!("?{encoded}")
 }
 
 /// Streams a file (or stdin, for `-`) to the server with a progress bar of
@@ -160,6 +198,7 @@ async fn upload(
     method: Method,
     path: &str,
     args: &UploadArgs,
+    format: InputFormat,
 ) -> Result<Value, CliError> {
     let file = args.file.as_str();
     let (reader, total): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Option<u64>) =
@@ -182,7 +221,6 @@ async fn upload(
             // Only a regular file has a length to announce (not a pipe).
             (Box::new(f), meta.is_file().then_some(meta.len()))
         };
-    let format = input_format(args);
     let bar = progress_bar(total);
     // A read error surfaces from the HTTP client as a failed request; this
     // keeps the real cause.
@@ -411,20 +449,39 @@ mod tests {
         assert!(lines[2].ends_with("19, 20 and 8 more"), "{text}");
     }
 
-    #[test]
-    fn only_a_json_extension_reads_json_unless_the_format_is_given() {
-        let args = |file: &str, input_format| UploadArgs {
+    fn args(file: &str, input_format: Option<InputFormat>) -> UploadArgs {
+        UploadArgs {
             campaign: "c".into(),
             file: file.into(),
             input_format,
+            header: false,
+            column: None,
             dry_run: false,
-        };
-        assert_eq!(input_format(&args("ids.JSON", None)), InputFormat::Json);
-        assert_eq!(input_format(&args("ids.csv", None)), InputFormat::Lines);
-        assert_eq!(input_format(&args("-", None)), InputFormat::Lines);
+        }
+    }
+
+    #[test]
+    fn the_extension_picks_the_format_unless_it_is_given() {
+        let format = |a: UploadArgs| input_format(&a).unwrap();
+        assert_eq!(format(args("ids.JSON", None)), InputFormat::Json);
+        assert_eq!(format(args("ids.csv", None)), InputFormat::Csv);
+        assert_eq!(format(args("-", None)), InputFormat::Lines);
         assert_eq!(
-            input_format(&args("ids.json", Some(InputFormat::Lines))),
+            format(args("ids.json", Some(InputFormat::Lines))),
             InputFormat::Lines
         );
+    }
+
+    #[test]
+    fn csv_options_imply_csv_and_go_in_the_query() {
+        let mut a = args("export.txt", None);
+        a.column = Some("user id".into());
+        a.header = true;
+        assert_eq!(input_format(&a).unwrap(), InputFormat::Csv);
+        assert_eq!(upload_query(&a), "?header=true&column=user+id");
+        a.input_format = Some(InputFormat::Json);
+        let e = input_format(&a).unwrap_err();
+        assert!(e.to_string().contains("--input-format json"), "{e}");
+        assert_eq!(upload_query(&args("x", None)), "");
     }
 }

@@ -23,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::auth::Actor;
 use super::{ApiError, AppState, audit, checked_campaign_id, detached};
 use crate::domain::{AudienceChange, Campaign};
+use crate::ingest::csv::Column;
 use crate::ingest::{self, Format, Limits, Parsed};
 use crate::numfmt::thousands;
 use crate::preview::{self, ChangeKind};
@@ -92,18 +93,19 @@ struct Upload {
 
 /// Checks the campaign exists, then parses the body. The existence check
 /// comes first so a typo in the id fails before a long upload is read.
-async fn read_upload(state: &AppState, id: &str, request: Request) -> Result<Upload, ApiError> {
+async fn read_upload(
+    state: &AppState,
+    id: &str,
+    query: &UploadQuery,
+    request: Request,
+) -> Result<Upload, ApiError> {
     let campaign = state.store.get_campaign(id).await?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let format = Format::from_content_type(content_type).ok_or_else(|| {
-        ApiError::UnsupportedMediaType(format!(
-            "content type {content_type:?} is not accepted; send text/plain or text/csv (one id per line) or application/json (an array of ids)"
-        ))
-    })?;
+    let format = upload_format(content_type, query)?;
     let limit = state.max_upload_bytes;
     let declared = request
         .headers()
@@ -181,8 +183,9 @@ async fn change(
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(id)?;
-    let dry_run = dry_run(&request)?;
-    let Upload { parsed, slot } = read_upload(&state, id, request).await?;
+    let query = upload_query(&request)?;
+    let dry_run = query.dry_run;
+    let Upload { parsed, slot } = read_upload(&state, id, &query, request).await?;
     let (received, duplicates) = (parsed.received, parsed.duplicates);
     if dry_run {
         let _slot = slot;
@@ -244,43 +247,124 @@ fn summary(kind: ChangeKind, c: &AudienceChange) -> String {
     }
 }
 
-/// Whether the request asks for a dry run: `?dry_run=true` (or `false`,
-/// the default). Any other value, and any other query parameter, is
-/// refused before the body is read, so a typo (`?dry-run=true`) never
-/// publishes what was meant as a preview.
-fn dry_run(request: &Request) -> Result<bool, ApiError> {
-    let refuse = |message: String| ApiError::BadRequest {
-        code: "invalid_dry_run",
+/// What an upload's query string asks: `dry_run=true|false`, and for
+/// `text/csv` bodies `header=true|false` and `column=NAME|N`. Any other
+/// parameter, a repeated one, or a value out of these is refused before
+/// the body is read, so a typo (`?dry-run=true`) never publishes what was
+/// meant as a preview, and a mistyped column never reads the wrong one.
+#[derive(Debug, Default)]
+struct UploadQuery {
+    dry_run: bool,
+    header: Option<bool>,
+    column: Option<Column>,
+}
+
+fn upload_query(request: &Request) -> Result<UploadQuery, ApiError> {
+    let refuse = |code: &'static str, field: &'static str, message: String| ApiError::BadRequest {
+        code,
         message: format!("{message}; nothing was changed"),
-        field: Some("dry_run"),
+        field: Some(field),
         line: None,
     };
     let query = request.uri().query().unwrap_or("");
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-        .map_err(|e| refuse(format!("the query string cannot be read: {e}")))?;
-    let mut dry_run = None;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
+        refuse(
+            "invalid_query",
+            "query",
+            format!("the query string cannot be read: {e}"),
+        )
+    })?;
+    let mut seen: Vec<&'static str> = Vec::new();
+    let mut out = UploadQuery::default();
     for (key, value) in pairs {
-        if key != "dry_run" {
-            return Err(refuse(format!(
-                "unknown query parameter {}: the only one here is dry_run=true",
-                crate::domain::quoted(key.as_bytes())
-            )));
-        }
-        if dry_run.is_some() {
-            return Err(refuse("dry_run is given more than once".into()));
-        }
-        dry_run = Some(match value.as_str() {
-            "true" => true,
-            "false" => false,
-            other => {
-                return Err(refuse(format!(
-                    "dry_run must be true or false, not {}",
-                    crate::domain::quoted(other.as_bytes())
-                )));
+        let name = match key.as_str() {
+            "dry_run" => "dry_run",
+            "header" => "header",
+            "column" => "column",
+            _ => {
+                return Err(refuse(
+                    "invalid_query",
+                    "query",
+                    format!(
+                        "unknown query parameter {}: the ones here are dry_run=true, and for text/csv header=true and column=NAME or a number from 1",
+                        crate::domain::quoted(key.as_bytes())
+                    ),
+                ));
             }
-        });
+        };
+        if seen.contains(&name) {
+            return Err(refuse(
+                "invalid_query",
+                name,
+                format!("{name} is given more than once"),
+            ));
+        }
+        seen.push(name);
+        let boolean = |code| match value.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(refuse(
+                code,
+                name,
+                format!(
+                    "{name} must be true or false, not {}",
+                    crate::domain::quoted(other.as_bytes())
+                ),
+            )),
+        };
+        match name {
+            "dry_run" => out.dry_run = boolean("invalid_dry_run")?,
+            "header" => out.header = Some(boolean("invalid_csv_options")?),
+            _ => {
+                out.column = Some(
+                    Column::parse(&value)
+                        .map_err(|why| refuse("invalid_csv_options", "column", why))?,
+                )
+            }
+        }
     }
-    Ok(dry_run.unwrap_or(false))
+    Ok(out)
+}
+
+/// The body's format, from its content type and the query's CSV options.
+fn upload_format(content_type: &str, query: &UploadQuery) -> Result<Format, ApiError> {
+    let refuse = |message: String| ApiError::BadRequest {
+        code: "invalid_csv_options",
+        message: format!("{message}; nothing was changed"),
+        field: Some("header"),
+        line: None,
+    };
+    let format = Format::from_content_type(content_type)
+        .ok_or_else(|| {
+            ApiError::UnsupportedMediaType(format!(
+                "content type {content_type:?} is not accepted; send text/plain (one id per line), text/csv (a CSV export; choose the column with ?column=) or application/json (an array of ids)"
+            ))
+        })?
+        .map_err(refuse)?;
+    match format {
+        Format::Csv(mut options) => {
+            if let Some(header) = query.header {
+                if options.header.is_some_and(|h| h != header) {
+                    return Err(refuse(format!(
+                        "header={header} contradicts the content type's header parameter"
+                    )));
+                }
+                options.header = Some(header);
+            }
+            options.column = query.column.clone();
+            options.check().map_err(|why| ApiError::BadRequest {
+                code: "invalid_csv_options",
+                message: format!("{why}; nothing was changed"),
+                field: Some("column"),
+                line: None,
+            })?;
+            Ok(Format::Csv(options))
+        }
+        _ if query.header.is_some() || query.column.is_some() => Err(refuse(format!(
+            "header= and column= read CSV exports: send the body as Content-Type: text/csv, not {content_type:?}"
+        ))),
+        other => Ok(other),
+    }
 }
 
 /// A dry run's answer: what the change would do to the audience now, and

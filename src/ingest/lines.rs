@@ -6,14 +6,12 @@
 //! is read; its length is bounded ([`MAX_LINE`]) so a body without newlines
 //! cannot grow the line buffer past that.
 
-use super::{IngestError, Parsed};
+use super::{Bom, IngestError, Parsed};
 use crate::domain::{self, BadUserId};
 
 /// Longest line accepted, its `\n` or `\r\n` excluded. Room for an id with
 /// generous padding; anything longer is not one id per line.
 pub const MAX_LINE: usize = 1024;
-
-const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Reads the lines of one body. Feed it chunks, then [`Lines::finish`].
 pub struct Lines {
@@ -23,9 +21,7 @@ pub struct Lines {
     /// `MAX_LINE + 1` bytes.
     line: Vec<u8>,
     line_no: u64,
-    /// The body's first bytes while they may still be a BOM; `None` once
-    /// that is settled.
-    head: Option<Vec<u8>>,
+    bom: Bom,
 }
 
 impl Lines {
@@ -35,25 +31,15 @@ impl Lines {
             max_audience,
             line: Vec::with_capacity(64),
             line_no: 1,
-            head: Some(Vec::with_capacity(BOM.len())),
+            bom: Bom::default(),
         }
     }
 
-    pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), IngestError> {
-        if let Some(head) = &mut self.head {
-            while head.len() < BOM.len() && BOM.starts_with(head) {
-                let Some((&b, rest)) = chunk.split_first() else {
-                    return Ok(());
-                };
-                head.push(b);
-                chunk = rest;
-            }
-            let head = self.head.take().unwrap_or_default();
-            if head != BOM {
-                self.feed_lines(&head)?;
-            }
-        }
-        self.feed_lines(chunk)
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        let mut bom = std::mem::take(&mut self.bom);
+        let result = bom.feed(chunk, |bytes| self.feed_lines(bytes));
+        self.bom = bom;
+        result
     }
 
     fn feed_lines(&mut self, mut chunk: &[u8]) -> Result<(), IngestError> {
@@ -82,9 +68,8 @@ impl Lines {
     }
 
     pub fn finish(mut self) -> Result<Parsed, IngestError> {
-        if let Some(head) = self.head.take() {
-            self.feed_lines(&head)?;
-        }
+        let mut bom = std::mem::take(&mut self.bom);
+        bom.finish(|bytes| self.feed_lines(bytes))?;
         self.finish_line()?;
         Ok(self.parsed)
     }
@@ -127,6 +112,6 @@ impl Lines {
 }
 
 /// A CSV column name or a quoted one; anything else non-numeric is a typo.
-fn looks_like_header(text: &[u8]) -> bool {
+pub(super) fn looks_like_header(text: &[u8]) -> bool {
     text[0].is_ascii_alphabetic() || text[0] == b'_' || text[0] == b'"'
 }

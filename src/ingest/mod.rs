@@ -6,13 +6,15 @@
 //! is therefore bounded by the (compact) audience, not by the body. The first
 //! bad value stops the parse, and nothing has been written anywhere by then.
 //!
-//! - [`lines`]: `text/plain` and `text/csv`, one id per line;
+//! - [`lines`]: `text/plain`, one id per line;
+//! - [`csv`]: `text/csv` (RFC 4180), a column of a CSV export;
 //! - [`json`]: `application/json`, an array of ids.
 //!
-//! Both read ids with [`crate::domain::parse_user_id`], the rule the URL
+//! All read ids with [`crate::domain::parse_user_id`], the rule the URL
 //! paths use too, and both stop once an upload holds more distinct ids than
 //! [`Limits::max_audience`], so memory stays bounded by that limit.
 
+pub mod csv;
 pub mod json;
 pub mod lines;
 
@@ -25,27 +27,105 @@ use roaring::RoaringTreemap;
 use tokio::sync::mpsc;
 
 /// Body formats accepted for audiences.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
-    /// `text/plain` or `text/csv`: one ID per line, optional header on line 1.
+    /// `text/plain`: one ID per line, optional header on line 1.
     Lines,
+    /// `text/csv`: RFC 4180, the IDs in one column.
+    Csv(csv::CsvOptions),
     /// `application/json`: an array of integers.
     Json,
 }
 
 impl Format {
     /// Picks the parser from a `Content-Type` value; `None` means 415.
-    pub fn from_content_type(ct: &str) -> Option<Format> {
-        let mime = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+    /// `text/csv` reads RFC 4180's `header=present|absent` parameter; a
+    /// value other than those is refused (`Some(Err)`) rather than ignored.
+    pub fn from_content_type(ct: &str) -> Option<Result<Format, String>> {
+        let mut parts = ct.split(';');
+        let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         match mime.as_str() {
-            "text/plain" | "text/csv" => Some(Format::Lines),
-            "application/json" => Some(Format::Json),
+            "text/plain" => Some(Ok(Format::Lines)),
+            "application/json" => Some(Ok(Format::Json)),
+            "text/csv" => {
+                let mut options = csv::CsvOptions::default();
+                for param in parts {
+                    let Some((name, value)) = param.split_once('=') else {
+                        continue;
+                    };
+                    if !name.trim().eq_ignore_ascii_case("header") {
+                        continue;
+                    }
+                    let value = value.trim().trim_matches('"');
+                    options.header = Some(if value.eq_ignore_ascii_case("present") {
+                        true
+                    } else if value.eq_ignore_ascii_case("absent") {
+                        false
+                    } else {
+                        return Some(Err(format!(
+                            "the text/csv header parameter is present or absent, not {}",
+                            crate::domain::quoted(value.as_bytes())
+                        )));
+                    });
+                }
+                Some(Ok(Format::Csv(options)))
+            }
             _ => None,
+        }
+    }
+}
+
+/// Drops a UTF-8 byte order mark at the very start of a body, however the
+/// body is cut into chunks: a spreadsheet's export often starts with one.
+#[derive(Debug)]
+pub(crate) struct Bom {
+    /// The body's first bytes while they may still be a BOM; `None` once
+    /// that is settled.
+    head: Option<Vec<u8>>,
+}
+
+impl Default for Bom {
+    fn default() -> Self {
+        Bom {
+            head: Some(Vec::with_capacity(BOM.len())),
+        }
+    }
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+impl Bom {
+    /// Passes `chunk` on to `sink`, less a leading BOM; bytes that may
+    /// still start one are held back until they cannot.
+    fn feed(
+        &mut self,
+        mut chunk: &[u8],
+        mut sink: impl FnMut(&[u8]) -> Result<(), IngestError>,
+    ) -> Result<(), IngestError> {
+        if let Some(head) = &mut self.head {
+            while head.len() < BOM.len() && BOM.starts_with(head) {
+                let Some((&b, rest)) = chunk.split_first() else {
+                    return Ok(());
+                };
+                head.push(b);
+                chunk = rest;
+            }
+            let head = self.head.take().unwrap_or_default();
+            if head != BOM {
+                sink(&head)?;
+            }
+        }
+        sink(chunk)
+    }
+
+    /// At the end of the body: passes on what was held back, if anything.
+    fn finish(
+        &mut self,
+        mut sink: impl FnMut(&[u8]) -> Result<(), IngestError>,
+    ) -> Result<(), IngestError> {
+        match self.head.take() {
+            Some(head) if !head.is_empty() => sink(&head),
+            _ => Ok(()),
         }
     }
 }
@@ -168,8 +248,16 @@ pub fn parse_reader(
     max_audience: u64,
 ) -> Result<Parsed, IngestError> {
     let mut reader = TrackedReader::new(reader);
+    let text = format != Format::Json;
     let result = match format {
-        Format::Lines => parse_lines(&mut reader, max_audience),
+        Format::Lines => {
+            let lines = lines::Lines::new(max_audience);
+            feed(&mut reader, lines, lines::Lines::feed, lines::Lines::finish)
+        }
+        Format::Csv(options) => {
+            let csv = csv::Csv::new(options, max_audience);
+            feed(&mut reader, csv, csv::Csv::feed, csv::Csv::finish)
+        }
         Format::Json => json::parse(&mut reader, max_audience),
     };
     // An error raised by the transport (too large, client hung up) explains a
@@ -178,19 +266,24 @@ pub fn parse_reader(
         return Err(e);
     }
     let parsed = result?;
-    if parsed.received == 0 && format == Format::Lines {
+    if parsed.received == 0 && text {
         return Err(IngestError::Empty);
     }
     Ok(parsed)
 }
 
-fn parse_lines(reader: &mut impl Read, max_audience: u64) -> Result<Parsed, IngestError> {
-    let mut lines = lines::Lines::new(max_audience);
+/// Drives a chunk-fed text parser from a reader.
+fn feed<P>(
+    reader: &mut impl Read,
+    mut parser: P,
+    feed: impl Fn(&mut P, &[u8]) -> Result<(), IngestError>,
+    finish: impl FnOnce(P) -> Result<Parsed, IngestError>,
+) -> Result<Parsed, IngestError> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match reader.read(&mut buf) {
-            Ok(0) => return lines.finish(),
-            Ok(n) => lines.feed(&buf[..n])?,
+            Ok(0) => return finish(parser),
+            Ok(n) => feed(&mut parser, &buf[..n])?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(IngestError::Body(e.to_string())),
         }
