@@ -284,6 +284,85 @@ async fn campaigns_over_the_memory_budget_are_answered_by_the_store() {
     assert!(metric(text.as_str().unwrap(), "guestlist_cache_skipped_campaigns ") >= 1.0);
 }
 
+/// Snowflake-style IDs: a millisecond timestamp over a year above 22 bits
+/// of worker and sequence, ascending and distinct.
+fn snowflakes(n: usize) -> Vec<u64> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut ids: Vec<u64> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((1_700_000_000_000 + x % 31_536_000_000) << 22) | (x >> 42)
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Sparse 64-bit IDs are stored compactly in Redis, and the budget counts
+/// what the cache really holds: an audience whose snapshot would fit is
+/// refused when its held form does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snowflake_ids_are_compact_and_the_budget_counts_their_real_heap() {
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start();
+    let (a, cache_a) = instance(&server.url(), NearCacheOptions::default()).await;
+    a.active("snow").await;
+    let ids = snowflakes(100_000);
+    let n = ids.len() as u64;
+    let (status, body) = a.upload("snow", "replace", "text/plain", lines(&ids)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let key = server.cli(&["--scan", "--pattern", "*:snapshot:*"]);
+    let snapshot: u64 = server.cli(&["STRLEN", key.trim()]).trim().parse().unwrap();
+    eprintln!("snapshot: {:.2} bytes per ID", snapshot as f64 / n as f64);
+    assert!(snapshot <= 10 * n, "{snapshot} bytes for {n} snowflakes");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let held = loop {
+        let status = cache_a.status();
+        if let Some(c) = status
+            .campaigns
+            .iter()
+            .find(|c| c.id == "snow" && c.version == 1)
+        {
+            break c.bytes;
+        }
+        assert!(Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    eprintln!("held: {:.2} bytes per ID", held as f64 / n as f64);
+    assert!(held <= 10 * n, "{held} bytes held for {n} snowflakes");
+    for user in ids.iter().step_by(9_973) {
+        let (_, body) = member(&a, "snow", *user).await;
+        assert_eq!(
+            (body["member"].as_bool(), body["source"].as_str()),
+            (Some(true), Some("cache"))
+        );
+    }
+
+    // A budget the snapshot fits in but the held form does not.
+    assert!(snapshot < held - 1, "snapshot {snapshot}, held {held}");
+    let tight = NearCacheOptions {
+        max_bytes: held - 1,
+        ..NearCacheOptions::default()
+    };
+    let (b, cache_b) = instance(&server.url(), tight).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache_b.status().skipped != 1 {
+        assert!(Instant::now() < deadline, "{:?}", cache_b.status());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(cache_b.status().campaigns.is_empty());
+    let (_, body) = member(&b, "snow", ids[0]).await;
+    assert_eq!(
+        (body["member"].as_bool(), body["source"].as_str()),
+        (Some(true), Some("store"))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_library_client_answers_from_its_near_cache() {
     let _serial = SERIAL.lock().await;

@@ -43,45 +43,65 @@ pub(super) enum Members {
 impl Members {
     /// Picks the form for `ids` and returns it with the bytes it holds.
     pub(super) fn new(ids: RoaringTreemap) -> (Members, u64) {
-        let compact = ids.serialized_size() as u64;
-        let max = ids.max();
+        Members::from_sorted(ids.iter().collect())
+    }
+
+    /// Picks the form for `ids` (ascending, distinct) and returns it with
+    /// the heap bytes it holds: what the cache budget counts.
+    pub(super) fn from_sorted(ids: Vec<u64>) -> (Members, u64) {
+        debug_assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        let compact = roaring_size(&ids);
+        let (min, max) = match (ids.first(), ids.last()) {
+            (Some(&min), Some(&max)) => (min, max),
+            _ => {
+                return (
+                    Members::Dense {
+                        bits: Box::new([]),
+                        len: 0,
+                    },
+                    0,
+                );
+            }
+        };
+        let len = ids.len() as u64;
         // Words needed for a flat bitset over 0..=max.
-        let words = max.map_or(0, |m| m / 64 + 1);
+        let words = max / 64 + 1;
         if words * 8 <= compact {
             let mut bits = vec![0u64; words as usize].into_boxed_slice();
-            for id in ids.iter() {
+            for &id in &ids {
                 bits[(id / 64) as usize] |= 1 << (id % 64);
             }
-            let len = ids.len();
             return (Members::Dense { bits, len }, words * 8);
         }
-        match block_shift(&ids) {
+        let span = max - min;
+        match block_shift(span, len) {
             Some(shift) if shift <= 16 => {
                 let sorted = SortedBlocks::new(&ids, shift);
                 let bytes = sorted.bytes();
                 return (Members::Sorted16(sorted), bytes);
             }
-            Some(shift) if shift <= 32 && SortedBlocks::<u32>::size(&ids, shift) <= compact => {
+            Some(shift)
+                if shift <= 32 && SortedBlocks::<u32>::size(span, len, shift) <= compact =>
+            {
                 let sorted = SortedBlocks::new(&ids, shift);
                 let bytes = sorted.bytes();
                 return (Members::Sorted32(sorted), bytes);
             }
-            Some(shift) if shift > 32 && SortedBlocks::<u64>::size(&ids, shift) <= compact => {
+            Some(shift) if shift > 32 && SortedBlocks::<u64>::size(span, len, shift) <= compact => {
                 let sorted = SortedBlocks::new(&ids, shift);
                 let bytes = sorted.bytes();
                 return (Members::Sorted64(sorted), bytes);
             }
             _ => {}
         }
-        if max.is_none_or(|max| max <= u64::from(u32::MAX)) {
-            let narrow = ids
-                .bitmaps()
-                .next()
-                .map(|(_, b)| b.clone())
-                .unwrap_or_default();
-            (Members::Narrow(narrow), compact)
+        let heap = roaring_heap(&ids);
+        if max <= u64::from(u32::MAX) {
+            let narrow = RoaringBitmap::from_sorted_iter(ids.into_iter().map(|id| id as u32))
+                .expect("ascending IDs");
+            (Members::Narrow(narrow), heap)
         } else {
-            (Members::Wide(ids), compact)
+            let wide = RoaringTreemap::from_sorted_iter(ids).expect("ascending IDs");
+            (Members::Wide(wide), heap)
         }
     }
 
@@ -125,16 +145,63 @@ impl Members {
 }
 
 /// The finest grouping whose directory costs at most one byte per ID (one
-/// four-byte offset per four IDs or more). `None` when no grouping is that
-/// cheap: too few IDs spread too wide.
-fn block_shift(ids: &RoaringTreemap) -> Option<u32> {
-    let span = ids.max()? - ids.min()?;
-    let len = ids.len();
+/// four-byte offset per four IDs or more) for `len` IDs over `span`.
+/// `None` when no grouping is that cheap: too few IDs spread too wide.
+fn block_shift(span: u64, len: u64) -> Option<u32> {
     // Blocks are counted in u32 offsets, and a shift of 64 would overflow.
     if len > u64::from(u32::MAX) {
         return None;
     }
     (0..64).find(|s| (span >> s).saturating_add(2).saturating_mul(4) <= len)
+}
+
+/// Calls `each` with the number of IDs in every roaring container (IDs
+/// sharing their high 48 bits) and whether it opens a new 32-bit bitmap.
+fn containers(ids: &[u64], mut each: impl FnMut(u64, bool)) {
+    let mut i = 0;
+    let mut previous_high: Option<u64> = None;
+    while i < ids.len() {
+        let key = ids[i] >> 16;
+        let n = ids[i..].iter().take_while(|&&id| id >> 16 == key).count();
+        let high = ids[i] >> 32;
+        each(n as u64, previous_high != Some(high));
+        previous_high = Some(high);
+        i += n;
+    }
+}
+
+/// Roaring's serialized size for `ids` (a treemap of bitmaps without run
+/// containers, which is what a snapshot holds): the yardstick every other
+/// form must beat.
+fn roaring_size(ids: &[u64]) -> u64 {
+    let mut size = 8;
+    containers(ids, |n, new_bitmap| {
+        if new_bitmap {
+            // The bitmap's key, cookie and container count.
+            size += 4 + 8;
+        }
+        // The container's key, cardinality and offset, then its data.
+        size += 8 + (2 * n).min(8192);
+    });
+    size
+}
+
+/// Heap bytes of roaring's in-memory form for `ids`: each container's data
+/// and descriptor, and each 32-bit bitmap's vector and its slot in the
+/// treemap's B-tree (nodes run about two-thirds full). Several times
+/// [`roaring_size`] for IDs spread one per bitmap, which is why the budget
+/// counts this and not the serialized size.
+fn roaring_heap(ids: &[u64]) -> u64 {
+    const CONTAINER: u64 = 32;
+    const BITMAP_SLOT: u64 = (4 + size_of::<RoaringBitmap>() as u64) * 3 / 2;
+    let mut heap = 0;
+    containers(ids, |n, new_bitmap| {
+        if new_bitmap {
+            heap += BITMAP_SLOT;
+        }
+        heap += CONTAINER + (2 * n).min(8192);
+    });
+    heap
 }
 
 /// The remainder type of [`SortedBlocks`]: as narrow as the block width allows.
@@ -183,21 +250,21 @@ pub(super) struct SortedBlocks<L> {
 const SCAN: usize = 16;
 
 impl<L: Low> SortedBlocks<L> {
-    /// Bytes the form would take for `ids` grouped by `shift`.
-    fn size(ids: &RoaringTreemap, shift: u32) -> u64 {
-        let span = ids.max().unwrap_or(0) - ids.min().unwrap_or(0);
-        ((span >> shift) + 2) * 4 + ids.len() * size_of::<L>() as u64
+    /// Bytes the form would take for `len` IDs over `span` grouped by `shift`.
+    fn size(span: u64, len: u64, shift: u32) -> u64 {
+        ((span >> shift) + 2) * 4 + len * size_of::<L>() as u64
     }
 
-    fn new(ids: &RoaringTreemap, shift: u32) -> SortedBlocks<L> {
-        let base = ids.min().unwrap_or(0);
-        let span = ids.max().unwrap_or(0) - base;
+    /// Groups `ids` (ascending, not empty).
+    fn new(ids: &[u64], shift: u32) -> SortedBlocks<L> {
+        let base = ids[0];
+        let span = ids[ids.len() - 1] - base;
         let blocks = (span >> shift) as usize + 1;
         let mask = (1u64 << shift) - 1;
         let mut offsets = Vec::with_capacity(blocks + 1);
-        let mut lows = Vec::with_capacity(ids.len() as usize);
+        let mut lows = Vec::with_capacity(ids.len());
         offsets.push(0);
-        for id in ids.iter() {
+        for &id in ids {
             let block = ((id - base) >> shift) as usize;
             while offsets.len() <= block {
                 offsets.push(lows.len() as u32);
@@ -280,13 +347,37 @@ mod tests {
             ("snowflake", snowflake, "sorted64"),
             ("spread", spread, "narrow"),
             ("wide", wide, "wide"),
+            // One ID per 32-bit bitmap, clustered in a narrow era: the
+            // directory would cost more than roaring's serialized form, but
+            // roaring's heap for it is several times that.
+            (
+                "one_per_bitmap",
+                (0..2_000u64).map(|i| (i << 32) | rand(1 << 32)).collect(),
+                "sorted64",
+            ),
             ("empty", RoaringTreemap::new(), "dense"),
         ];
         for (name, ids, form) in cases {
+            let sorted: Vec<u64> = ids.iter().collect();
+            assert_eq!(
+                roaring_size(&sorted),
+                ids.serialized_size() as u64,
+                "{name}: roaring's size, computed from the IDs"
+            );
             let (members, bytes) = Members::new(ids.clone());
             assert_eq!(members.form(), form, "{name}: form");
             assert_eq!(members.len(), ids.len(), "{name}: len");
-            let bound = (ids.serialized_size() as u64).max(3 * ids.len()) + 16;
+            let bound = match form {
+                // Roaring's own forms hold what roaring holds in memory.
+                "narrow" | "wide" => roaring_heap(&sorted),
+                // Sparse 64-bit IDs: at most 10 bytes each, where roaring
+                // would hold one bitmap per ID, several times that.
+                "sorted64" => {
+                    assert!(roaring_heap(&sorted) > 5 * bytes, "{name}: roaring is no bigger");
+                    10 * ids.len()
+                }
+                _ => (ids.serialized_size() as u64).max(3 * ids.len()) + 16,
+            };
             assert!(bytes <= bound, "{name}: {bytes} bytes");
             let max = ids.max().unwrap_or(10);
             let min = ids.min().unwrap_or(0);

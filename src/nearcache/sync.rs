@@ -212,10 +212,23 @@ impl NearCache {
             return Load::TooBig;
         }
         let started = Instant::now();
-        match store.snapshot(meta).await {
+        // The snapshot arrives as a plain list of IDs (8 bytes each for a
+        // moment), never as a treemap, which for sparse 64-bit IDs would
+        // cost some 200 bytes of heap per ID on the way.
+        match store.snapshot_ids(meta).await {
             Ok(members) => {
                 let ids = members.len();
-                let (members, bytes) = Members::new(members);
+                let (members, bytes) = match tokio::task::spawn_blocking(move || {
+                    Members::from_sorted(members)
+                })
+                .await
+                {
+                    Ok(built) => built,
+                    Err(e) => {
+                        tracing::warn!(campaign = %campaign.id, error = %e, "near-cache build failed");
+                        return Load::Failed;
+                    }
+                };
                 metrics::counter!("guestlist_cache_reloads_total", "outcome" => "ok").increment(1);
                 metrics::histogram!("guestlist_cache_reload_duration_seconds")
                     .record(started.elapsed().as_secs_f64());

@@ -227,14 +227,28 @@ impl RedisStore {
         self.read_audience(meta).await
     }
 
+    /// The audience `meta` names, as its IDs in ascending order: what the
+    /// near-cache builds its own form from, without a treemap in between.
+    pub async fn snapshot_ids(&self, meta: &CampaignMeta) -> StoreResult<Vec<u64>> {
+        self.read_snapshot(meta, snapshot::decode_sorted).await
+    }
+
     async fn read_audience(&self, meta: &CampaignMeta) -> StoreResult<RoaringTreemap> {
+        self.read_snapshot(meta, snapshot::decode).await
+    }
+
+    async fn read_snapshot<T: Default + Send + 'static>(
+        &self,
+        meta: &CampaignMeta,
+        decode: fn(&[u8]) -> Result<T, String>,
+    ) -> StoreResult<T> {
         if meta.campaign.version == 0 {
-            return Ok(RoaringTreemap::new());
+            return Ok(T::default());
         }
         let key = self
             .keys()
             .snapshot(meta.id(), meta.incarnation, meta.snapshot);
-        snapshot::read(&self.inner.admin, &key)
+        snapshot::read(&self.inner.admin, &key, decode)
             .await?
             .ok_or_else(|| StoreError::Busy(meta.id().to_string()))
     }

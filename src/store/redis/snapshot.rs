@@ -1,11 +1,27 @@
-//! Audience snapshots: each version's audience as one compact roaring
-//! string, moved in [`CHUNK_BYTES`] pieces so no command is big.
+//! Audience snapshots: each version's audience as one compact string,
+//! moved in [`CHUNK_BYTES`] pieces so no command is big.
 //!
 //! Export, the add/remove diff, `per-user` clean-up and every near-cache
 //! read a snapshot instead of the live data, which is never read whole.
+//!
+//! A snapshot is in one of two encodings, whichever is smaller for the
+//! audience (see [`encode`]):
+//!
+//! - **roaring**: a serialized `RoaringTreemap`, compact for IDs that
+//!   cluster (dense or 32-bit ranges);
+//! - **deltas**: [`DELTAS_MAGIC`], the count as a little-endian u64, then
+//!   the IDs ascending as LEB128 varints of their gaps (the first ID as
+//!   itself). Sparse 64-bit IDs such as snowflakes, which roaring stores in
+//!   one tiny bitmap each (about 22 bytes per ID), take 5 to 6 here.
+//!
+//! A roaring treemap's first 8 bytes are its bitmap count, and a count that
+//! starts with the magic's bytes would need gigabytes of bitmaps, far past
+//! Redis's 512 MB strings: the two cannot be confused.
+
+use std::io::Read;
 
 use super::batch::Batch;
-use roaring::RoaringTreemap;
+use roaring::{RoaringBitmap, RoaringTreemap};
 
 use super::conn::{Conn, PIPELINE_DEPTH};
 use crate::store::{StoreError, StoreResult};
@@ -15,22 +31,164 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// An unpublished snapshot outlives an interrupted write by at most this.
 pub(crate) const STAGING_TTL_SECS: i64 = 3_600;
 
-/// Serializes off the async workers: a 30M-ID audience takes a while.
-pub(crate) async fn serialize(members: &RoaringTreemap) -> StoreResult<Vec<u8>> {
-    let members = members.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut bytes = Vec::with_capacity(members.serialized_size());
-        members.serialize_into(&mut bytes).map(|()| bytes)
-    })
-    .await
-    .map_err(|e| StoreError::Unavailable(Box::new(e)))?
-    .map_err(|e| StoreError::Corrupt(e.to_string()))
+/// The first bytes of a snapshot in the deltas encoding.
+pub(crate) const DELTAS_MAGIC: &[u8; 4] = b"GLD1";
+
+/// Encodes `members` in whichever encoding is smaller. CPU-heavy for big
+/// audiences, so it is not called on an async worker (see [`serialize`]).
+pub(crate) fn encode(members: &RoaringTreemap) -> Vec<u8> {
+    let roaring = members.serialized_size();
+    let deltas = deltas_size(members);
+    if deltas < roaring {
+        let mut out = Vec::with_capacity(deltas);
+        out.extend_from_slice(DELTAS_MAGIC);
+        out.extend_from_slice(&members.len().to_le_bytes());
+        let mut previous = 0;
+        for (i, id) in members.iter().enumerate() {
+            let gap = if i == 0 { id } else { id - previous };
+            push_varint(&mut out, gap);
+            previous = id;
+        }
+        out
+    } else {
+        let mut out = Vec::with_capacity(roaring);
+        members
+            .serialize_into(&mut out)
+            .expect("writing to a Vec cannot fail");
+        out
+    }
+}
+
+fn deltas_size(members: &RoaringTreemap) -> usize {
+    let mut previous = 0;
+    let mut size = DELTAS_MAGIC.len() + 8;
+    for (i, id) in members.iter().enumerate() {
+        let gap = if i == 0 { id } else { id - previous };
+        size += varint_len(gap);
+        previous = id;
+    }
+    size
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads one varint at the front of `bytes`, advancing past it.
+fn take_varint(bytes: &mut &[u8]) -> Result<u64, String> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first().ok_or("a varint is cut short")?;
+        *bytes = rest;
+        let part = u64::from(b & 0x7f);
+        if shift == 63 && part > 1 {
+            return Err("a varint overflows 64 bits".into());
+        }
+        v |= part << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err("a varint is longer than 10 bytes".into())
+}
+
+/// Calls `each` with every ID of a snapshot, ascending, without building a
+/// treemap: a roaring snapshot is read one 32-bit bitmap at a time, so a
+/// sparse audience never costs roaring's per-bitmap heap all at once.
+pub(crate) fn decode_each(bytes: &[u8], mut each: impl FnMut(u64)) -> Result<u64, String> {
+    if let Some(mut rest) = bytes.strip_prefix(DELTAS_MAGIC) {
+        let (count, tail) = rest
+            .split_first_chunk::<8>()
+            .ok_or("the count is cut short")?;
+        let count = u64::from_le_bytes(*count);
+        rest = tail;
+        let mut previous: Option<u64> = None;
+        for _ in 0..count {
+            let gap = take_varint(&mut rest)?;
+            let id = match previous {
+                None => gap,
+                Some(_) if gap == 0 => return Err("an ID repeats".into()),
+                Some(p) => p.checked_add(gap).ok_or("an ID overflows 64 bits")?,
+            };
+            each(id);
+            previous = Some(id);
+        }
+        if !rest.is_empty() {
+            return Err(format!("{} bytes follow the last ID", rest.len()));
+        }
+        return Ok(count);
+    }
+    let mut reader = bytes;
+    let mut count_bytes = [0u8; 8];
+    reader
+        .read_exact(&mut count_bytes)
+        .map_err(|e| e.to_string())?;
+    let mut previous_key: Option<u32> = None;
+    let mut count = 0;
+    for _ in 0..u64::from_le_bytes(count_bytes) {
+        let mut key = [0u8; 4];
+        reader.read_exact(&mut key).map_err(|e| e.to_string())?;
+        let key = u32::from_le_bytes(key);
+        if previous_key.is_some_and(|p| p >= key) {
+            return Err("bitmaps are out of order".into());
+        }
+        previous_key = Some(key);
+        let bitmap = RoaringBitmap::deserialize_from(&mut reader).map_err(|e| e.to_string())?;
+        let high = u64::from(key) << 32;
+        for low in &bitmap {
+            each(high | u64::from(low));
+        }
+        count += bitmap.len();
+    }
+    if !reader.is_empty() {
+        return Err(format!("{} bytes follow the last bitmap", reader.len()));
+    }
+    Ok(count)
+}
+
+/// Decodes a snapshot into a treemap (export, diffs, clean-up).
+pub(crate) fn decode(bytes: &[u8]) -> Result<RoaringTreemap, String> {
+    if !bytes.starts_with(DELTAS_MAGIC) {
+        return RoaringTreemap::deserialize_from(bytes).map_err(|e| e.to_string());
+    }
+    let mut ids = Vec::new();
+    decode_each(bytes, |id| ids.push(id))?;
+    RoaringTreemap::from_sorted_iter(ids).map_err(|e| e.to_string())
+}
+
+/// Decodes a snapshot into its IDs, ascending: 8 bytes per ID, whatever
+/// their spread (the near-cache builds its own form from this).
+pub(crate) fn decode_sorted(bytes: &[u8]) -> Result<Vec<u64>, String> {
+    let mut ids = Vec::new();
+    decode_each(bytes, |id| ids.push(id))?;
+    Ok(ids)
+}
+
+/// Encodes off the async workers where the runtime allows: a 30M-ID
+/// audience takes a while, and copying it to move it to a blocking thread
+/// would cost as much memory again.
+pub(crate) fn serialize(members: &RoaringTreemap) -> Vec<u8> {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| encode(members))
+    } else {
+        encode(members)
+    }
 }
 
 /// Writes `members` under `key` with the staging TTL; the commit that
 /// publishes it gives it the campaign's expiry.
 pub(crate) async fn write(conn: &Conn, key: &str, members: &RoaringTreemap) -> StoreResult<()> {
-    let bytes = serialize(members).await?;
+    let bytes = serialize(members);
     // One round trip per PIPELINE_DEPTH pieces, built as it goes, so the
     // bytes are never copied whole into commands.
     let mut pipe = Batch::new();
@@ -56,10 +214,15 @@ pub(crate) async fn write(conn: &Conn, key: &str, members: &RoaringTreemap) -> S
     Ok(())
 }
 
-/// Reads the snapshot at `key`. `Ok(None)` when it is gone or shorter than
-/// announced: it expired under the reader because a newer version replaced
-/// it, and the caller should read the campaign again.
-pub(crate) async fn read(conn: &Conn, key: &str) -> StoreResult<Option<RoaringTreemap>> {
+/// Reads the snapshot at `key` and decodes it with `decode` off the async
+/// workers. `Ok(None)` when it is gone or shorter than announced: it
+/// expired under the reader because a newer version replaced it, and the
+/// caller should read the campaign again.
+pub(crate) async fn read<T: Send + 'static>(
+    conn: &Conn,
+    key: &str,
+    decode: fn(&[u8]) -> Result<T, String>,
+) -> StoreResult<Option<T>> {
     let len: usize = conn
         .cmd("snapshot_read", redis::cmd("STRLEN").arg(key))
         .await?;
@@ -73,13 +236,121 @@ pub(crate) async fn read(conn: &Conn, key: &str) -> StoreResult<Option<RoaringTr
     }
     let parts: Vec<Vec<u8>> = conn.pipe("snapshot_read", &pipe).await?;
     let bytes = parts.concat();
+    drop(parts);
     if bytes.len() != len {
         return Ok(None);
     }
     let key = key.to_string();
-    tokio::task::spawn_blocking(move || RoaringTreemap::deserialize_from(bytes.as_slice()))
+    tokio::task::spawn_blocking(move || decode(&bytes))
         .await
         .map_err(|e| StoreError::Unavailable(Box::new(e)))?
         .map(Some)
         .map_err(|e| StoreError::Corrupt(format!("snapshot {key}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn round_trip(ids: &RoaringTreemap) -> Vec<u8> {
+        let bytes = encode(ids);
+        assert_eq!(&decode(&bytes).unwrap(), ids);
+        let sorted = decode_sorted(&bytes).unwrap();
+        assert_eq!(sorted, ids.iter().collect::<Vec<_>>());
+        bytes
+    }
+
+    #[test]
+    fn each_audience_gets_the_smaller_encoding() {
+        let dense: RoaringTreemap = (0..100_000u64).map(|i| i * 3).collect();
+        let bytes = round_trip(&dense);
+        assert!(!bytes.starts_with(DELTAS_MAGIC));
+        assert_eq!(bytes.len(), dense.serialized_size());
+
+        let snowflakes: RoaringTreemap = (0..10_000u64)
+            .map(|i| ((1_700_000_000_000 + i * 3_153_600) << 22) | (i * 7919 % (1 << 22)))
+            .collect();
+        let bytes = round_trip(&snowflakes);
+        assert!(bytes.starts_with(DELTAS_MAGIC));
+        // The header, the first ID whole (63 bits: nine bytes), then gaps
+        // of about 2^43.5 (a year's milliseconds over 10,000 IDs, above 22
+        // bits): seven bytes each.
+        assert_eq!(bytes.len(), 12 + 9 + 7 * 9_999);
+        assert!(snowflakes.serialized_size() > 3 * bytes.len());
+
+        round_trip(&RoaringTreemap::new());
+        round_trip(&[0, u64::MAX].into_iter().collect());
+    }
+
+    #[test]
+    fn damaged_snapshots_are_refused_not_misread() {
+        let ids: RoaringTreemap = [5, 1 << 40, u64::MAX].into_iter().collect();
+        let bytes = encode(&ids);
+        assert!(bytes.starts_with(DELTAS_MAGIC));
+        for cut in 0..bytes.len() {
+            assert!(decode_sorted(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(
+            decode_sorted(&trailing)
+                .unwrap_err()
+                .contains("follow the last ID")
+        );
+        let mut repeat = DELTAS_MAGIC.to_vec();
+        repeat.extend(2u64.to_le_bytes());
+        repeat.extend([7, 0]);
+        assert_eq!(decode_sorted(&repeat).unwrap_err(), "an ID repeats");
+        let mut overflow = DELTAS_MAGIC.to_vec();
+        overflow.extend(2u64.to_le_bytes());
+        overflow.extend([0xff; 9]);
+        overflow.push(0x01);
+        overflow.push(1);
+        assert_eq!(
+            decode_sorted(&overflow).unwrap_err(),
+            "an ID overflows 64 bits"
+        );
+        let mut too_long = DELTAS_MAGIC.to_vec();
+        too_long.extend(1u64.to_le_bytes());
+        too_long.extend([0xff; 9]);
+        too_long.push(0x02);
+        assert_eq!(
+            decode_sorted(&too_long).unwrap_err(),
+            "a varint overflows 64 bits"
+        );
+        let roaring = encode(&(0..10u64).collect());
+        for cut in 0..roaring.len() {
+            assert!(
+                decode_sorted(&roaring[..cut]).is_err(),
+                "roaring cut at {cut}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_audience_reads_back_exactly(
+            ids in proptest::collection::btree_set(
+                prop_oneof![0u64..1000, any::<u64>(), (0u64..1000).prop_map(|i| i << 40)],
+                0..300,
+            )
+        ) {
+            let ids: RoaringTreemap = ids.into_iter().collect();
+            let bytes = encode(&ids);
+            prop_assert!(bytes.len() <= ids.serialized_size());
+            prop_assert_eq!(decode(&bytes).unwrap(), ids.clone());
+            prop_assert_eq!(decode_sorted(&bytes).unwrap(), ids.iter().collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64), magic in any::<bool>()) {
+            let mut input = if magic { DELTAS_MAGIC.to_vec() } else { Vec::new() };
+            input.extend(bytes);
+            if let Ok(ids) = decode_sorted(&input) {
+                prop_assert!(ids.windows(2).all(|w| w[0] < w[1]));
+            }
+        }
+    }
 }
