@@ -52,11 +52,11 @@ function text(parent, tag, content) {
 
 // Sends `file` with `method` to `url`, reporting upload progress; resolves
 // with the status and the JSON body (status 0 when the server was not reached).
-function sendFile(method, url, file, csrf, onProgress) {
+function sendFile(method, url, file, csrf, onProgress, csv) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open(method, url);
-    xhr.setRequestHeader("Content-Type", file.name.toLowerCase().endsWith(".csv") ? "text/csv" : "text/plain");
+    xhr.setRequestHeader("Content-Type", csv ? "text/csv" : "text/plain");
     xhr.setRequestHeader("X-CSRF-Token", csrf);
     xhr.responseType = "json";
     xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) onProgress(e.loaded, e.total); });
@@ -104,9 +104,76 @@ async function refreshCampaign() {
   if (location.search.includes("done=")) history.replaceState(null, "", location.pathname);
 }
 
+// The first rows of CSV text, read as RFC 4180 (quoted fields with commas,
+// doubled quotes and line breaks): for the preview only, the server parses
+// the whole file. A last row that may be cut off by the sample is dropped.
+function csvRows(sample, limit, complete) {
+  const rows = [];
+  let row = [], field = "", quoted = false, i = 0;
+  if (sample.charCodeAt(0) === 0xfeff) i = 1;
+  for (; i < sample.length && rows.length < limit; i++) {
+    const c = sample[i];
+    if (quoted) {
+      if (c === '"' && sample[i + 1] === '"') { field += '"'; i++; }
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"' && field === "") quoted = true;
+    else if (c === ",") { row.push(field); field = ""; }
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && sample[i + 1] === "\n") i++;
+      row.push(field); field = "";
+      if (row.length > 1 || row[0].trim() !== "") rows.push(row);
+      row = [];
+    } else field += c;
+  }
+  if (complete && rows.length < limit && (field !== "" || row.length > 0)) { row.push(field); rows.push(row); }
+  return rows;
+}
+
+// Shows the first rows of the chosen file as a table, the ID column marked,
+// so a wrong column or a missing header is seen before anything is sent.
+let previewGeneration = 0;
+async function previewFile(file, header, column, target) {
+  // Typing in the column field starts a preview per key; only the latest
+  // may draw, or several tables would pile up.
+  const generation = ++previewGeneration;
+  target.replaceChildren();
+  if (!file) return;
+  const SAMPLE = 64 * 1024;
+  const sample = await file.slice(0, SAMPLE).text();
+  if (generation !== previewGeneration) return;
+  const rows = csvRows(sample, 6, file.size <= SAMPLE);
+  if (rows.length === 0) return;
+  const names = header ? rows[0] : null;
+  const body = header ? rows.slice(1) : rows;
+  let index = -1;
+  const wanted = column.trim();
+  if (/^[0-9]+$/.test(wanted)) index = Number(wanted) - 1;
+  else if (wanted && names) index = names.findIndex((n) => n.trim() === wanted);
+  else if (!wanted && rows[0].length === 1) index = 0;
+  const table = document.createElement("table");
+  table.className = "preview";
+  text(table, "caption", "First rows of " + file.name + (index >= 0 ? "" : rows[0].length > 1
+    ? ": choose the ID column" : ""));
+  if (names) {
+    const tr = document.createElement("tr");
+    names.forEach((n, i) => { const th = text(tr, "th", n); if (i === index) th.className = "id-column"; });
+    table.appendChild(tr);
+  }
+  for (const r of body) {
+    const tr = document.createElement("tr");
+    r.forEach((v, i) => { const td = text(tr, "td", v); if (i === index) td.className = "id-column"; });
+    table.appendChild(tr);
+  }
+  target.appendChild(table);
+}
+
 function uploads() {
   const form = document.getElementById("upload");
   if (!form) return;
+  const headerBox = document.getElementById("csv-header");
+  const columnInput = document.getElementById("csv-column");
+  const previewBox = document.getElementById("file-preview");
   const campaign = form.dataset.campaign;
   const csrf = form.dataset.csrf;
   // A change removing more than this share of the audience is published
@@ -120,6 +187,10 @@ function uploads() {
   const bar = progressBox.querySelector("progress");
   const progressText = progressBox.querySelector(".progress-text");
   const result = document.getElementById("upload-result");
+  const preview = () => previewFile(fileInput.files[0], headerBox.checked, columnInput.value, previewBox)
+    .catch((e) => console.error("preview", e));
+  for (const el of [fileInput, headerBox]) el.addEventListener("change", preview);
+  columnInput.addEventListener("input", preview);
 
   const failed = (status, body) => {
     bar.value = 0;
@@ -150,7 +221,19 @@ function uploads() {
     }
     const mode = form.querySelector("input[name=mode]:checked").value;
     const base = "/v1/campaigns/" + encodeURIComponent(campaign) + "/audience";
-    const url = mode === "replace" ? base : base + "/" + mode;
+    const path = mode === "replace" ? base : base + "/" + mode;
+    // The CSV options go with a .csv file, or make any file CSV.
+    const params = new URLSearchParams();
+    if (headerBox.checked) params.set("header", "true");
+    if (columnInput.value.trim()) params.set("column", columnInput.value.trim());
+    const csv = file.name.toLowerCase().endsWith(".csv") || params.size > 0;
+    const urlWith = (extra) => {
+      const q = new URLSearchParams(params);
+      if (extra) q.set("dry_run", "true");
+      const query = q.toString();
+      return query ? path + "?" + query : path;
+    };
+    const url = urlWith(false);
     const method = mode === "replace" ? "PUT" : "POST";
     let started = performance.now();
     let phase = "";
@@ -171,7 +254,7 @@ function uploads() {
       if (mode !== "add") {
         phase = "Previewing · ";
         progressText.textContent = "Checking what would change…";
-        const dry = await sendFile(method, url + "?dry_run=true", file, csrf, progress);
+        const dry = await sendFile(method, urlWith(true), file, csrf, progress, csv);
         if (dry.status < 200 || dry.status >= 300) return failed(dry.status, dry.body);
         const p = dry.body;
         const share = p.current_size > 0 ? p.would_remove / p.current_size : 0;
@@ -206,7 +289,7 @@ function uploads() {
       const sent = await sendFile(method, url, file, csrf, (loaded, total) => {
         progress(loaded, total);
         if (loaded >= total) progressText.textContent = "100% · " + bytes(file.size) + " sent · checking and saving…";
-      });
+      }, csv);
       if (sent.status < 200 || sent.status >= 300) return failed(sent.status, sent.body);
       const body = sent.body;
       progressText.textContent = "Done · " + bytes(file.size) + " in " +

@@ -558,8 +558,9 @@ pub struct ServeArgs {
     #[arg(long, env = "GUESTLIST_NEAR_CACHE", value_enum, default_value = "on")]
     pub near_cache: Toggle,
 
-    /// Largest total size of the near-cache's bitmaps, in bytes; campaigns
-    /// that do not fit are answered by Redis.
+    /// Most heap the near-cache's audiences may hold, in bytes, counted as
+    /// allocated (not as serialized); campaigns that do not fit are answered
+    /// by Redis.
     #[arg(long, env = "GUESTLIST_NEAR_CACHE_MAX_BYTES", default_value_t = 1 << 30)]
     pub near_cache_max_bytes: u64,
 

@@ -114,6 +114,7 @@ async fn an_administrator_runs_a_campaign_through_the_portal() {
     for name in [
         "01-signin",
         "03-campaign-uploaded",
+        "05d-csv-column-preview",
         "06-campaigns",
         "09-audit",
     ] {

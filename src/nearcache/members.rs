@@ -373,7 +373,10 @@ mod tests {
                 // Sparse 64-bit IDs: at most 10 bytes each, where roaring
                 // would hold one bitmap per ID, several times that.
                 "sorted64" => {
-                    assert!(roaring_heap(&sorted) > 5 * bytes, "{name}: roaring is no bigger");
+                    assert!(
+                        roaring_heap(&sorted) > 5 * bytes,
+                        "{name}: roaring is no bigger"
+                    );
                     10 * ids.len()
                 }
                 _ => (ids.serialized_size() as u64).max(3 * ids.len()) + 16,

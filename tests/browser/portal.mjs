@@ -36,6 +36,14 @@ writeFileSync(bad, badLines.join("\n") + "\n");
 // The story's mistake: a fragment of the list pasted as the whole audience.
 const fragment = join(work, "fragment.csv");
 writeFileSync(fragment, ids.slice(0, 10).join("\n") + "\n");
+// A CRM export: five columns, a header, quoted fields with commas, doubled
+// quotes and a line break. The IDs are "user id"; "account" is numeric too.
+const crmIds = [7_000_001, 7_000_002, 7_000_003];
+const crm = join(work, "crm-export.csv");
+writeFileSync(crm, "name,account,user id,email,notes\r\n" +
+  `"Doe, Jane",501,${crmIds[0]},jane@example.com,"said ""hi"""\r\n` +
+  `Bob,502,${crmIds[1]},bob+vip@example.com,"two\r\nlines"\r\n` +
+  `"O'Neil, Ann",503,${crmIds[2]},ann@example.com,\r\n`);
 
 // Two more campaigns through the API, so the list shows every status.
 async function api(method, path, body) {
@@ -194,6 +202,26 @@ try {
   assert.equal(await page.locator("#audience-size").textContent(), "10");
   assert.equal(await page.locator("#audience-version").textContent(), "2");
   await shot("05c-upload-confirmed");
+
+  step("adds a CSV export's ID column, chosen by name after a preview of the first rows");
+  await page.getByLabel("Add these IDs").check();
+  await page.locator("#file").setInputFiles(crm);
+  const previewTable = page.locator("#file-preview table");
+  await previewTable.getByText("choose the ID column", { exact: false }).waitFor();
+  await page.getByLabel("The first row is a header").check();
+  await page.getByLabel(/^ID column/).fill("user id");
+  await previewTable.locator("th.id-column").getByText("user id").waitFor();
+  assert.deepEqual(await previewTable.locator("td.id-column").allTextContents(), crmIds.map(String));
+  assert.equal(await previewTable.locator("tr").count(), 4, "the header and three rows, the quoted line break inside one");
+  await shot("05d-csv-column-preview");
+  await page.getByRole("button", { name: "Upload" }).click();
+  await result.getByText("IDs added.").waitFor();
+  assert.equal(await page.locator("#audience-size").textContent(), "13");
+  await history.getByText("added 3 IDs: 10 -> 13 at version 3").waitFor();
+  const exportRes = await fetch(base + "/v1/campaigns/spring-sale/audience", { headers: { Authorization: `Bearer ${token}` } });
+  const exported = (await exportRes.text()).split("\n");
+  for (const id of crmIds) assert.ok(exported.includes(String(id)), `${id} exported`);
+  assert.ok(!exported.includes("501"), "the account column was not read");
 
   step("edits the window");
   await page.goto(base + "/admin/campaigns/spring-sale/edit");
