@@ -44,7 +44,9 @@
 //! - [`cli`]: the admin commands (`campaign`, `audience`, `check`, `user`,
 //!   `audit`), an HTTP client of a running server.
 //! - [`nearcache`]: in-process audience replicas; [`lookup`]: the login path
-//!   (near-cache, then store); [`client`]: the same as a library API.
+//!   (near-cache, then store); [`client`]: the same as a library API;
+//!   [`openfeature`]: campaigns as OpenFeature boolean flags, in process
+//!   or over HTTP.
 //! - [`server`]: wires config, store and router into a running service.
 //! - [`numfmt`]: numbers as people read them, for the portal and reports.
 //! - [`bench`]: `guestlist bench`, the incident replayed against every design;
@@ -62,6 +64,8 @@ pub mod ingest;
 pub mod lookup;
 pub mod nearcache;
 pub mod numfmt;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 pub mod portal;
 pub mod preview;
 pub mod redis_cluster;

@@ -14,7 +14,7 @@ use crate::nearcache::{NearCache, StalePolicy};
 use crate::store::{Store, StoreError};
 
 /// Where an answer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The in-process near-cache: no network.

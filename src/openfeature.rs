@@ -1,0 +1,353 @@
+//! An OpenFeature provider: campaigns as boolean flags.
+//!
+//! The flag key is the campaign's id and the targeting key the user's id;
+//! the value is `true` only while the campaign is active and the user is in
+//! its audience. It answers through the library ([`crate::client::Client`],
+//! in process, near-cache first) or over HTTP from a running server.
+//!
+//! Reasons say how the answer was reached, never more:
+//!
+//! | Answer | Reason | Variant |
+//! |---|---|---|
+//! | from the in-process near-cache | `CACHED` | `member`, `not_member` or `inactive` |
+//! | from the store, the user in the active campaign | `TARGETING_MATCH` | `member` |
+//! | from the store, otherwise | `STATIC` | `not_member` or `inactive` |
+//! | a cached copy past the staleness bound | `STALE` | as above |
+//!
+//! Failures are errors with their codes, and the SDK then returns the
+//! caller's default with reason `ERROR`: `FLAG_NOT_FOUND` (no such
+//! campaign), `PROVIDER_NOT_READY` (initialization never reached the
+//! backend), `TARGETING_KEY_MISSING`, `INVALID_CONTEXT` (a targeting key that
+//! is not a user id), `TYPE_MISMATCH` (a non-boolean evaluation) and
+//! `GENERAL` (the store or server failed or was too slow).
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use guestlist::openfeature::GuestlistProvider;
+//! use open_feature::{EvaluationContext, OpenFeature};
+//!
+//! let provider = GuestlistProvider::http("http://127.0.0.1:8080", None).unwrap();
+//! OpenFeature::singleton_mut().await.set_provider(provider).await;
+//! let flags = OpenFeature::singleton().await.create_client();
+//! let user = EvaluationContext::default().with_targeting_key("42");
+//! let discount = flags.get_bool_value("spring-sale", Some(&user), None).await.unwrap_or(false);
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use open_feature::provider::{
+    FeatureProvider, ProviderMetadata, ProviderStatus, ResolutionDetails,
+};
+use open_feature::{
+    EvaluationContext, EvaluationError, EvaluationErrorCode, EvaluationReason, EvaluationResult,
+    FlagMetadata, StructValue,
+};
+use serde::Deserialize;
+
+use crate::client::{Client, ClientError};
+use crate::lookup::{CheckError, Membership, Source};
+use crate::store::StoreError;
+
+/// How long `initialize` waits for the backend, and each HTTP check's
+/// deadline by default.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A guestlist campaign check as an OpenFeature boolean flag.
+pub struct GuestlistProvider {
+    backend: Backend,
+    metadata: ProviderMetadata,
+    ready: bool,
+}
+
+enum Backend {
+    Library(Client),
+    Http(Http),
+}
+
+struct Http {
+    base: String,
+    token: Option<crate::secret::Secret>,
+    client: reqwest::Client,
+}
+
+/// The part of a member check's answer the provider reads; the library's
+/// [`Membership`] and the HTTP API's JSON share these fields.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    member: bool,
+    active: bool,
+    source: Source,
+    stale: bool,
+}
+
+impl From<Membership> for Answer {
+    fn from(m: Membership) -> Answer {
+        Answer {
+            member: m.member,
+            active: m.active,
+            source: m.source,
+            stale: m.stale,
+        }
+    }
+}
+
+impl GuestlistProvider {
+    /// Answers in process through a library client (near-cache first).
+    pub fn library(client: Client) -> GuestlistProvider {
+        GuestlistProvider {
+            backend: Backend::Library(client),
+            metadata: ProviderMetadata::new("guestlist"),
+            ready: false,
+        }
+    }
+
+    /// Answers through a running server's API at `base` (such as
+    /// `http://127.0.0.1:8080`), sending `check_token` when reads need one.
+    /// Each check has a deadline of two seconds; see
+    /// [`GuestlistProvider::with_timeout`].
+    pub fn http(
+        base: &str,
+        check_token: Option<crate::secret::Secret>,
+    ) -> Result<GuestlistProvider, String> {
+        let base = base.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(format!(
+                "{base:?} is not a server URL: give http://host:port or https://host:port"
+            ));
+        }
+        crate::tls::install_crypto_provider();
+        let client = http_client(DEFAULT_TIMEOUT)?;
+        Ok(GuestlistProvider {
+            backend: Backend::Http(Http {
+                base: base.to_string(),
+                token: check_token,
+                client,
+            }),
+            metadata: ProviderMetadata::new("guestlist"),
+            ready: false,
+        })
+    }
+
+    /// Sets the deadline of each HTTP check (the library's is its
+    /// `check_timeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Result<GuestlistProvider, String> {
+        if let Backend::Http(http) = &mut self.backend {
+            http.client = http_client(timeout)?;
+        }
+        Ok(self)
+    }
+
+    /// Reaches the backend once: the library's cache warms (or its store
+    /// answers), the server's `/readyz` says ready. Until this succeeded,
+    /// every evaluation is `PROVIDER_NOT_READY`. The SDK calls it when the
+    /// provider is set.
+    pub async fn start(&mut self) -> bool {
+        self.ready = match &self.backend {
+            Backend::Library(client) => client.wait_until_warm(DEFAULT_TIMEOUT).await,
+            Backend::Http(http) => {
+                let mut request = http.client.get(format!("{}/readyz", http.base));
+                if let Some(token) = &http.token {
+                    request = request.bearer_auth(token.expose());
+                }
+                match request.send().await {
+                    Ok(r) if r.status().is_success() => true,
+                    Ok(r) => {
+                        tracing::warn!(status = %r.status(), "guestlist server is not ready");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "guestlist server unreachable");
+                        false
+                    }
+                }
+            }
+        };
+        self.ready
+    }
+
+    async fn check(&self, campaign: &str, user: u64) -> EvaluationResult<Answer> {
+        match &self.backend {
+            Backend::Library(client) => match client.is_member(campaign, user).await {
+                Ok(m) => Ok(m.into()),
+                Err(ClientError::Check(CheckError::Store(StoreError::NotFound(_)))) => Err(error(
+                    EvaluationErrorCode::FlagNotFound,
+                    format!("no campaign {campaign:?}"),
+                )),
+                Err(e) => Err(error(
+                    EvaluationErrorCode::General(e.to_string()),
+                    e.to_string(),
+                )),
+            },
+            Backend::Http(http) => http.check(campaign, user).await,
+        }
+    }
+}
+
+fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+fn error(code: EvaluationErrorCode, message: impl Into<String>) -> EvaluationError {
+    EvaluationError {
+        code,
+        message: Some(message.into()),
+    }
+}
+
+impl Http {
+    async fn check(&self, campaign: &str, user: u64) -> EvaluationResult<Answer> {
+        let general =
+            |message: String| error(EvaluationErrorCode::General(message.clone()), message);
+        let mut url = reqwest::Url::parse(&self.base).map_err(|e| general(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| general(format!("{} cannot hold a path", self.base)))?
+            .extend(["v1", "campaigns", campaign, "members", &user.to_string()]);
+        let mut request = self.client.get(url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| general(format!("the guestlist server did not answer: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return response
+                .json::<Answer>()
+                .await
+                .map_err(|e| general(format!("the guestlist server's answer is unreadable: {e}")));
+        }
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let code = body["error"].as_str().unwrap_or("");
+        let message = body["message"].as_str().unwrap_or("").to_string();
+        Err(match (status.as_u16(), code) {
+            (404, "campaign_not_found") => error(EvaluationErrorCode::FlagNotFound, message),
+            (400, _) => error(EvaluationErrorCode::InvalidContext, message),
+            _ => general(format!(
+                "the guestlist server answered {status} {code}: {message}"
+            )),
+        })
+    }
+}
+
+/// The resolution of an answer: the value, and the reason and variant that
+/// say how it was reached.
+fn resolution(answer: &Answer) -> ResolutionDetails<bool> {
+    let value = answer.member && answer.active;
+    let variant = match (answer.active, answer.member) {
+        (false, _) => "inactive",
+        (true, true) => "member",
+        (true, false) => "not_member",
+    };
+    let reason = if answer.stale {
+        EvaluationReason::Other("STALE".into())
+    } else if answer.source == Source::Cache {
+        EvaluationReason::Cached
+    } else if value {
+        EvaluationReason::TargetingMatch
+    } else {
+        EvaluationReason::Static
+    };
+    let source = match answer.source {
+        Source::Cache => "cache",
+        Source::Store => "store",
+        Source::Replica => "replica",
+    };
+    ResolutionDetails {
+        value,
+        variant: Some(variant.into()),
+        reason: Some(reason),
+        flag_metadata: Some(FlagMetadata::default().with_value("source", source)),
+    }
+}
+
+fn mismatch<T>() -> EvaluationResult<ResolutionDetails<T>> {
+    Err(error(
+        EvaluationErrorCode::TypeMismatch,
+        "guestlist flags are booleans: evaluate them with get_bool_value",
+    ))
+}
+
+#[async_trait]
+impl FeatureProvider for GuestlistProvider {
+    async fn initialize(&mut self, _context: &EvaluationContext) {
+        self.start().await;
+    }
+
+    fn status(&self) -> ProviderStatus {
+        if self.ready {
+            ProviderStatus::Ready
+        } else {
+            ProviderStatus::NotReady
+        }
+    }
+
+    fn metadata(&self) -> &ProviderMetadata {
+        &self.metadata
+    }
+
+    async fn resolve_bool_value(
+        &self,
+        flag_key: &str,
+        context: &EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<bool>> {
+        if !self.ready {
+            return Err(error(
+                EvaluationErrorCode::ProviderNotReady,
+                "the provider never reached guestlist: initialization failed or has not run",
+            ));
+        }
+        let key = context.targeting_key.as_deref().ok_or_else(|| {
+            error(
+                EvaluationErrorCode::TargetingKeyMissing,
+                "the targeting key is the user's id",
+            )
+        })?;
+        let user = crate::domain::parse_user_id(key.trim().as_bytes()).map_err(|why| {
+            error(
+                EvaluationErrorCode::InvalidContext,
+                why.message(key.as_bytes()),
+            )
+        })?;
+        let answer = self.check(flag_key, user).await?;
+        Ok(resolution(&answer))
+    }
+
+    async fn resolve_int_value(
+        &self,
+        _flag_key: &str,
+        _context: &EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<i64>> {
+        mismatch()
+    }
+
+    async fn resolve_float_value(
+        &self,
+        _flag_key: &str,
+        _context: &EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<f64>> {
+        mismatch()
+    }
+
+    async fn resolve_string_value(
+        &self,
+        _flag_key: &str,
+        _context: &EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<String>> {
+        mismatch()
+    }
+
+    async fn resolve_struct_value(
+        &self,
+        _flag_key: &str,
+        _context: &EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<StructValue>> {
+        mismatch()
+    }
+}
