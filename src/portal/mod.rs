@@ -2,7 +2,8 @@
 //! campaigns.
 //!
 //! - [`session`]: sign-in sessions, CSRF tokens and cookies;
-//! - [`pages`]: one handler per page or form, rendering `templates/portal/`.
+//! - [`pages`]: one file per page (its template struct, forms and handlers),
+//!   rendering `templates/portal/`.
 //!
 //! Every write goes through the same functions as the API (and the audience
 //! upload streams straight to the API's endpoint), so the portal cannot

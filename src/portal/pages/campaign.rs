@@ -1,0 +1,86 @@
+//! One campaign: its facts, the upload form, a member check and its history.
+
+use super::*;
+
+/// A replace or remove that would take away more than this share of a
+/// campaign's audience is previewed and published only once confirmed: the
+/// story's mistaken paste replaced a whole audience with a fragment.
+const CONFIRM_REMOVAL_SHARE: f64 = 0.10;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "portal/campaign.html")]
+pub(super) struct CampaignPage {
+    chrome: Chrome,
+    c: Row,
+    /// Uploads removing more than this share of the audience ask first.
+    confirm_share: f64,
+    flash: Option<&'static str>,
+    user: String,
+    answer: Option<MemberAnswer>,
+    lookup_error: Option<String>,
+    events: Vec<EventRow>,
+}
+
+pub(super) struct MemberAnswer {
+    member: bool,
+    active: bool,
+    stale: bool,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct CampaignQuery {
+    user: Option<String>,
+    done: Option<String>,
+}
+
+pub(super) async fn campaign_page(
+    State(state): State<AppState>,
+    axum::Extension(s): Signed,
+    Path(id): Path<String>,
+    Query(q): Query<CampaignQuery>,
+) -> Result<Response, PageError> {
+    let c = load(&state, &id).await?;
+    let user = q.user.unwrap_or_default();
+    let (mut answer, mut lookup_error, mut status) = (None, None, StatusCode::OK);
+    if !user.trim().is_empty() {
+        match typed_user(&user) {
+            Ok(u) => match state.checker.is_member(&c.id, u).await {
+                Ok(m) => {
+                    answer = Some(MemberAnswer {
+                        member: m.member,
+                        active: m.active,
+                        stale: m.stale,
+                    })
+                }
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    e.log();
+                    status = e.status();
+                    lookup_error = Some(e.public_message());
+                }
+            },
+            Err(e) => {
+                status = StatusCode::BAD_REQUEST;
+                lookup_error = Some(e);
+            }
+        }
+    }
+    let events = state
+        .store
+        .audit(Some(&c.id), 50)
+        .await?
+        .into_iter()
+        .map(EventRow::new)
+        .collect();
+    let page = CampaignPage {
+        chrome: Chrome::new(&s, "campaigns"),
+        c: Row::new(&c, Utc::now()),
+        confirm_share: CONFIRM_REMOVAL_SHARE,
+        flash: flash(q.done.as_deref()),
+        user,
+        answer,
+        lookup_error,
+        events,
+    };
+    Ok((status, page).into_response())
+}
