@@ -432,16 +432,39 @@ async fn export(
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
     let members = state.store.audience(id).await?;
+    Ok(export_body(members).into_response())
+}
+
+/// The export as a file to save: the same text, named after the campaign
+/// and the version it is (`spring-sale-v4.txt`), read as one state so the
+/// name never belongs to another version. The portal's one-click backup.
+pub async fn export_download(state: &AppState, id: &str) -> Result<Response, ApiError> {
+    let id = checked_campaign_id(id)?;
+    let (campaign, members) = consistent_audience(state, id).await?;
+    // Campaign ids are letters, digits, `-` and `_`: nothing to escape.
+    let disposition = format!(
+        "attachment; filename=\"{}-v{}.txt\"",
+        campaign.id, campaign.version
+    );
+    let mut response = export_body(members).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        header::HeaderValue::from_str(&disposition)
+            .map_err(|e| ApiError::Internal(format!("the file name cannot be a header: {e}")))?,
+    );
+    Ok(response)
+}
+
+fn export_body(members: Arc<RoaringTreemap>) -> impl IntoResponse {
     let body =
         Body::from_stream(stream::iter(ExportChunks::new(members)).map(Ok::<_, std::io::Error>));
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
         body,
     )
-        .into_response())
 }
 
 /// Iterates the text of an audience in chunks of about [`EXPORT_CHUNK`] bytes.

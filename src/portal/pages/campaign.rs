@@ -84,3 +84,11 @@ pub(super) async fn campaign_page(
     };
     Ok((status, page).into_response())
 }
+
+/// The audience as a file, for a one-click backup before a change.
+pub(super) async fn download(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    Ok(crate::http::audience::export_download(&state, &id).await?)
+}

@@ -53,6 +53,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/admin/campaigns/{id}", get(campaign::campaign_page))
         .route(
+            "/admin/campaigns/{id}/audience.txt",
+            get(campaign::download),
+        )
+        .route(
             "/admin/campaigns/{id}/edit",
             get(form::edit_page).post(form::edit),
         )
