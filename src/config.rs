@@ -601,6 +601,25 @@ pub struct ServeArgs {
     /// after 8 hours in any case).
     #[arg(long, env = "GUESTLIST_PORTAL_IDLE_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
     pub portal_idle_timeout: Duration,
+
+    /// The portal asks for confirmation before publishing a replace or
+    /// remove that would take away more than this share of the audience
+    /// (0 asks for every removal, 1 never asks).
+    #[arg(long, env = "GUESTLIST_PORTAL_CONFIRM_REMOVAL_SHARE", default_value_t = crate::portal::DEFAULT_CONFIRM_REMOVAL_SHARE, value_parser = share)]
+    pub portal_confirm_removal_share: f64,
+}
+
+/// A share from 0 to 1, such as 0.1 for 10%.
+fn share(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number from 0 to 1 (0.1 is 10%)"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not from 0 to 1 (0.1 is 10%)"))
+    }
 }
 
 /// `--store` (or `bench --redis`) as given. A Redis URL from the environment
@@ -831,6 +850,7 @@ mod tests {
         };
         assert_eq!(args.trusted_proxies.len(), 2);
         assert_eq!(args.portal_idle_timeout, Duration::from_secs(1800));
+        assert_eq!(args.portal_confirm_removal_share, 0.1);
     }
 
     #[test]
@@ -868,5 +888,15 @@ mod tests {
         let shown = format!("{cli:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("redis://app:***@10.0.0.1:6379/0"), "{shown}");
+    }
+
+    #[test]
+    fn the_confirmation_share_is_from_zero_to_one() {
+        assert_eq!(share("0.25"), Ok(0.25));
+        assert_eq!(share("0"), Ok(0.0));
+        assert_eq!(share("1"), Ok(1.0));
+        for bad in ["10%", "1.5", "-0.1", "NaN", ""] {
+            assert!(share(bad).is_err(), "{bad}");
+        }
     }
 }

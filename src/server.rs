@@ -195,7 +195,10 @@ pub async fn serve(
         max_audience: args.max_audience,
         uploads: http::audience::UploadSlots::new(args.max_concurrent_uploads),
         metrics: Some(crate::telemetry::metrics()),
-        portal: Arc::new(Portal::new(args.portal_idle_timeout)),
+        portal: Arc::new(
+            Portal::new(args.portal_idle_timeout)
+                .confirming_removals_over(args.portal_confirm_removal_share),
+        ),
         limits: http::Limits {
             request_timeout: args.listener.request_timeout,
             upload_idle_timeout: args.listener.upload_idle_timeout,

@@ -278,6 +278,43 @@ async fn a_session_left_idle_past_its_timeout_ends() {
 }
 
 #[tokio::test]
+async fn the_removal_share_that_asks_first_is_configured_and_a_backup_is_one_click() {
+    use guestlist::http::{AppState, Tokens, router};
+    use guestlist::portal::Portal;
+    let h = Harness::new(Backend::Embedded).await;
+    h.create("c", -1, 24).await;
+    h.replace("c", &[3, 1, 2]).await;
+    let mut state = AppState::new(h.store.clone(), Tokens::single(ADMIN), 1 << 20);
+    state.portal = std::sync::Arc::new(Portal::default().confirming_removals_over(0.25));
+    let configured = Harness {
+        app: router(state),
+        store: h.store.clone(),
+        backend: h.backend,
+        redis: None,
+        data_dir: None,
+    };
+    let mut b = Browser::new(&configured);
+    b.sign_in().await;
+    let page = b.get("/admin/campaigns/c").await;
+    assert!(
+        page.body.contains(r#"data-confirm-share="0.25""#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(r#"href="/admin/campaigns/c/audience.txt" download>Download version 1<"#),
+        "{}",
+        page.body
+    );
+    let file = b.get("/admin/campaigns/c/audience.txt").await;
+    assert_eq!(file.status, StatusCode::OK);
+    assert_eq!(file.body, "1\n2\n3\n");
+    let missing = b.get("/admin/campaigns/nope/audience.txt").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn forms_without_or_with_a_wrong_csrf_token_get_403_and_change_nothing() {
     let h = Harness::new(Backend::Embedded).await;
     let before = h.create("c", -1, 24).await;

@@ -34,9 +34,27 @@ const FORM_LIMIT: usize = 64 * 1024;
 /// The portal's own state, shared through [`AppState`]. Failed sign-ins
 /// count in the API's limiter ([`AppState::limiter`]), since both guess the
 /// same tokens.
-#[derive(Default)]
+/// The default of `--portal-confirm-removal-share`: the story's mistaken
+/// paste replaced a whole audience with a fragment.
+pub const DEFAULT_CONFIRM_REMOVAL_SHARE: f64 = 0.10;
+
+/// The portal's own state, shared through [`AppState`]. Failed sign-ins
+/// count in the API's limiter ([`AppState::limiter`]), since both guess the
+/// same tokens.
 pub struct Portal {
     pub sessions: Sessions,
+    /// A replace or remove taking away more than this share of an audience
+    /// is previewed and published only once confirmed.
+    pub confirm_removal_share: f64,
+}
+
+impl Default for Portal {
+    fn default() -> Portal {
+        Portal {
+            sessions: Sessions::default(),
+            confirm_removal_share: DEFAULT_CONFIRM_REMOVAL_SHARE,
+        }
+    }
 }
 
 impl Portal {
@@ -44,7 +62,14 @@ impl Portal {
     pub fn new(idle_timeout: std::time::Duration) -> Portal {
         Portal {
             sessions: Sessions::new(idle_timeout),
+            ..Portal::default()
         }
+    }
+
+    /// Sets the share of an audience a change may remove without asking.
+    pub fn confirming_removals_over(mut self, share: f64) -> Portal {
+        self.confirm_removal_share = share;
+        self
     }
 }
 

@@ -2,11 +2,6 @@
 
 use super::*;
 
-/// A replace or remove that would take away more than this share of a
-/// campaign's audience is previewed and published only once confirmed: the
-/// story's mistaken paste replaced a whole audience with a fragment.
-const CONFIRM_REMOVAL_SHARE: f64 = 0.10;
-
 #[derive(Template, WebTemplate)]
 #[template(path = "portal/campaign.html")]
 pub(super) struct CampaignPage {
@@ -75,7 +70,7 @@ pub(super) async fn campaign_page(
     let page = CampaignPage {
         chrome: Chrome::new(&s, "campaigns"),
         c: Row::new(&c, Utc::now()),
-        confirm_share: CONFIRM_REMOVAL_SHARE,
+        confirm_share: state.portal.confirm_removal_share,
         flash: flash(q.done.as_deref()),
         user,
         answer,
