@@ -11,6 +11,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use common::{ADMIN, Backend, Harness, lines};
+use guestlist::http::{AppState, Tokens, router};
+use guestlist::portal::Portal;
 use guestlist::portal::session::{SESSION_COOKIE as SESSION, SIGNIN_COOKIE as SIGNIN};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -255,20 +257,23 @@ async fn a_request_with_two_session_cookies_is_not_signed_in() {
     assert_eq!(b.get("/admin/campaigns").await.status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn a_session_left_idle_past_its_timeout_ends() {
-    use guestlist::http::{AppState, Tokens, router};
-    use guestlist::portal::Portal;
-    let h = Harness::new(Backend::Embedded).await;
+/// `h`'s store behind a router whose portal is `portal`.
+fn with_portal(h: &Harness, portal: Portal) -> Harness {
     let mut state = AppState::new(h.store.clone(), Tokens::single(ADMIN), 1 << 20);
-    state.portal = std::sync::Arc::new(Portal::new(Duration::from_millis(300)));
-    let idle = Harness {
+    state.portal = std::sync::Arc::new(portal);
+    Harness {
         app: router(state),
         store: h.store.clone(),
         backend: h.backend,
         redis: None,
         data_dir: None,
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_session_left_idle_past_its_timeout_ends() {
+    let h = Harness::new(Backend::Embedded).await;
+    let idle = with_portal(&h, Portal::new(Duration::from_millis(300)));
     let mut b = Browser::new(&idle);
     b.sign_in().await;
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -279,20 +284,10 @@ async fn a_session_left_idle_past_its_timeout_ends() {
 
 #[tokio::test]
 async fn the_removal_share_that_asks_first_is_configured_and_a_backup_is_one_click() {
-    use guestlist::http::{AppState, Tokens, router};
-    use guestlist::portal::Portal;
     let h = Harness::new(Backend::Embedded).await;
     h.create("c", -1, 24).await;
     h.replace("c", &[3, 1, 2]).await;
-    let mut state = AppState::new(h.store.clone(), Tokens::single(ADMIN), 1 << 20);
-    state.portal = std::sync::Arc::new(Portal::default().confirming_removals_over(0.25));
-    let configured = Harness {
-        app: router(state),
-        store: h.store.clone(),
-        backend: h.backend,
-        redis: None,
-        data_dir: None,
-    };
+    let configured = with_portal(&h, Portal::default().confirming_removals_over(0.25));
     let mut b = Browser::new(&configured);
     b.sign_in().await;
     let page = b.get("/admin/campaigns/c").await;
