@@ -104,6 +104,11 @@ async function refreshCampaign() {
   if (location.search.includes("done=")) history.replaceState(null, "", location.pathname);
 }
 
+// Trims what the server trims around a field: ASCII white space only.
+function asciiTrim(s) {
+  return s.replace(/^[ \t\r\n\f\v]+|[ \t\r\n\f\v]+$/g, "");
+}
+
 // The first rows of CSV text, read as RFC 4180 (quoted fields with commas,
 // doubled quotes and line breaks): for the preview only, the server parses
 // the whole file. A last row that may be cut off by the sample is dropped.
@@ -147,14 +152,17 @@ async function previewFile(file, header, column, target) {
   const names = header ? rows[0] : null;
   const body = header ? rows.slice(1) : rows;
   let index = -1;
-  const wanted = column.trim();
+  const wanted = asciiTrim(column);
   if (/^[0-9]+$/.test(wanted)) index = Number(wanted) - 1;
-  else if (wanted && names) index = names.findIndex((n) => n.trim() === wanted);
+  else if (wanted && names) index = names.findIndex((n) => asciiTrim(n) === wanted);
   else if (!wanted && rows[0].length === 1) index = 0;
   const table = document.createElement("table");
   table.className = "preview";
-  text(table, "caption", "First rows of " + file.name + (index >= 0 ? "" : rows[0].length > 1
-    ? ": choose the ID column" : ""));
+  const hint = index >= 0 ? ""
+    : wanted && !/^[0-9]+$/.test(wanted) && !names ? ": a column name needs \u201cThe first row is a header\u201d ticked"
+    : wanted ? ": no such column"
+    : rows[0].length > 1 ? ": choose the ID column" : "";
+  text(table, "caption", "First rows of " + file.name + hint);
   if (names) {
     const tr = document.createElement("tr");
     names.forEach((n, i) => { const th = text(tr, "th", n); if (i === index) th.className = "id-column"; });
@@ -225,8 +233,8 @@ function uploads() {
     // The CSV options go with a .csv file, or make any file CSV.
     const params = new URLSearchParams();
     if (headerBox.checked) params.set("header", "true");
-    if (columnInput.value.trim()) params.set("column", columnInput.value.trim());
-    const csv = file.name.toLowerCase().endsWith(".csv") || params.size > 0;
+    if (asciiTrim(columnInput.value)) params.set("column", asciiTrim(columnInput.value));
+    const csv = file.name.toLowerCase().endsWith(".csv") || params.toString() !== "";
     const urlWith = (extra) => {
       const q = new URLSearchParams(params);
       if (extra) q.set("dry_run", "true");

@@ -9,17 +9,24 @@
 //!
 //! | Answer | Reason | Variant |
 //! |---|---|---|
-//! | from the in-process near-cache | `CACHED` | `member`, `not_member` or `inactive` |
+//! | from a near-cache (this process's, or over HTTP the server's) | `CACHED` | `member`, `not_member` or `inactive` |
 //! | from the store, the user in the active campaign | `TARGETING_MATCH` | `member` |
-//! | from the store, otherwise | `STATIC` | `not_member` or `inactive` |
+//! | from the store, the user not in it | `DEFAULT` (targeting found no match) | `not_member` |
+//! | from the store, the campaign outside its window | `STATIC` (false for everyone) | `inactive` |
 //! | a cached copy past the staleness bound | `STALE` | as above |
 //!
 //! Failures are errors with their codes, and the SDK then returns the
-//! caller's default with reason `ERROR`: `FLAG_NOT_FOUND` (no such
-//! campaign), `PROVIDER_NOT_READY` (initialization never reached the
-//! backend), `TARGETING_KEY_MISSING`, `INVALID_CONTEXT` (a targeting key that
-//! is not a user id), `TYPE_MISMATCH` (a non-boolean evaluation) and
-//! `GENERAL` (the store or server failed or was too slow).
+//! caller's default: `FLAG_NOT_FOUND` (no such campaign),
+//! `PROVIDER_NOT_READY` (guestlist has not been reached yet: the HTTP
+//! provider keeps trying on each evaluation, so a server that was down at
+//! start-up is picked up when it comes back), `TARGETING_KEY_MISSING`,
+//! `INVALID_CONTEXT` (a targeting key that is not a user id),
+//! `TYPE_MISMATCH` (a non-boolean evaluation) and `GENERAL` (the store or
+//! server failed or was too slow).
+//!
+//! A login must not wait on a flag: the HTTP provider gives each check
+//! 200 ms ([`GuestlistProvider::with_timeout`]); the library answers from
+//! memory, or within its `check_timeout`.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -34,6 +41,7 @@
 //! # }
 //! ```
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -50,15 +58,24 @@ use crate::client::{Client, ClientError};
 use crate::lookup::{CheckError, Membership, Source};
 use crate::store::StoreError;
 
-/// How long `initialize` waits for the backend, and each HTTP check's
-/// deadline by default.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `initialize` waits for the backend.
+const START_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Each HTTP check's deadline by default: a login must not wait on a flag.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Where the provider stands: guestlist not tried yet, reached, or not
+/// reached when last tried.
+const NOT_TRIED: u8 = 0;
+const READY: u8 = 1;
+const UNREACHED: u8 = 2;
 
 /// A guestlist campaign check as an OpenFeature boolean flag.
 pub struct GuestlistProvider {
     backend: Backend,
     metadata: ProviderMetadata,
-    ready: bool,
+    /// [`NOT_TRIED`], [`READY`] or [`UNREACHED`].
+    state: AtomicU8,
 }
 
 enum Backend {
@@ -99,7 +116,7 @@ impl GuestlistProvider {
         GuestlistProvider {
             backend: Backend::Library(client),
             metadata: ProviderMetadata::new("guestlist"),
-            ready: false,
+            state: AtomicU8::new(NOT_TRIED),
         }
     }
 
@@ -118,7 +135,7 @@ impl GuestlistProvider {
             ));
         }
         crate::tls::install_crypto_provider();
-        let client = http_client(DEFAULT_TIMEOUT)?;
+        let client = http_client(CHECK_TIMEOUT)?;
         Ok(GuestlistProvider {
             backend: Backend::Http(Http {
                 base: base.to_string(),
@@ -126,7 +143,7 @@ impl GuestlistProvider {
                 client,
             }),
             metadata: ProviderMetadata::new("guestlist"),
-            ready: false,
+            state: AtomicU8::new(NOT_TRIED),
         })
     }
 
@@ -139,15 +156,24 @@ impl GuestlistProvider {
         Ok(self)
     }
 
-    /// Reaches the backend once: the library's cache warms (or its store
-    /// answers), the server's `/readyz` says ready. Until this succeeded,
-    /// every evaluation is `PROVIDER_NOT_READY`. The SDK calls it when the
-    /// provider is set.
-    pub async fn start(&mut self) -> bool {
-        self.ready = match &self.backend {
-            Backend::Library(client) => client.wait_until_warm(DEFAULT_TIMEOUT).await,
+    /// Reaches the backend: the library waits (up to two seconds) for its
+    /// near-cache to load, so the first logins are answered from memory,
+    /// and is ready either way, since its store answers what the cache
+    /// does not hold yet; over HTTP, the server's `/readyz` must say ready.
+    /// Until guestlist has been reached, evaluations are
+    /// `PROVIDER_NOT_READY`, and each one tries again. The SDK calls this
+    /// when the provider is set.
+    pub async fn start(&self) -> bool {
+        let ready = match &self.backend {
+            Backend::Library(client) => {
+                client.wait_until_warm(START_TIMEOUT).await;
+                true
+            }
             Backend::Http(http) => {
-                let mut request = http.client.get(format!("{}/readyz", http.base));
+                let mut request = http
+                    .client
+                    .get(format!("{}/readyz", http.base))
+                    .timeout(START_TIMEOUT);
                 if let Some(token) = &http.token {
                     request = request.bearer_auth(token.expose());
                 }
@@ -164,7 +190,13 @@ impl GuestlistProvider {
                 }
             }
         };
-        self.ready
+        self.state
+            .store(if ready { READY } else { UNREACHED }, Ordering::Relaxed);
+        ready
+    }
+
+    fn is_ready(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == READY
     }
 
     async fn check(&self, campaign: &str, user: u64) -> EvaluationResult<Answer> {
@@ -180,7 +212,15 @@ impl GuestlistProvider {
                     e.to_string(),
                 )),
             },
-            Backend::Http(http) => http.check(campaign, user).await,
+            Backend::Http(http) => {
+                let answer = http.check(campaign, user, self.is_ready()).await;
+                // Any answer from the server, even "no such campaign",
+                // shows it is reached.
+                if !matches!(&answer, Err(e) if e.code == EvaluationErrorCode::ProviderNotReady) {
+                    self.state.store(READY, Ordering::Relaxed);
+                }
+                answer
+            }
         }
     }
 }
@@ -201,7 +241,8 @@ fn error(code: EvaluationErrorCode, message: impl Into<String>) -> EvaluationErr
 }
 
 impl Http {
-    async fn check(&self, campaign: &str, user: u64) -> EvaluationResult<Answer> {
+    /// Asks the server; `reached` says whether it has answered before.
+    async fn check(&self, campaign: &str, user: u64, reached: bool) -> EvaluationResult<Answer> {
         let general =
             |message: String| error(EvaluationErrorCode::General(message.clone()), message);
         let mut url = reqwest::Url::parse(&self.base).map_err(|e| general(e.to_string()))?;
@@ -212,10 +253,14 @@ impl Http {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| general(format!("the guestlist server did not answer: {e}")))?;
+        let response = request.send().await.map_err(|e| {
+            let message = format!("the guestlist server did not answer: {e}");
+            // Never reached yet: not ready, rather than failing.
+            if !reached {
+                return error(EvaluationErrorCode::ProviderNotReady, message);
+            }
+            general(message)
+        })?;
         let status = response.status();
         if status.is_success() {
             return response
@@ -249,10 +294,12 @@ fn resolution(answer: &Answer) -> ResolutionDetails<bool> {
         EvaluationReason::Other("STALE".into())
     } else if answer.source == Source::Cache {
         EvaluationReason::Cached
-    } else if value {
+    } else if !answer.active {
+        EvaluationReason::Static
+    } else if answer.member {
         EvaluationReason::TargetingMatch
     } else {
-        EvaluationReason::Static
+        EvaluationReason::Default
     };
     let source = match answer.source {
         Source::Cache => "cache",
@@ -281,10 +328,10 @@ impl FeatureProvider for GuestlistProvider {
     }
 
     fn status(&self) -> ProviderStatus {
-        if self.ready {
-            ProviderStatus::Ready
-        } else {
-            ProviderStatus::NotReady
+        match self.state.load(Ordering::Relaxed) {
+            READY => ProviderStatus::Ready,
+            UNREACHED => ProviderStatus::Error,
+            _ => ProviderStatus::NotReady,
         }
     }
 
@@ -297,10 +344,12 @@ impl FeatureProvider for GuestlistProvider {
         flag_key: &str,
         context: &EvaluationContext,
     ) -> EvaluationResult<ResolutionDetails<bool>> {
-        if !self.ready {
+        // The library is ready once started; over HTTP, every evaluation
+        // is also a new try at reaching the server.
+        if matches!(self.backend, Backend::Library(_)) && !self.is_ready() {
             return Err(error(
                 EvaluationErrorCode::ProviderNotReady,
-                "the provider never reached guestlist: initialization failed or has not run",
+                "the provider has not been started (set it with OpenFeature's set_provider)",
             ));
         }
         let key = context.targeting_key.as_deref().ok_or_else(|| {

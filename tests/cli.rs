@@ -227,7 +227,7 @@ async fn a_csv_export_loads_exactly_its_chosen_column_through_the_api_and_the_cl
     let body: Value = r.json().await.unwrap();
     assert_eq!(
         (&body["error"], &body["line"]),
-        (&"invalid_user_id".into(), &1.into()),
+        (&"invalid_csv".into(), &1.into()),
         "{body}"
     );
     assert!(

@@ -12,7 +12,7 @@ use common::{ADMIN, RedisServer, lines};
 use guestlist::client::{Client, ClientOptions};
 use guestlist::nearcache::StalePolicy;
 use guestlist::openfeature::GuestlistProvider;
-use open_feature::provider::{FeatureProvider, ResolutionDetails};
+use open_feature::provider::{FeatureProvider, ProviderStatus, ResolutionDetails};
 use open_feature::{EvaluationContext, EvaluationErrorCode, EvaluationReason, EvaluationResult};
 use serde_json::json;
 
@@ -73,29 +73,31 @@ async fn over_http_each_answer_and_failure_has_its_reason_or_code() {
     campaign(&serve.base, "spring-sale", true, &[42, 7]).await;
     campaign(&serve.base, "winter-sale", false, &[42]).await;
 
-    // Not started, or started while the server was unreachable: not ready,
-    // and nothing is asked of the server.
-    let unstarted = GuestlistProvider::http(&serve.base, None).unwrap();
-    assert_eq!(
-        code(
-            unstarted
-                .resolve_bool_value("spring-sale", &user("42"))
-                .await
-        ),
-        EvaluationErrorCode::ProviderNotReady
-    );
+    // A server never reached: not ready (and the status says why), each
+    // evaluation trying again.
     let closed = format!(
         "http://127.0.0.1:{}",
         guestlist::redis_server::free_port().unwrap()
     );
-    let mut nowhere = GuestlistProvider::http(&closed, None).unwrap();
+    let nowhere = GuestlistProvider::http(&closed, None).unwrap();
     assert!(!nowhere.start().await);
-    assert_eq!(
-        code(nowhere.resolve_bool_value("spring-sale", &user("42")).await),
-        EvaluationErrorCode::ProviderNotReady
-    );
+    assert_eq!(nowhere.status(), ProviderStatus::Error);
+    for _ in 0..2 {
+        assert_eq!(
+            code(nowhere.resolve_bool_value("spring-sale", &user("42")).await),
+            EvaluationErrorCode::ProviderNotReady
+        );
+    }
+    // Not started, a reachable server answers, and the provider is ready.
+    let unstarted = GuestlistProvider::http(&serve.base, None).unwrap();
+    assert_eq!(unstarted.status(), ProviderStatus::NotReady);
+    let answer = unstarted
+        .resolve_bool_value("spring-sale", &user("42"))
+        .await;
+    assert!(said(answer).0, "user 42 is in spring-sale");
+    assert_eq!(unstarted.status(), ProviderStatus::Ready);
 
-    let mut p = GuestlistProvider::http(&serve.base, None).unwrap();
+    let p = GuestlistProvider::http(&serve.base, None).unwrap();
     assert!(p.start().await);
     let ask = |flag: &'static str, key: &'static str| {
         let p = &p;
@@ -108,7 +110,7 @@ async fn over_http_each_answer_and_failure_has_its_reason_or_code() {
     );
     assert_eq!(
         said(ask("spring-sale", "5").await),
-        (false, "STATIC".into(), "not_member".into())
+        (false, "DEFAULT".into(), "not_member".into())
     );
     assert_eq!(
         said(ask("winter-sale", "42").await),
@@ -148,7 +150,11 @@ async fn over_http_each_answer_and_failure_has_its_reason_or_code() {
         ),
         (
             ["spring-sale", "5"],
-            "spring-sale for user 5: false (STATIC, not_member)",
+            "spring-sale for user 5: false (DEFAULT, not_member)",
+        ),
+        (
+            ["winter-sale", "42"],
+            "winter-sale for user 42: false (STATIC, inactive)",
         ),
         (
             ["autumn-sale", "42"],
@@ -200,8 +206,14 @@ async fn in_process_answers_are_cached_then_stale_through_an_outage() {
         ..ClientOptions::default()
     };
     let client = Client::connect(&redis.url(), options).await.unwrap();
-    let mut p = GuestlistProvider::library(client);
-    assert!(p.start().await, "the near-cache warms");
+    let p = GuestlistProvider::library(client);
+    assert_eq!(
+        code(p.resolve_bool_value("spring-sale", &user("42")).await),
+        EvaluationErrorCode::ProviderNotReady,
+        "not started"
+    );
+    assert!(p.start().await);
+    assert_eq!(p.status(), ProviderStatus::Ready);
     assert_eq!(
         said(p.resolve_bool_value("spring-sale", &user("42")).await),
         (true, "CACHED".into(), "member".into())

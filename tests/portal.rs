@@ -304,6 +304,10 @@ async fn the_removal_share_that_asks_first_is_configured_and_a_backup_is_one_cli
     );
     let file = b.get("/admin/campaigns/c/audience.txt").await;
     assert_eq!(file.status, StatusCode::OK);
+    assert_eq!(
+        file.headers[header::CONTENT_DISPOSITION],
+        r#"attachment; filename="c-v1.txt""#
+    );
     assert_eq!(file.body, "1\n2\n3\n");
     let missing = b.get("/admin/campaigns/nope/audience.txt").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);

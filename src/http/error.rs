@@ -270,6 +270,12 @@ impl From<IngestError> for ApiError {
                 field: None,
                 line: Some(line),
             },
+            IngestError::Layout { line, .. } => ApiError::BadRequest {
+                code: "invalid_csv",
+                message: format!("{e}; nothing was changed"),
+                field: None,
+                line: Some(line),
+            },
             IngestError::LineTooLong { line, .. } => ApiError::BadRequest {
                 code: "line_too_long",
                 message: format!("{e}; nothing was changed"),

@@ -88,6 +88,18 @@ impl CsvOptions {
     }
 }
 
+/// RFC 4180 quoting, byte by byte: see [`Csv::check_quotes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quotes {
+    FieldStart,
+    /// In a field that did not start with a quote: quotes in it are text.
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: the field's end, or the first of a
+    /// doubled quote.
+    ClosingQuote,
+}
+
 /// Reads the records of one body. Feed it chunks, then [`Csv::finish`].
 pub struct Csv {
     reader: Reader,
@@ -106,6 +118,8 @@ pub struct Csv {
     in_record: bool,
     /// Whether csv_core has been given input yet.
     primed: bool,
+    /// Where the bytes given to csv_core stand in RFC 4180's quoting.
+    quotes: Quotes,
     /// The line the next unread byte is on, and the line the current
     /// record started on.
     line: u64,
@@ -134,6 +148,7 @@ impl Csv {
             ends_len: 0,
             in_record: false,
             primed: false,
+            quotes: Quotes::FieldStart,
             line: 1,
             record_line: 1,
             records: 0,
@@ -163,6 +178,13 @@ impl Csv {
         // middle of a body must never reach it.
         if input.is_empty() && !at_end {
             return Ok(());
+        }
+        // csv_core hands out an unterminated quoted field as the last
+        // record; it must not be read as one.
+        if at_end && self.quotes == Quotes::Quoted {
+            return Err(
+                self.layout("a quoted field is never closed: the body ends inside it".into())
+            );
         }
         loop {
             if !self.in_record {
@@ -196,6 +218,7 @@ impl Csv {
                 &mut self.ends[self.ends_len..],
             );
             self.count_lines(&input[..nin]);
+            self.check_quotes(&input[..nin])?;
             input = &input[nin..];
             self.out_len += nout;
             self.ends_len += nend;
@@ -215,32 +238,75 @@ impl Csv {
         }
     }
 
+    /// csv_core never refuses input: a stray quote opens a field that runs
+    /// on over the following rows, and their IDs would silently vanish
+    /// into it. This follows the quoting of every byte csv_core reads and
+    /// refuses a closing quote that does not end its field.
+    fn check_quotes(&mut self, consumed: &[u8]) -> Result<(), IngestError> {
+        for &b in consumed {
+            let ends_field = matches!(b, b',' | b'\r' | b'\n');
+            self.quotes = match (self.quotes, b) {
+                (Quotes::FieldStart, b'"') => Quotes::Quoted,
+                (Quotes::FieldStart | Quotes::Unquoted, _) if ends_field => Quotes::FieldStart,
+                (Quotes::FieldStart | Quotes::Unquoted, _) => Quotes::Unquoted,
+                (Quotes::Quoted, b'"') => Quotes::ClosingQuote,
+                (Quotes::Quoted, _) => Quotes::Quoted,
+                (Quotes::ClosingQuote, b'"') => Quotes::Quoted,
+                (Quotes::ClosingQuote, _) if ends_field => Quotes::FieldStart,
+                (Quotes::ClosingQuote, _) => {
+                    return Err(self.layout(
+                        "a quoted field goes on after its closing quote (is a quote left open?): \
+                         quote a field that holds quotes, commas or line breaks whole, doubling \
+                         its quotes, as in \"say \"\"hi\"\"\""
+                            .into(),
+                    ));
+                }
+            };
+        }
+        Ok(())
+    }
+
     fn count_lines(&mut self, consumed: &[u8]) {
         self.line += consumed.iter().filter(|&&b| b == b'\n').count() as u64;
     }
 
     fn grow_record(&mut self) -> Result<(), IngestError> {
-        if self.record.len() >= MAX_RECORD {
-            return Err(self.invalid(format!(
-                "the row is longer than {MAX_RECORD} bytes (is a quote left open?)"
-            )));
+        // One byte of room past the limit, so a row of exactly the limit
+        // fits and one byte more is caught.
+        if self.record.len() > MAX_RECORD {
+            return Err(self.too_long());
         }
-        let len = (self.record.len() * 2).min(MAX_RECORD);
+        let len = (self.record.len() * 2).min(MAX_RECORD + 1);
         self.record.resize(len, 0);
         Ok(())
     }
 
     fn grow_ends(&mut self) -> Result<(), IngestError> {
         if self.ends.len() >= MAX_FIELDS {
-            return Err(self.invalid(format!("the row has more than {MAX_FIELDS} fields")));
+            return Err(self.layout(format!("the row has more than {MAX_FIELDS} fields")));
         }
         let len = (self.ends.len() * 2).min(MAX_FIELDS);
         self.ends.resize(len, 0);
         Ok(())
     }
 
+    fn too_long(&self) -> IngestError {
+        self.layout(format!(
+            "the row is longer than {MAX_RECORD} bytes (is a quote left open?)"
+        ))
+    }
+
+    /// A bad ID in the chosen column.
     fn invalid(&self, message: String) -> IngestError {
         IngestError::Invalid {
+            line: self.record_line,
+            message,
+        }
+    }
+
+    /// A row that cannot be read as asked.
+    fn layout(&self, message: String) -> IngestError {
+        IngestError::Layout {
             line: self.record_line,
             message,
         }
@@ -260,8 +326,13 @@ impl Csv {
     fn take_record(&mut self) -> Result<(), IngestError> {
         let count = self.ends_len;
         let first = self.records == 0;
-        // A line of nothing but white space is blank, as in the text format.
-        if count == 1 && self.fields().all(|f| f.trim_ascii().is_empty()) {
+        if self.out_len > MAX_RECORD {
+            return Err(self.too_long());
+        }
+        // A line of nothing but white space is blank, as in the text format,
+        // and so is a row of empty fields (`,,,`), which spreadsheets leave
+        // at the end of an export.
+        if self.fields().all(|f| f.trim_ascii().is_empty()) {
             return Ok(());
         }
         self.records += 1;
@@ -272,14 +343,14 @@ impl Csv {
             Some(index) => index,
             None if count == 1 => 0,
             None => {
-                return Err(self.invalid(format!(
+                return Err(self.layout(format!(
                     "the row has {count} fields: name the ID column (?column= in the API, \
                      --column in the CLI) by its header name or its number from 1"
                 )));
             }
         };
         let Some(field) = self.fields().nth(index) else {
-            return Err(self.invalid(format!(
+            return Err(self.layout(format!(
                 "the row has {count} field{}, so no column {}",
                 if count == 1 { "" } else { "s" },
                 index + 1
@@ -337,14 +408,14 @@ impl Csv {
                             .map(|f| quoted(f.trim_ascii()))
                             .collect();
                         let more = if count > 10 { ", …" } else { "" };
-                        return Err(self.invalid(format!(
+                        return Err(self.layout(format!(
                             "the header has no column {}; its columns are {}{more}",
                             quoted(name.as_bytes()),
                             names.join(", ")
                         )));
                     }
                     [a, b, ..] => {
-                        return Err(self.invalid(format!(
+                        return Err(self.layout(format!(
                             "the header names column {} twice (columns {} and {}): give the column's number",
                             quoted(name.as_bytes()),
                             a + 1,
@@ -354,14 +425,14 @@ impl Csv {
                 }
             }
             Some(Column::Number(n)) if n.get() > count => {
-                return Err(self.invalid(format!(
+                return Err(self.layout(format!(
                     "the header has {count} column{}, so no column {n}",
                     if count == 1 { "" } else { "s" }
                 )));
             }
             Some(Column::Number(_)) => {}
             None if count > 1 => {
-                return Err(self.invalid(format!(
+                return Err(self.layout(format!(
                     "the header has {count} columns: name the ID column (?column= in the API, \
                      --column in the CLI) by its header name or its number from 1"
                 )));
@@ -392,7 +463,9 @@ mod tests {
 
     fn refusal(e: IngestError) -> (u64, String) {
         match e {
-            IngestError::Invalid { line, message } => (line, message),
+            IngestError::Invalid { line, message } | IngestError::Layout { line, message } => {
+                (line, message)
+            }
             other => panic!("expected a refused line, got {other:?}"),
         }
     }
@@ -546,6 +619,50 @@ mod tests {
             "{message}"
         );
         assert_eq!(ids(read("\u{feff}7\n", None, None).unwrap()), vec![7]);
+    }
+
+    #[test]
+    fn a_stray_quote_is_refused_not_left_to_swallow_rows() {
+        // The quote before "Doe" is never closed where its field ends: read
+        // leniently, rows 2 to 4 would become one field and 17 and 42 vanish.
+        let body = "name,id\n\"Doe, Jane,17\nBob,42\n\"Ann\",7\n";
+        let e = read(body, Some(true), Some("id")).unwrap_err();
+        assert!(matches!(e, IngestError::Layout { line: 2, .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("goes on after its closing quote"),
+            "{e}"
+        );
+        let e = read("id\n1\n\"2\n3\n", Some(true), None).unwrap_err();
+        assert_eq!(
+            e,
+            IngestError::Layout {
+                line: 3,
+                message: "a quoted field is never closed: the body ends inside it".into()
+            }
+        );
+        // Doubled quotes, and quotes inside an unquoted field, are text.
+        let body = "id,note\n1,\"say \"\"hi\"\"\"\n2,5\" screen\n";
+        assert_eq!(ids(read(body, Some(true), Some("id")).unwrap()), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_row_may_hold_exactly_the_limit() {
+        // Field text only: the comma is not part of it.
+        let pad = "x".repeat(MAX_RECORD - 1);
+        assert_eq!(
+            ids(read(&format!("7,{pad}\n"), None, Some("1")).unwrap()),
+            vec![7]
+        );
+        let e = read(&format!("7,{pad}x\n"), None, Some("1")).unwrap_err();
+        assert!(e.to_string().contains("longer than 65536 bytes"), "{e}");
+    }
+
+    #[test]
+    fn rows_of_empty_fields_are_blank() {
+        assert_eq!(
+            ids(read("a,b\n1,x\n,\n , \n", Some(true), Some("a")).unwrap()),
+            vec![1]
+        );
     }
 
     #[test]

@@ -186,6 +186,10 @@ pub enum IngestError {
     /// or JSON that is not an array).
     #[error("line {line}: {message}")]
     Malformed { line: u64, message: String },
+    /// A CSV body whose layout cannot be read as asked: a quote left open,
+    /// a missing or ambiguous ID column, a row too long or too wide.
+    #[error("line {line}: {message}")]
+    Layout { line: u64, message: String },
     /// A line too long to be one padded id; reading on would buffer it.
     #[error("line {line}: longer than {limit} bytes (one user id per line)")]
     LineTooLong { line: u64, limit: usize },

@@ -197,9 +197,9 @@ impl NearCache {
     /// Fetches one campaign's snapshot if it can fit.
     async fn load(&self, store: &RedisStore, meta: &CampaignMeta, used: u64) -> Load {
         let campaign = &meta.campaign;
-        // Roaring needs at most ~2 bytes per ID in array containers; a
+        // No form holds an ID in less than a bit (a full bitset); a
         // campaign that cannot fit even so is not fetched at all.
-        let floor = campaign.audience_size.saturating_mul(2) / 8;
+        let floor = campaign.audience_size / 8;
         let known_too_big = self
             .inner
             .too_big
@@ -214,7 +214,7 @@ impl NearCache {
         let started = Instant::now();
         // The snapshot arrives as a plain list of IDs (8 bytes each for a
         // moment), never as a treemap, which for sparse 64-bit IDs would
-        // cost some 200 bytes of heap per ID on the way.
+        // cost some 150 bytes of heap per ID on the way.
         match store.snapshot_ids(meta).await {
             Ok(members) => {
                 let ids = members.len();

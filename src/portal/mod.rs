@@ -31,9 +31,6 @@ use session::{Session, Sessions};
 /// Portal forms are a few fields; uploads go to the API, not here.
 const FORM_LIMIT: usize = 64 * 1024;
 
-/// The portal's own state, shared through [`AppState`]. Failed sign-ins
-/// count in the API's limiter ([`AppState::limiter`]), since both guess the
-/// same tokens.
 /// The default of `--portal-confirm-removal-share`: the story's mistaken
 /// paste replaced a whole audience with a fragment.
 pub const DEFAULT_CONFIRM_REMOVAL_SHARE: f64 = 0.10;

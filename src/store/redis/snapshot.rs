@@ -12,7 +12,10 @@
 //! - **deltas**: [`DELTAS_MAGIC`], the count as a little-endian u64, then
 //!   the IDs ascending as LEB128 varints of their gaps (the first ID as
 //!   itself). Sparse 64-bit IDs such as snowflakes, which roaring stores in
-//!   one tiny bitmap each (about 22 bytes per ID), take 5 to 6 here.
+//!   one tiny bitmap each (about 22 bytes per ID), take 5 to 7 here.
+//!
+//! Encoding runs on the async worker that writes, yielding to other tasks
+//! every 65,536 IDs ([`Pace`]).
 //!
 //! A roaring treemap's first 8 bytes are its bitmap count, and a count that
 //! starts with the magic's bytes would need gigabytes of bitmaps, far past
@@ -34,40 +37,70 @@ pub(crate) const STAGING_TTL_SECS: i64 = 3_600;
 /// The first bytes of a snapshot in the deltas encoding.
 pub(crate) const DELTAS_MAGIC: &[u8; 4] = b"GLD1";
 
-/// Encodes `members` in whichever encoding is smaller. CPU-heavy for big
-/// audiences, so it is not called on an async worker (see [`serialize`]).
-pub(crate) fn encode(members: &RoaringTreemap) -> Vec<u8> {
-    let roaring = members.serialized_size();
-    let deltas = deltas_size(members);
+/// IDs (or bitmaps) encoded between two yields to the scheduler: about a
+/// millisecond of work.
+const YIELD_EVERY: u64 = 1 << 16;
+
+/// Counts work and yields to other tasks every [`YIELD_EVERY`] units, so
+/// encoding a 100M-ID audience on an async worker never holds up the login
+/// checks scheduled behind it, without copying the audience to a blocking
+/// thread (a copy would double its memory for the length of the write).
+struct Pace(u64);
+
+impl Pace {
+    async fn step(&mut self, units: u64) {
+        self.0 += units;
+        if self.0 >= YIELD_EVERY {
+            self.0 = 0;
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Encodes `members` in whichever encoding is smaller.
+pub(crate) async fn encode(members: &RoaringTreemap) -> Vec<u8> {
+    let mut pace = Pace(0);
+    // Roaring's size, bitmap by bitmap (`serialized_size` walks them all
+    // at once), and the deltas' size.
+    let mut roaring = 8;
+    for (_, bitmap) in members.bitmaps() {
+        roaring += 4 + bitmap.serialized_size();
+        pace.step(1).await;
+    }
+    let mut deltas = DELTAS_MAGIC.len() + 8;
+    let mut previous = None;
+    for id in members.iter() {
+        deltas += varint_len(previous.map_or(id, |p| id - p));
+        previous = Some(id);
+        if deltas >= roaring {
+            break;
+        }
+        pace.step(1).await;
+    }
     if deltas < roaring {
         let mut out = Vec::with_capacity(deltas);
         out.extend_from_slice(DELTAS_MAGIC);
         out.extend_from_slice(&members.len().to_le_bytes());
-        let mut previous = 0;
-        for (i, id) in members.iter().enumerate() {
-            let gap = if i == 0 { id } else { id - previous };
-            push_varint(&mut out, gap);
-            previous = id;
+        let mut previous = None;
+        for id in members.iter() {
+            push_varint(&mut out, previous.map_or(id, |p| id - p));
+            previous = Some(id);
+            pace.step(1).await;
         }
         out
     } else {
+        // Roaring's own treemap layout, written one bitmap at a time.
         let mut out = Vec::with_capacity(roaring);
-        members
-            .serialize_into(&mut out)
-            .expect("writing to a Vec cannot fail");
+        out.extend_from_slice(&(members.bitmaps().count() as u64).to_le_bytes());
+        for (key, bitmap) in members.bitmaps() {
+            out.extend_from_slice(&key.to_le_bytes());
+            bitmap
+                .serialize_into(&mut out)
+                .expect("writing to a Vec cannot fail");
+            pace.step(bitmap.len().max(1)).await;
+        }
         out
     }
-}
-
-fn deltas_size(members: &RoaringTreemap) -> usize {
-    let mut previous = 0;
-    let mut size = DELTAS_MAGIC.len() + 8;
-    for (i, id) in members.iter().enumerate() {
-        let gap = if i == 0 { id } else { id - previous };
-        size += varint_len(gap);
-        previous = id;
-    }
-    size
 }
 
 fn varint_len(v: u64) -> usize {
@@ -167,28 +200,22 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<RoaringTreemap, String> {
 /// Decodes a snapshot into its IDs, ascending: 8 bytes per ID, whatever
 /// their spread (the near-cache builds its own form from this).
 pub(crate) fn decode_sorted(bytes: &[u8]) -> Result<Vec<u64>, String> {
-    let mut ids = Vec::new();
+    // Reserved whole when the count is known (every ID takes at least a
+    // byte, so a hostile count cannot reserve more than the bytes allow):
+    // growing by doubling could hold twice the list for a moment.
+    let announced = bytes
+        .strip_prefix(DELTAS_MAGIC)
+        .and_then(|rest| rest.first_chunk::<8>())
+        .map_or(0, |count| u64::from_le_bytes(*count));
+    let mut ids = Vec::with_capacity(announced.min(bytes.len() as u64) as usize);
     decode_each(bytes, |id| ids.push(id))?;
     Ok(ids)
-}
-
-/// Encodes off the async workers where the runtime allows: a 30M-ID
-/// audience takes a while, and copying it to move it to a blocking thread
-/// would cost as much memory again.
-pub(crate) fn serialize(members: &RoaringTreemap) -> Vec<u8> {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread {
-        tokio::task::block_in_place(|| encode(members))
-    } else {
-        encode(members)
-    }
 }
 
 /// Writes `members` under `key` with the staging TTL; the commit that
 /// publishes it gives it the campaign's expiry.
 pub(crate) async fn write(conn: &Conn, key: &str, members: &RoaringTreemap) -> StoreResult<()> {
-    let bytes = serialize(members);
+    let bytes = encode(members).await;
     // One round trip per PIPELINE_DEPTH pieces, built as it goes, so the
     // bytes are never copied whole into commands.
     let mut pipe = Batch::new();
@@ -254,8 +281,15 @@ mod tests {
 
     use super::*;
 
+    fn encode_now(ids: &RoaringTreemap) -> Vec<u8> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(encode(ids))
+    }
+
     fn round_trip(ids: &RoaringTreemap) -> Vec<u8> {
-        let bytes = encode(ids);
+        let bytes = encode_now(ids);
         assert_eq!(&decode(&bytes).unwrap(), ids);
         let sorted = decode_sorted(&bytes).unwrap();
         assert_eq!(sorted, ids.iter().collect::<Vec<_>>());
@@ -287,7 +321,7 @@ mod tests {
     #[test]
     fn damaged_snapshots_are_refused_not_misread() {
         let ids: RoaringTreemap = [5, 1 << 40, u64::MAX].into_iter().collect();
-        let bytes = encode(&ids);
+        let bytes = encode_now(&ids);
         assert!(bytes.starts_with(DELTAS_MAGIC));
         for cut in 0..bytes.len() {
             assert!(decode_sorted(&bytes[..cut]).is_err(), "cut at {cut}");
@@ -320,7 +354,7 @@ mod tests {
             decode_sorted(&too_long).unwrap_err(),
             "a varint overflows 64 bits"
         );
-        let roaring = encode(&(0..10u64).collect());
+        let roaring = encode_now(&(0..10u64).collect());
         for cut in 0..roaring.len() {
             assert!(
                 decode_sorted(&roaring[..cut]).is_err(),
@@ -338,7 +372,7 @@ mod tests {
             )
         ) {
             let ids: RoaringTreemap = ids.into_iter().collect();
-            let bytes = encode(&ids);
+            let bytes = encode_now(&ids);
             prop_assert!(bytes.len() <= ids.serialized_size());
             prop_assert_eq!(decode(&bytes).unwrap(), ids.clone());
             prop_assert_eq!(decode_sorted(&bytes).unwrap(), ids.iter().collect::<Vec<_>>());
