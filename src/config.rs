@@ -553,6 +553,17 @@ pub struct ServeArgs {
     )]
     pub max_concurrent_uploads: usize,
 
+    /// Audience exports streamed at once (the API's and the portal's
+    /// download); one more gets 503 too_many_exports with Retry-After. Each
+    /// holds a whole audience in memory while it streams.
+    #[arg(
+        long,
+        env = "GUESTLIST_MAX_CONCURRENT_EXPORTS",
+        default_value_t = crate::http::audience::DEFAULT_UPLOAD_SLOTS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_concurrent_exports: usize,
+
     /// Answer checks from in-process bitmaps of the scheduled and active
     /// audiences, reloaded from Redis on every change (Redis store only).
     #[arg(long, env = "GUESTLIST_NEAR_CACHE", value_enum, default_value = "on")]

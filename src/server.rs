@@ -194,6 +194,7 @@ pub async fn serve(
         max_upload_bytes: args.max_upload_bytes,
         max_audience: args.max_audience,
         uploads: http::audience::UploadSlots::new(args.max_concurrent_uploads),
+        exports: http::audience::UploadSlots::new(args.max_concurrent_exports),
         metrics: Some(crate::telemetry::metrics()),
         portal: Arc::new(
             Portal::new(args.portal_idle_timeout)

@@ -312,3 +312,60 @@ async fn an_upload_beyond_the_concurrency_cap_is_told_to_retry_and_changes_nothi
     let (status, reply) = put(&http, &serve, "text/plain", "60\n").await;
     assert_eq!(status, 200, "{reply}");
 }
+
+/// An export holds a whole audience in memory while it streams, so it takes
+/// an export slot until its body is done or dropped; uploads have their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_export_holds_an_export_slot_until_it_ends() {
+    use axum::http::{Request, header};
+    use guestlist::http::audience::UploadSlots;
+    use guestlist::http::{AppState, Tokens, router};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let h = Harness::new(Backend::Embedded).await;
+    h.active("c").await;
+    h.replace("c", &(0..100_000u64).collect::<Vec<_>>()).await;
+    let mut state = AppState::new(h.store.clone(), Tokens::single(ADMIN), 1 << 20);
+    state.exports = UploadSlots::new(1);
+    let app = router(state);
+    let request = |method: Method, path: &str, body: &'static str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let export = || request(Method::GET, "/v1/campaigns/c/audience", "");
+
+    // The first export's body is not read yet: it holds the only slot.
+    let first = app.clone().oneshot(export()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let r = app.clone().oneshot(export()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key(header::RETRY_AFTER));
+    let body: Value =
+        serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"], "too_many_exports", "{body}");
+    // An upload meanwhile is not held up by it.
+    let add = request(Method::POST, "/v1/campaigns/c/audience/add", "100000\n");
+    assert_eq!(
+        app.clone().oneshot(add).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Read to its end, the export frees the slot.
+    let text = first.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        text.iter().filter(|&&b| b == b'\n').count(),
+        100_000,
+        "the version it began with"
+    );
+    let again = app.clone().oneshot(export()).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    // Dropped unread (the client went away), it frees the slot too.
+    drop(again);
+    let last = app.clone().oneshot(export()).await.unwrap();
+    assert_eq!(last.status(), StatusCode::OK);
+}

@@ -59,29 +59,57 @@ impl UploadSlots {
     }
 
     fn take(&self) -> Result<UploadSlot, ApiError> {
+        self.take_for(
+            "guestlist_uploads_in_progress",
+            "too_many_uploads",
+            "every upload slot is in use (--max-concurrent-uploads); nothing was changed",
+        )
+    }
+
+    /// An export holds a whole audience in memory while it streams (read
+    /// back from Redis, a sparse one costs far more than its snapshot), so
+    /// exports have slots of their own (`--max-concurrent-exports`); they
+    /// do not share the uploads', so a long upload never blocks a backup.
+    fn take_export(&self) -> Result<UploadSlot, ApiError> {
+        self.take_for(
+            "guestlist_exports_in_progress",
+            "too_many_exports",
+            "every export slot is in use (--max-concurrent-exports)",
+        )
+    }
+
+    fn take_for(
+        &self,
+        gauge: &'static str,
+        code: &'static str,
+        why: &str,
+    ) -> Result<UploadSlot, ApiError> {
         let permit = self.0.clone().try_acquire_owned().map_err(|_| {
             let retry_after = UPLOAD_RETRY_AFTER.as_secs();
             ApiError::Saturated {
-                code: "too_many_uploads",
-                message: format!(
-                    "every upload slot is in use (--max-concurrent-uploads); nothing was changed, retry in {retry_after} s"
-                ),
+                code,
+                message: format!("{why}, retry in {retry_after} s"),
                 retry_after,
             }
         })?;
-        metrics::gauge!("guestlist_uploads_in_progress").increment(1.0);
-        Ok(UploadSlot { _permit: permit })
+        metrics::gauge!(gauge).increment(1.0);
+        Ok(UploadSlot {
+            _permit: permit,
+            gauge,
+        })
     }
 }
 
-/// A taken upload slot; dropping it frees the slot.
+/// A taken slot; dropping it frees the slot.
 struct UploadSlot {
     _permit: OwnedSemaphorePermit,
+    /// The gauge counting this kind of transfer.
+    gauge: &'static str,
 }
 
 impl Drop for UploadSlot {
     fn drop(&mut self) {
-        metrics::gauge!("guestlist_uploads_in_progress").decrement(1.0);
+        metrics::gauge!(self.gauge).decrement(1.0);
     }
 }
 
@@ -431,8 +459,9 @@ async fn export(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
+    let slot = state.exports.take_export()?;
     let members = state.store.audience(id).await?;
-    Ok(export_body(members).into_response())
+    Ok(export_body(members, slot).into_response())
 }
 
 /// The export as a file to save: the same text, named after the campaign
@@ -440,13 +469,14 @@ async fn export(
 /// name never belongs to another version. The portal's one-click backup.
 pub async fn export_download(state: &AppState, id: &str) -> Result<Response, ApiError> {
     let id = checked_campaign_id(id)?;
+    let slot = state.exports.take_export()?;
     let (campaign, members) = consistent_audience(state, id).await?;
     // Campaign ids are letters, digits, `-` and `_`: nothing to escape.
     let disposition = format!(
         "attachment; filename=\"{}-v{}.txt\"",
         campaign.id, campaign.version
     );
-    let mut response = export_body(members).into_response();
+    let mut response = export_body(members, slot).into_response();
     response.headers_mut().insert(
         header::CONTENT_DISPOSITION,
         header::HeaderValue::from_str(&disposition)
@@ -455,9 +485,11 @@ pub async fn export_download(state: &AppState, id: &str) -> Result<Response, Api
     Ok(response)
 }
 
-fn export_body(members: Arc<RoaringTreemap>) -> impl IntoResponse {
-    let body =
-        Body::from_stream(stream::iter(ExportChunks::new(members)).map(Ok::<_, std::io::Error>));
+/// The export's text, streamed; the slot is held until the stream ends or
+/// the client goes away.
+fn export_body(members: Arc<RoaringTreemap>, slot: UploadSlot) -> impl IntoResponse {
+    let chunks = ExportChunks::new(members, slot);
+    let body = Body::from_stream(stream::iter(chunks).map(Ok::<_, std::io::Error>));
     (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
@@ -472,12 +504,17 @@ struct ExportChunks {
     members: Arc<RoaringTreemap>,
     /// The next ID to emit is the smallest member ≥ this; `None` when done.
     next: Option<u64>,
+    _slot: UploadSlot,
 }
 
 impl ExportChunks {
-    fn new(members: Arc<RoaringTreemap>) -> Self {
+    fn new(members: Arc<RoaringTreemap>, slot: UploadSlot) -> Self {
         let next = members.min();
-        ExportChunks { members, next }
+        ExportChunks {
+            members,
+            next,
+            _slot: slot,
+        }
     }
 }
 

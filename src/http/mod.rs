@@ -72,6 +72,8 @@ pub struct Services {
     pub max_audience: u64,
     /// Uploads allowed to parse at once.
     pub uploads: audience::UploadSlots,
+    /// Exports streaming now, each holding an audience in memory.
+    pub exports: audience::UploadSlots,
     /// Renders `/metrics`; `None` when no recorder is installed (some tests).
     pub metrics: Option<PrometheusHandle>,
     /// Portal sessions.
@@ -220,6 +222,7 @@ impl AppState {
             max_upload_bytes,
             max_audience: crate::ingest::DEFAULT_MAX_AUDIENCE,
             uploads: audience::UploadSlots::new(audience::DEFAULT_UPLOAD_SLOTS),
+            exports: audience::UploadSlots::new(audience::DEFAULT_UPLOAD_SLOTS),
             metrics: None,
             portal: Arc::default(),
             limits: Limits::default(),

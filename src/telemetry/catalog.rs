@@ -142,6 +142,12 @@ pub const METRICS: &[Metric] = &[
         "Audience uploads being read or written now.",
     ),
     metric(
+        "guestlist_exports_in_progress",
+        Gauge,
+        &[],
+        "Audience exports being streamed now.",
+    ),
+    metric(
         "guestlist_store_up",
         Gauge,
         &[],
