@@ -106,13 +106,13 @@ async function refreshCampaign() {
 
 // Trims what the server trims around a field: ASCII white space only.
 function asciiTrim(s) {
-  return s.replace(/^[ \t\r\n\f\v]+|[ \t\r\n\f\v]+$/g, "");
+  return s.replace(/^[ \t\r\n\f]+|[ \t\r\n\f]+$/g, "");
 }
 
 // The first rows of CSV text, read as RFC 4180 (quoted fields with commas,
 // doubled quotes and line breaks): for the preview only, the server parses
 // the whole file. A last row that may be cut off by the sample is dropped.
-function csvRows(sample, limit, complete) {
+function csvRows(sample, limit, complete, keepFirst) {
   const rows = [];
   let row = [], field = "", quoted = false, i = 0;
   if (sample.charCodeAt(0) === 0xfeff) i = 1;
@@ -127,7 +127,9 @@ function csvRows(sample, limit, complete) {
     else if (c === "\n" || c === "\r") {
       if (c === "\r" && sample[i + 1] === "\n") i++;
       row.push(field); field = "";
-      if (row.length > 1 || row[0].trim() !== "") rows.push(row);
+      // Blank rows (`,,,` too) are skipped, as the server skips them,
+      // except a declared header's, which the caller takes as it comes.
+      if (row.some((f) => asciiTrim(f) !== "") || (keepFirst && rows.length === 0)) rows.push(row);
       row = [];
     } else field += c;
   }
@@ -147,7 +149,7 @@ async function previewFile(file, header, column, target) {
   const SAMPLE = 64 * 1024;
   const sample = await file.slice(0, SAMPLE).text();
   if (generation !== previewGeneration) return;
-  const rows = csvRows(sample, 6, file.size <= SAMPLE);
+  const rows = csvRows(sample, 6, file.size <= SAMPLE, header);
   if (rows.length === 0) return;
   const names = header ? rows[0] : null;
   const body = header ? rows.slice(1) : rows;

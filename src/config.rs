@@ -559,7 +559,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "GUESTLIST_MAX_CONCURRENT_EXPORTS",
-        default_value_t = crate::http::audience::DEFAULT_UPLOAD_SLOTS,
+        default_value_t = crate::http::audience::DEFAULT_EXPORT_SLOTS,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub max_concurrent_exports: usize,

@@ -86,7 +86,12 @@ enum Backend {
 struct Http {
     base: String,
     token: Option<crate::secret::Secret>,
+    /// Connects within [`START_TIMEOUT`] (DNS, TCP and TLS to a remote
+    /// server can take longer than a check may); each request carries its
+    /// own deadline.
     client: reqwest::Client,
+    /// Each check's deadline.
+    timeout: Duration,
 }
 
 /// The part of a member check's answer the provider reads; the library's
@@ -135,12 +140,16 @@ impl GuestlistProvider {
             ));
         }
         crate::tls::install_crypto_provider();
-        let client = http_client(CHECK_TIMEOUT)?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(START_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(GuestlistProvider {
             backend: Backend::Http(Http {
                 base: base.to_string(),
                 token: check_token,
                 client,
+                timeout: CHECK_TIMEOUT,
             }),
             metadata: ProviderMetadata::new("guestlist"),
             state: AtomicU8::new(NOT_TRIED),
@@ -149,11 +158,11 @@ impl GuestlistProvider {
 
     /// Sets the deadline of each HTTP check (the library's is its
     /// `check_timeout`).
-    pub fn with_timeout(mut self, timeout: Duration) -> Result<GuestlistProvider, String> {
+    pub fn with_timeout(mut self, timeout: Duration) -> GuestlistProvider {
         if let Backend::Http(http) = &mut self.backend {
-            http.client = http_client(timeout)?;
+            http.timeout = timeout;
         }
-        Ok(self)
+        self
     }
 
     /// Reaches the backend: the library waits (up to two seconds) for its
@@ -190,8 +199,18 @@ impl GuestlistProvider {
                 }
             }
         };
-        self.state
-            .store(if ready { READY } else { UNREACHED }, Ordering::Relaxed);
+        if ready {
+            self.state.store(READY, Ordering::Relaxed);
+        } else {
+            // An evaluation may have reached the server meanwhile: a failed
+            // start must not undo that.
+            let _ = self.state.compare_exchange(
+                NOT_TRIED,
+                UNREACHED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
         ready
     }
 
@@ -213,24 +232,14 @@ impl GuestlistProvider {
                 )),
             },
             Backend::Http(http) => {
-                let answer = http.check(campaign, user, self.is_ready()).await;
-                // Any answer from the server, even "no such campaign",
-                // shows it is reached.
-                if !matches!(&answer, Err(e) if e.code == EvaluationErrorCode::ProviderNotReady) {
+                let (answer, reached) = http.check(campaign, user, self.is_ready()).await;
+                if reached {
                     self.state.store(READY, Ordering::Relaxed);
                 }
                 answer
             }
         }
     }
-}
-
-fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 fn error(code: EvaluationErrorCode, message: impl Into<String>) -> EvaluationError {
@@ -241,43 +250,85 @@ fn error(code: EvaluationErrorCode, message: impl Into<String>) -> EvaluationErr
 }
 
 impl Http {
-    /// Asks the server; `reached` says whether it has answered before.
-    async fn check(&self, campaign: &str, user: u64, reached: bool) -> EvaluationResult<Answer> {
+    /// Asks the server; `reached` says whether it has answered before. Also
+    /// returns whether guestlist answered now: an answer or one of its JSON
+    /// errors (a proxy's HTML page or a wrong URL is not guestlist).
+    async fn check(
+        &self,
+        campaign: &str,
+        user: u64,
+        reached: bool,
+    ) -> (EvaluationResult<Answer>, bool) {
         let general =
             |message: String| error(EvaluationErrorCode::General(message.clone()), message);
-        let mut url = reqwest::Url::parse(&self.base).map_err(|e| general(e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| general(format!("{} cannot hold a path", self.base)))?
-            .extend(["v1", "campaigns", campaign, "members", &user.to_string()]);
-        let mut request = self.client.get(url);
+        // Never reached yet: not ready, rather than failing.
+        let unreached = |message: String| {
+            if reached {
+                general(message)
+            } else {
+                error(EvaluationErrorCode::ProviderNotReady, message)
+            }
+        };
+        let mut url = match reqwest::Url::parse(&self.base) {
+            Ok(url) => url,
+            Err(e) => return (Err(general(e.to_string())), false),
+        };
+        match url.path_segments_mut() {
+            Ok(mut path) => {
+                path.extend(["v1", "campaigns", campaign, "members", &user.to_string()]);
+            }
+            Err(()) => {
+                return (
+                    Err(general(format!("{} cannot hold a path", self.base))),
+                    false,
+                );
+            }
+        }
+        let mut request = self.client.get(url).timeout(self.timeout);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
-        let response = request.send().await.map_err(|e| {
-            let message = format!("the guestlist server did not answer: {e}");
-            // Never reached yet: not ready, rather than failing.
-            if !reached {
-                return error(EvaluationErrorCode::ProviderNotReady, message);
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    Err(unreached(format!(
+                        "the guestlist server did not answer: {e}"
+                    ))),
+                    false,
+                );
             }
-            general(message)
-        })?;
+        };
         let status = response.status();
         if status.is_success() {
-            return response
-                .json::<Answer>()
-                .await
-                .map_err(|e| general(format!("the guestlist server's answer is unreadable: {e}")));
+            return match response.json::<Answer>().await {
+                Ok(answer) => (Ok(answer), true),
+                Err(e) => (
+                    Err(unreached(format!(
+                        "the server's answer is not guestlist's: {e}"
+                    ))),
+                    false,
+                ),
+            };
         }
         let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let code = body["error"].as_str().unwrap_or("");
+        let Some(code) = body["error"].as_str() else {
+            return (
+                Err(unreached(format!(
+                    "the server answered {status}, not as guestlist does"
+                ))),
+                false,
+            );
+        };
         let message = body["message"].as_str().unwrap_or("").to_string();
-        Err(match (status.as_u16(), code) {
+        let e = match (status.as_u16(), code) {
             (404, "campaign_not_found") => error(EvaluationErrorCode::FlagNotFound, message),
             (400, _) => error(EvaluationErrorCode::InvalidContext, message),
             _ => general(format!(
                 "the guestlist server answered {status} {code}: {message}"
             )),
-        })
+        };
+        (Err(e), true)
     }
 }
 

@@ -42,6 +42,10 @@ pub fn router() -> Router<AppState> {
 /// long one.
 pub const DEFAULT_UPLOAD_SLOTS: usize = 2;
 
+/// The default of `--max-concurrent-exports`: a backup or two while another
+/// is still streaming, each holding one audience in memory.
+pub const DEFAULT_EXPORT_SLOTS: usize = 2;
+
 /// What a refused upload is told to wait before retrying. Uploads take
 /// seconds to minutes, so retrying sooner would mostly be refused again.
 const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(5);

@@ -222,7 +222,7 @@ impl AppState {
             max_upload_bytes,
             max_audience: crate::ingest::DEFAULT_MAX_AUDIENCE,
             uploads: audience::UploadSlots::new(audience::DEFAULT_UPLOAD_SLOTS),
-            exports: audience::UploadSlots::new(audience::DEFAULT_UPLOAD_SLOTS),
+            exports: audience::UploadSlots::new(audience::DEFAULT_EXPORT_SLOTS),
             metrics: None,
             portal: Arc::default(),
             limits: Limits::default(),

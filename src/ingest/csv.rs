@@ -120,6 +120,12 @@ pub struct Csv {
     primed: bool,
     /// Where the bytes given to csv_core stand in RFC 4180's quoting.
     quotes: Quotes,
+    /// Whether the last byte read was a CR, not yet counted as a line.
+    after_cr: bool,
+    /// Whether the quoted field being read holds a comma or a line break:
+    /// only such a field can swallow fields or rows if its quote is
+    /// misplaced.
+    crossed: bool,
     /// The line the next unread byte is on, and the line the current
     /// record started on.
     line: u64,
@@ -149,6 +155,8 @@ impl Csv {
             in_record: false,
             primed: false,
             quotes: Quotes::FieldStart,
+            after_cr: false,
+            crossed: false,
             line: 1,
             record_line: 1,
             records: 0,
@@ -199,7 +207,9 @@ impl Csv {
                 if input.is_empty() && !at_end {
                     return Ok(());
                 }
-                self.record_line = self.line;
+                // The byte after a CR is not an LF (those were skipped):
+                // the CR was a line break of its own.
+                self.record_line = self.line + u64::from(self.after_cr);
                 self.in_record = true;
             }
             // csv_core drops a BOM at the start of the first input it is
@@ -239,20 +249,30 @@ impl Csv {
     }
 
     /// csv_core never refuses input: a stray quote opens a field that runs
-    /// on over the following rows, and their IDs would silently vanish
-    /// into it. This follows the quoting of every byte csv_core reads and
-    /// refuses a closing quote that does not end its field.
+    /// on over the following fields and rows, and their IDs would silently
+    /// vanish into it. This follows the quoting of every byte csv_core
+    /// reads and refuses a closing quote that does not end its field when
+    /// the quoted part took in a comma or a line break. A quoted word
+    /// followed by text (`"Big" Jim`) swallowed nothing and reads as
+    /// csv_core reads it.
     fn check_quotes(&mut self, consumed: &[u8]) -> Result<(), IngestError> {
         for &b in consumed {
             let ends_field = matches!(b, b',' | b'\r' | b'\n');
             self.quotes = match (self.quotes, b) {
-                (Quotes::FieldStart, b'"') => Quotes::Quoted,
+                (Quotes::FieldStart, b'"') => {
+                    self.crossed = false;
+                    Quotes::Quoted
+                }
                 (Quotes::FieldStart | Quotes::Unquoted, _) if ends_field => Quotes::FieldStart,
                 (Quotes::FieldStart | Quotes::Unquoted, _) => Quotes::Unquoted,
                 (Quotes::Quoted, b'"') => Quotes::ClosingQuote,
-                (Quotes::Quoted, _) => Quotes::Quoted,
+                (Quotes::Quoted, _) => {
+                    self.crossed |= ends_field;
+                    Quotes::Quoted
+                }
                 (Quotes::ClosingQuote, b'"') => Quotes::Quoted,
                 (Quotes::ClosingQuote, _) if ends_field => Quotes::FieldStart,
+                (Quotes::ClosingQuote, _) if !self.crossed => Quotes::Unquoted,
                 (Quotes::ClosingQuote, _) => {
                     return Err(self.layout(
                         "a quoted field goes on after its closing quote (is a quote left open?): \
@@ -266,8 +286,18 @@ impl Csv {
         Ok(())
     }
 
+    /// Counts line breaks as csv_core reads them: LF, CRLF, or a lone CR
+    /// (old Mac exports). A CR is counted once the next byte shows it was
+    /// not the first half of a CRLF.
     fn count_lines(&mut self, consumed: &[u8]) {
-        self.line += consumed.iter().filter(|&&b| b == b'\n').count() as u64;
+        for &b in consumed {
+            match b {
+                b'\n' => self.line += 1,
+                _ if self.after_cr => self.line += 1,
+                _ => {}
+            }
+            self.after_cr = b == b'\r';
+        }
     }
 
     fn grow_record(&mut self) -> Result<(), IngestError> {
@@ -332,7 +362,10 @@ impl Csv {
         // A line of nothing but white space is blank, as in the text format,
         // and so is a row of empty fields (`,,,`), which spreadsheets leave
         // at the end of an export.
-        if self.fields().all(|f| f.trim_ascii().is_empty()) {
+        // A declared header is the first row whatever it holds: skipping an
+        // empty one would make the first data row the header.
+        let header_row = first && self.options.header == Some(true);
+        if !header_row && self.fields().all(|f| f.trim_ascii().is_empty()) {
             return Ok(());
         }
         self.records += 1;
@@ -640,9 +673,27 @@ mod tests {
                 message: "a quoted field is never closed: the body ends inside it".into()
             }
         );
-        // Doubled quotes, and quotes inside an unquoted field, are text.
-        let body = "id,note\n1,\"say \"\"hi\"\"\"\n2,5\" screen\n";
-        assert_eq!(ids(read(body, Some(true), Some("id")).unwrap()), vec![1, 2]);
+        // Doubled quotes, quotes inside an unquoted field, and a quoted word
+        // followed by text, swallow nothing.
+        let body = "id,note\n1,\"say \"\"hi\"\"\"\n2,5\" screen\n3,\"Big\" Jim\n";
+        assert_eq!(
+            ids(read(body, Some(true), Some("id")).unwrap()),
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn line_numbers_count_lone_cr_and_crlf_breaks_alike() {
+        for (body, line) in [
+            ("id,n\r1,a\r12a,b\r", 3),
+            ("id,n\r\n1,a\r\n12a,b\r\n", 3),
+            // A blank line, and a line break inside quotes, count too.
+            ("id,n\r\r1,\"x\ry\"\r12a,z\r", 5),
+            ("id,n\r\n\r\n1,\"x\r\ny\"\r\n12a,z\r\n", 5),
+        ] {
+            let (got, _) = refusal(read(body, Some(true), Some("1")).unwrap_err());
+            assert_eq!(got, line, "{body:?}");
+        }
     }
 
     #[test]

@@ -216,11 +216,17 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         self.0.log();
         let status = self.0.status();
-        (
-            status,
-            error_page(status.as_u16(), &self.0.public_message()),
-        )
-            .into_response()
+        let mut page = error_page(status.as_u16(), &self.0.public_message());
+        if let ApiError::Saturated { retry_after, .. } = &self.0 {
+            // Busy, not broken: say so, and when to come back.
+            page.title = "Busy, retry shortly";
+            let mut r = (status, page).into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+            r
+        } else {
+            (status, page).into_response()
+        }
     }
 }
 

@@ -136,13 +136,27 @@ fn take_varint(bytes: &mut &[u8]) -> Result<u64, String> {
 /// Calls `each` with every ID of a snapshot, ascending, without building a
 /// treemap: a roaring snapshot is read one 32-bit bitmap at a time, so a
 /// sparse audience never costs roaring's per-bitmap heap all at once.
-pub(crate) fn decode_each(bytes: &[u8], mut each: impl FnMut(u64)) -> Result<u64, String> {
+pub(crate) fn decode_each(bytes: &[u8], each: impl FnMut(u64)) -> Result<u64, String> {
+    decode_counted(bytes, |_| {}, each)
+}
+
+/// [`decode_each`], telling `coming` how many IDs follow before each run
+/// of them (the whole count for deltas, each bitmap's for roaring), so a
+/// collector can reserve room instead of growing by doubling.
+fn decode_counted(
+    bytes: &[u8],
+    mut coming: impl FnMut(u64),
+    mut each: impl FnMut(u64),
+) -> Result<u64, String> {
     if let Some(mut rest) = bytes.strip_prefix(DELTAS_MAGIC) {
         let (count, tail) = rest
             .split_first_chunk::<8>()
             .ok_or("the count is cut short")?;
         let count = u64::from_le_bytes(*count);
         rest = tail;
+        // Every ID takes at least a byte: a hostile count reserves no more
+        // than the bytes allow.
+        coming(count.min(tail.len() as u64));
         let mut previous: Option<u64> = None;
         for _ in 0..count {
             let gap = take_varint(&mut rest)?;
@@ -175,6 +189,7 @@ pub(crate) fn decode_each(bytes: &[u8], mut each: impl FnMut(u64)) -> Result<u64
         }
         previous_key = Some(key);
         let bitmap = RoaringBitmap::deserialize_from(&mut reader).map_err(|e| e.to_string())?;
+        coming(bitmap.len());
         let high = u64::from(key) << 32;
         for low in &bitmap {
             each(high | u64::from(low));
@@ -200,16 +215,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<RoaringTreemap, String> {
 /// Decodes a snapshot into its IDs, ascending: 8 bytes per ID, whatever
 /// their spread (the near-cache builds its own form from this).
 pub(crate) fn decode_sorted(bytes: &[u8]) -> Result<Vec<u64>, String> {
-    // Reserved whole when the count is known (every ID takes at least a
-    // byte, so a hostile count cannot reserve more than the bytes allow):
-    // growing by doubling could hold twice the list for a moment.
-    let announced = bytes
-        .strip_prefix(DELTAS_MAGIC)
-        .and_then(|rest| rest.first_chunk::<8>())
-        .map_or(0, |count| u64::from_le_bytes(*count));
-    let mut ids = Vec::with_capacity(announced.min(bytes.len() as u64) as usize);
-    decode_each(bytes, |id| ids.push(id))?;
-    Ok(ids)
+    // Room is reserved for each run of IDs as it is announced: growing by
+    // doubling alone could hold up to twice the list for a moment. (`reserve`,
+    // not `reserve_exact`: a snowflake audience in roaring announces a run
+    // of one ID per bitmap, and exact growth would copy the list each time.)
+    let ids = std::cell::RefCell::new(Vec::new());
+    decode_counted(
+        bytes,
+        |n| ids.borrow_mut().reserve(n as usize),
+        |id| ids.borrow_mut().push(id),
+    )?;
+    Ok(ids.into_inner())
 }
 
 /// Writes `members` under `key` with the staging TTL; the commit that
