@@ -331,7 +331,13 @@ async fn staging_and_old_generations_do_not_linger() {
                 continue;
             }
             let ttl: i64 = h.redis().cli(&["TTL", key]).trim().parse().unwrap();
-            assert!(ttl > 0, "{design}: {key} has no expiry (TTL {ttl})");
+            // -2: the key went between the scan and now (the clean-up of
+            // the old generation's per-user keys runs on in the
+            // background). Gone is as good as expiring; -1 is the leak.
+            assert!(
+                ttl > 0 || ttl == -2,
+                "{design}: {key} has no expiry (TTL {ttl})"
+            );
         }
     }
 }
