@@ -709,10 +709,15 @@ mod tests {
     }
 
     #[test]
-    fn rows_of_empty_fields_are_blank() {
+    fn rows_of_empty_fields_are_blank_but_a_declared_header_is_the_first_row() {
         assert_eq!(
             ids(read("a,b\n1,x\n,\n , \n", Some(true), Some("a")).unwrap()),
             vec![1]
+        );
+        // An empty header row is still the header: 17 is data, not names.
+        assert_eq!(
+            ids(read(",\n17,a\n42,b\n", Some(true), Some("1")).unwrap()),
+            vec![17, 42]
         );
     }
 
