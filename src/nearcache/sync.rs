@@ -74,15 +74,9 @@ impl NearCache {
                 ),
                 None => match self.load(store, &meta, used).await {
                     // Loaded from the catalog as it was when this sync began;
-                    // if the catalog has moved on since, it starts superseded.
-                    Load::Loaded(members, bytes) => {
-                        let now = store.known_campaign(meta.id());
-                        let behind = now.is_none_or(|m| {
-                            m.incarnation != meta.incarnation
-                                || m.campaign.version != meta.campaign.version
-                        });
-                        (members, bytes, confirmed_ms, behind)
-                    }
+                    // if the catalog has moved on since, the check before
+                    // publishing supersedes it.
+                    Load::Loaded(members, bytes) => (members, bytes, confirmed_ms, false),
                     Load::TooBig => {
                         // Served by the store from now on; an old version must not linger.
                         complete = false;
@@ -135,19 +129,26 @@ impl NearCache {
             .expect("lock poisoned")
             .retain(|id, _| known.contains(id));
         self.inner.skipped.store(skipped, Ordering::Relaxed);
-        self.inner
-            .slots
-            .publish(&self.inner.state, entries, complete);
-        // A check may have found a newer state in the store while this sync
-        // loaded an older one; it updated the catalog before answering, so
-        // looking again after publishing catches every such entry.
-        if let Some((campaigns, _)) = store.known_campaigns() {
-            let campaigns = campaigns
-                .into_iter()
-                .map(|m| (m.id().to_string(), m))
-                .collect();
-            self.supersede_behind(&campaigns);
-        }
+        // A check may have found a newer state in the store (or found the
+        // campaign gone) while this sync loaded an older one; it updated the
+        // catalog before answering. Judging the entries against the catalog
+        // and publishing them with catalog changes held off leaves no moment
+        // where such an entry answers as fresh: a change before this is
+        // judged here, one after it finds the entries published and
+        // supersedes them through its listener.
+        store.with_catalog_held(|campaigns| {
+            for entry in entries.values() {
+                if campaigns
+                    .get(&entry.campaign.id)
+                    .is_none_or(|m| !same(entry, m))
+                {
+                    entry.superseded.store(true, Ordering::Relaxed);
+                }
+            }
+            self.inner
+                .slots
+                .publish(&self.inner.state, entries, complete);
+        });
         self.tick();
     }
 

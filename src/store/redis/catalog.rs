@@ -56,10 +56,27 @@ pub(crate) struct Catalog {
     /// older state of that campaign, so it keeps the local one: the catalog
     /// never goes back.
     touched: HashMap<String, Instant>,
-    /// Incarnations this instance saw deleted, and when: a read that loaded
-    /// one just before the delete may finish after it, and must not bring
-    /// it back. Kept [`GONE_FOR`], at most [`GONE_CAP`].
-    gone: HashMap<String, (super::keys::Stamp, Instant)>,
+    /// Incarnations this instance saw deleted, shared by every version of
+    /// the catalog so that recording one need not copy the catalog.
+    gone: Arc<std::sync::Mutex<Tombstones>>,
+}
+
+/// Incarnations this instance saw deleted, and when: a read that loaded one
+/// just before the delete may finish after it, and must not bring it back.
+/// `None` when a check found the campaign absent without knowing its
+/// incarnation: then any state read before is gone. Kept [`GONE_FOR`], at
+/// most [`GONE_CAP`].
+#[derive(Default)]
+struct Tombstones(HashMap<String, (Option<super::keys::Stamp>, Instant)>);
+
+impl Tombstones {
+    fn record(&mut self, id: &str, incarnation: Option<super::keys::Stamp>) {
+        self.0.retain(|_, (_, at)| at.elapsed() < GONE_FOR);
+        if self.0.len() >= GONE_CAP {
+            self.0.clear();
+        }
+        self.0.insert(id.to_string(), (incarnation, Instant::now()));
+    }
 }
 
 /// How long a deleted incarnation is remembered as gone: far longer than
@@ -118,7 +135,7 @@ impl RedisStore {
             reconciled_at: slot.reconciled_at,
             counter: slot.counter,
             touched: slot.touched.clone(),
-            gone: slot.gone.clone(),
+            gone: Arc::clone(&slot.gone),
         };
         f(&mut next);
         // Under the lock, before anyone can read the new catalog: whatever
@@ -150,11 +167,30 @@ impl RedisStore {
     /// its own next check need not wait for a reconciliation. Ignored if
     /// the catalog already holds a newer state of it.
     pub(crate) fn remember(&self, meta: CampaignMeta) {
+        self.learn(meta, None);
+    }
+
+    /// [`RedisStore::remember`] for a state read by a read begun at
+    /// `started`: ignored if the campaign was found absent after that.
+    pub(crate) fn remember_read(&self, meta: CampaignMeta, started: Instant) {
+        self.learn(meta, Some(started));
+    }
+
+    fn learn(&self, meta: CampaignMeta, read_started: Option<Instant>) {
         self.update_catalog(|c| {
             let deleted = c
                 .gone
+                .lock()
+                .expect("lock poisoned")
+                .0
                 .get(meta.id())
-                .is_some_and(|(incarnation, _)| *incarnation == meta.incarnation);
+                .is_some_and(|(incarnation, at)| match incarnation {
+                    Some(incarnation) => *incarnation == meta.incarnation,
+                    None => {
+                        read_started.is_some_and(|started| *at > started)
+                            && !c.campaigns.contains_key(meta.id())
+                    }
+                });
             if !deleted
                 && c.campaigns
                     .get(meta.id())
@@ -171,11 +207,10 @@ impl RedisStore {
     /// newer incarnation the catalog may already hold stays.
     pub(crate) fn forget(&self, id: &str, incarnation: super::keys::Stamp) {
         self.update_catalog(|c| {
-            c.gone.retain(|_, (_, at)| at.elapsed() < GONE_FOR);
-            if c.gone.len() >= GONE_CAP {
-                c.gone.clear();
-            }
-            c.gone.insert(id.to_string(), (incarnation, Instant::now()));
+            c.gone
+                .lock()
+                .expect("lock poisoned")
+                .record(id, Some(incarnation));
             if c.campaigns
                 .get(id)
                 .is_some_and(|m| m.incarnation == incarnation)
@@ -185,6 +220,23 @@ impl RedisStore {
             }
         });
         self.inner.refreshed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A check just found campaign `id` absent, without knowing which
+    /// incarnation it had: this instance's catalog has not learnt it. A
+    /// reconciliation or read begun before now may have read it before it
+    /// was deleted; what they bring of it is not added. (An incarnation the
+    /// catalog holds is dropped by [`RedisStore::forget`], by the check that
+    /// read it gone.)
+    ///
+    /// Checks of a campaign that does not exist take this path on every
+    /// call, so it writes only the tombstone: no copy of the catalog, no
+    /// wake of the near-cache.
+    pub(crate) fn forget_absent(&self, id: &str) {
+        // Under the catalog's lock: a reconciliation cannot merge between a
+        // check and the tombstone it leaves.
+        let catalog = self.inner.catalog.read().expect("catalog lock poisoned");
+        catalog.gone.lock().expect("lock poisoned").record(id, None);
     }
 
     /// How old the catalog is: time since the start of the last successful
@@ -221,6 +273,19 @@ impl RedisStore {
         catalog
             .reconciled_at
             .map(|at| (catalog.campaigns.values().cloned().collect(), at))
+    }
+
+    /// Runs `f` on the catalog's campaigns while holding changes off: no
+    /// change, and so no listener (see [`RedisStore::on_catalog_change`]),
+    /// runs until it returns. What `f` publishes is therefore either judged
+    /// against a change or seen by that change's listener, never neither.
+    /// `f` must not read the catalog again (the lock is not reentrant).
+    pub fn with_catalog_held<R>(
+        &self,
+        f: impl FnOnce(&HashMap<String, Arc<CampaignMeta>>) -> R,
+    ) -> R {
+        let catalog = self.inner.catalog.read().expect("catalog lock poisoned");
+        f(&catalog.campaigns)
     }
 
     /// One campaign as the catalog holds it now, however old.
@@ -522,6 +587,8 @@ async fn cluster_changes(cluster: ClusterTarget, channel: String) -> redis::Redi
 /// - what this instance changed itself while it ran (`touched`);
 /// - deletions seen while it ran: an incarnation this instance saw deleted
 ///   after the read began stays deleted, even if the read still found it;
+/// - absences seen while it ran: a campaign the catalog lacks and a check
+///   found absent after the read began is not added (see `forget_absent`);
 /// - deletions it finds: an incarnation whose metadata is no longer there
 ///   is remembered as gone, so that a late answer read before its delete
 ///   cannot bring it back (see `remember`). One skipped for unreadable
@@ -536,6 +603,15 @@ fn merge_reconciled(
     present: &HashSet<String>,
     started: Instant,
 ) {
+    let mut gone = c.gone.lock().expect("lock poisoned");
+    let gone = &mut gone.0;
+    campaigns.retain(|id, m| match gone.get(id) {
+        None => true,
+        Some((Some(incarnation), at)) => *incarnation != m.incarnation || *at < started,
+        // Found absent, incarnation unknown: only what the catalog lacks is
+        // held back, so nothing it lists disappears on this account.
+        Some((None, at)) => c.campaigns.contains_key(id) || *at < started,
+    });
     for (id, at) in &c.touched {
         if *at < started {
             continue;
@@ -550,16 +626,11 @@ fn merge_reconciled(
             }
         }
     }
-    campaigns.retain(|id, m| {
-        c.gone
-            .get(id)
-            .is_none_or(|(incarnation, at)| *incarnation != m.incarnation || *at < started)
-    });
-    c.gone.retain(|id, (incarnation, at)| {
+    gone.retain(|id, (incarnation, at)| {
+        // An absence without an incarnation stays its full term: it guards
+        // against late reads, which a later reconciliation cannot vouch for.
         let found_since = *at < started
-            && campaigns
-                .get(id)
-                .is_some_and(|m| m.incarnation == *incarnation);
+            && incarnation.is_some_and(|i| campaigns.get(id).is_some_and(|m| m.incarnation == i));
         !found_since && at.elapsed() < GONE_FOR
     });
     for (id, old) in &c.campaigns {
@@ -567,8 +638,8 @@ fn merge_reconciled(
             && campaigns
                 .get(id)
                 .is_none_or(|m| m.incarnation != old.incarnation);
-        if deleted && c.gone.len() < GONE_CAP {
-            c.gone.insert(id.clone(), (old.incarnation, Instant::now()));
+        if deleted && gone.len() < GONE_CAP {
+            gone.insert(id.clone(), (Some(old.incarnation), Instant::now()));
         }
     }
     c.touched.retain(|_, at| *at >= started);
@@ -681,6 +752,87 @@ mod tests {
         assert!(store.catalog().campaigns.contains_key("c"));
         store.remember((*old).clone());
         assert!(store.catalog().campaigns.contains_key("c"));
+    }
+
+    /// A check on an instance whose catalog has not learnt a campaign yet
+    /// reads its metadata directly and may find it deleted; a
+    /// reconciliation that read it before the delete and merges after must
+    /// not bring it back, or the near-cache would load the deleted audience
+    /// and answer from it as fresh after the check answered 404.
+    #[tokio::test]
+    async fn a_campaign_a_check_found_absent_is_not_restored_by_an_earlier_reconciliation() {
+        let store = offline_store().await;
+        let old = meta("c");
+        let reconciliation_started = Instant::now();
+        store.forget_absent("c");
+        let read = HashMap::from([("c".to_string(), old.clone())]);
+        let present = HashSet::from(["c".to_string()]);
+        store.update_catalog(|c| {
+            merge_reconciled(c, read.clone(), &present, reconciliation_started)
+        });
+        assert!(
+            !store.catalog().campaigns.contains_key("c"),
+            "a reconciliation read before the check restored a deleted campaign"
+        );
+        // One that began after the check saw it absent is the authority.
+        store.update_catalog(|c| merge_reconciled(c, read, &present, Instant::now()));
+        assert!(store.catalog().campaigns.contains_key("c"));
+    }
+
+    /// The same for a check's own read of the metadata, begun before another
+    /// check found the campaign absent and finished after.
+    #[tokio::test]
+    async fn a_read_begun_before_a_campaign_was_found_absent_does_not_restore_it() {
+        let store = offline_store().await;
+        let old = meta("c");
+        let read_started = Instant::now();
+        store.forget_absent("c");
+        store.remember_read((*old).clone(), read_started);
+        assert!(
+            !store.catalog().campaigns.contains_key("c"),
+            "a read from before the absence restored the campaign"
+        );
+        store.remember_read((*old).clone(), Instant::now());
+        assert!(store.catalog().campaigns.contains_key("c"));
+    }
+
+    /// Finding a campaign absent without knowing its incarnation never
+    /// drops one the catalog lists: "which campaigns is this user in?"
+    /// would stop listing a campaign it listed a moment ago, which may be a
+    /// create that landed after the check's read.
+    #[tokio::test]
+    async fn finding_a_campaign_absent_keeps_what_the_catalog_lists() {
+        let store = offline_store().await;
+        let listed = meta("c");
+        store.remember((*listed).clone());
+        let reconciliation_started = Instant::now();
+        store.forget_absent("c");
+        assert!(store.catalog().campaigns.contains_key("c"));
+        let read = HashMap::from([("c".to_string(), listed.clone())]);
+        let present = HashSet::from(["c".to_string()]);
+        store.update_catalog(|c| {
+            c.touched.clear();
+            merge_reconciled(c, read, &present, reconciliation_started)
+        });
+        assert!(store.catalog().campaigns.contains_key("c"));
+    }
+
+    /// A create this instance made after a check found the campaign absent
+    /// survives a reconciliation that began before both.
+    #[tokio::test]
+    async fn a_create_after_an_absence_survives_an_earlier_reconciliation() {
+        let store = offline_store().await;
+        let reconciliation_started = Instant::now();
+        store.forget_absent("c");
+        let created = meta("c");
+        store.remember((*created).clone());
+        store.update_catalog(|c| {
+            merge_reconciled(c, HashMap::new(), &HashSet::new(), reconciliation_started)
+        });
+        assert_eq!(
+            store.catalog().campaigns.get("c").map(|m| m.incarnation),
+            Some(created.incarnation)
+        );
     }
 
     /// Unreadable metadata hides a campaign but does not mark it deleted:

@@ -3,6 +3,7 @@
 //! answered against the catalog in one batch.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use redis::Value;
@@ -99,11 +100,20 @@ impl RedisStore {
     }
 
     /// Reads one campaign this instance's catalog lacks or has old, and
-    /// remembers it.
+    /// remembers it, or that it is absent.
     async fn fetch_uncatalogued(&self, id: &str) -> StoreResult<CampaignMeta> {
-        let meta = self.load(&self.inner.check, id).await?;
-        self.remember(meta.clone());
-        Ok(meta)
+        let started = Instant::now();
+        match self.load(&self.inner.check, id).await {
+            Ok(meta) => {
+                self.remember_read(meta.clone(), started);
+                Ok(meta)
+            }
+            Err(e @ StoreError::NotFound(_)) => {
+                self.forget_absent(id);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The batch form of "which active campaigns is each user in?": every
@@ -185,8 +195,9 @@ impl RedisStore {
                 None => self.forget(m.id(), m.incarnation),
                 Some(seen) if seen != Identity::of(m) => {
                     // Learnt before answering; a failure here only delays it.
+                    let started = Instant::now();
                     if let Ok(fresh) = self.load(&self.inner.check, m.id()).await {
-                        self.remember(fresh);
+                        self.remember_read(fresh, started);
                     }
                 }
                 Some(_) => {}
