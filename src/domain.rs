@@ -19,6 +19,7 @@ pub type UserId = u64;
 /// every design as an in-memory bitmap and records the choice only so that a
 /// later move to Redis keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Design {
     /// One SET per campaign, checked with SISMEMBER.
@@ -79,6 +80,7 @@ impl Design {
 
 /// Where a campaign's window stands relative to a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Scheduled,
@@ -89,11 +91,14 @@ pub enum Status {
 /// A campaign as stored. `status` is not stored: it is derived from the clock
 /// whenever a campaign is shown (see [`CampaignView`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Campaign {
     pub id: String,
     pub name: String,
+    /// Start of the window, RFC 3339 in UTC; included.
     #[serde(with = "rfc3339")]
     pub starts_at: DateTime<Utc>,
+    /// End of the window, RFC 3339 in UTC; excluded.
     #[serde(with = "rfc3339")]
     pub ends_at: DateTime<Utc>,
     pub design: Design,
@@ -131,30 +136,46 @@ impl Campaign {
 
 /// A campaign as the API shows it: the stored fields plus its status now.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct CampaignView<'a> {
     #[serde(flatten)]
+    #[cfg_attr(feature = "server", schema(inline, value_type = Campaign))]
     pub campaign: &'a Campaign,
+    /// Where the window stands now.
     pub status: Status,
 }
 
 /// The body of `POST /v1/campaigns`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewCampaign {
+    /// Fixed for the campaign's life; used in paths and Redis keys.
+    #[cfg_attr(feature = "server", schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$"))]
     pub id: String,
+    /// For people.
+    #[cfg_attr(feature = "server", schema(min_length = 1, max_length = 200))]
     pub name: String,
+    /// RFC 3339 with an offset; the window includes it.
     pub starts_at: String,
+    /// RFC 3339 with an offset, after `starts_at`; the window excludes it.
     pub ends_at: String,
+    /// How the audience is laid out in Redis; `set` when omitted.
     #[serde(default)]
+    #[cfg_attr(feature = "server", schema(value_type = Option<Design>))]
     pub design: Option<String>,
 }
 
 /// The body of `PATCH /v1/campaigns/{id}`: every field optional.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CampaignPatch {
+    #[cfg_attr(feature = "server", schema(min_length = 1, max_length = 200))]
     pub name: Option<String>,
+    /// RFC 3339 with an offset.
     pub starts_at: Option<String>,
+    /// RFC 3339 with an offset, after the start.
     pub ends_at: Option<String>,
 }
 

@@ -11,8 +11,9 @@
 //!       │             or portal session + CSRF; failed-token limiter, client
 //!       │             address through trusted proxies)
 //!       │                    └── portal: /admin pages (templates/portal/)
-//!   http::{campaigns, audience, checks, ops, audit}   one file per route group
-//!       │         │
+//!   http::{campaigns, audience, export, checks, ops, audit}   one file per
+//!       │         │      route group; each registers its routes with their
+//!       │         │      OpenAPI description (http::openapi, /openapi.json)
 //!       │     ingest ── streams an upload into a RoaringTreemap (blocking thread)
 //!       │         ├── preview ── `?dry_run=true`: what a change would do
 //!       │         │
@@ -30,11 +31,25 @@
 //!              └── design/{set, per_user, bitmap}   how each lays out an audience
 //! ```
 //!
+//! # Features
+//!
+//! - `server` (default): the service and its tools: [`http`], [`portal`],
+//!   [`server`], [`cli`], [`bench`], the embedded store, and what they need.
+//! - `openfeature` (default): the OpenFeature provider.
+//! - `test-util` (part of `server`): [`redis_server`], [`redis_cluster`] and
+//!   `NearCache::from_audiences`, for tests and demos.
+//!
+//! Without `server` the crate is the login-path library a service embeds:
+//! [`client`], [`nearcache`], [`lookup`], the Redis [`store`] and [`domain`].
+//!
+//! # Modules
+//!
 //! - [`domain`]: campaigns, validation and status; no I/O.
 //! - [`ingest`]: audience body parsing, bounded by the audience, not the body.
 //! - [`preview`]: what an audience change would do, for dry runs.
 //! - [`store`]: the [`store::Store`] trait and its backends.
-//! - [`http`]: the JSON API, its error type and auth policy.
+//! - [`http`]: the JSON API, its OpenAPI document, its error type (every
+//!   code in one table) and auth policy.
 //! - [`portal`]: the admin portal at `/admin`, server-rendered, with sessions
 //!   and CSRF tokens; its writes go through the same functions as the API.
 //! - [`config`]: the command line; [`secret`]: secrets from the environment
@@ -54,24 +69,41 @@
 //!   [`redis_cluster`]: a private Redis Cluster of such servers, whose nodes
 //!   can be killed, paused and restarted.
 
-pub mod bench;
-pub mod cli;
+// The login-path library: what a service needs to check in process.
 pub mod client;
-pub mod config;
 pub mod domain;
-pub mod http;
-pub mod ingest;
 pub mod lookup;
 pub mod nearcache;
-pub mod numfmt;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
-pub mod portal;
-pub mod preview;
-pub mod redis_cluster;
-pub mod redis_server;
 pub mod secret;
-pub mod server;
 pub mod store;
-pub mod telemetry;
 pub mod tls;
+
+// Helpers for tests and demos (`test-util`, part of `server`).
+#[cfg(feature = "test-util")]
+pub mod redis_cluster;
+#[cfg(feature = "test-util")]
+pub mod redis_server;
+
+// The service (`server`, on by default).
+#[cfg(feature = "server")]
+pub mod bench;
+#[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
+pub mod ingest;
+#[cfg(feature = "server")]
+pub mod numfmt;
+#[cfg(feature = "server")]
+pub mod portal;
+#[cfg(feature = "server")]
+pub mod preview;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod telemetry;

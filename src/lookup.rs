@@ -15,6 +15,7 @@ use crate::store::{Store, StoreError};
 
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The in-process near-cache: no network.
@@ -29,6 +30,7 @@ pub enum Source {
 
 /// "Is this user in this campaign?"
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Membership {
     pub campaign: String,
     pub user_id: UserId,
@@ -42,6 +44,7 @@ pub struct Membership {
 
 /// "Which active campaigns is this user in?"
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct UserCampaigns {
     pub user_id: UserId,
     pub campaigns: Vec<String>,

@@ -25,7 +25,7 @@ pub enum ChangeKind {
 }
 
 /// What a change would do to an audience.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     /// IDs that would join the audience.
     pub would_add: u64,

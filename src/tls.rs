@@ -53,6 +53,7 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig
 
 /// The client side: the CA certificates in a PEM bundle, for a server whose
 /// certificate a private CA signed.
+#[cfg(any(feature = "server", feature = "openfeature"))]
 pub fn ca_certificates(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)

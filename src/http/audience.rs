@@ -1,4 +1,5 @@
-//! Audience writes and export: `/v1/campaigns/{id}/audience[/add|/remove]`.
+//! Audience writes: `/v1/campaigns/{id}/audience[/add|/remove]` (the export
+//! is in [`super::export`]).
 //!
 //! Uploads stream through [`crate::ingest`] into a bitmap; the store is
 //! touched only after the whole body parsed cleanly, so a bad line changes
@@ -9,31 +10,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::Router;
-use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use futures_util::{StreamExt, stream};
 use roaring::RoaringTreemap;
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Actor;
+use super::error::ErrorBody;
 use super::{ApiError, AppState, audit, checked_campaign_id, detached};
 use crate::domain::{AudienceChange, Campaign};
 use crate::ingest::csv::Column;
 use crate::ingest::{self, Format, Limits, Parsed};
 use crate::numfmt::thousands;
-use crate::preview::{self, ChangeKind};
+use crate::preview::{self, ChangeKind, Preview};
 use crate::store::AuditEvent;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/campaigns/{id}/audience", get(export).put(replace))
-        .route("/v1/campaigns/{id}/audience/add", post(add))
-        .route("/v1/campaigns/{id}/audience/remove", post(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    let mut router = OpenApiRouter::new()
+        .routes(routes!(super::export::export, replace))
+        .routes(routes!(add))
+        .routes(routes!(remove));
+    super::openapi::register::<UploadAnswer>(router.get_openapi_mut());
+    router
 }
 
 /// The default of `--max-concurrent-uploads`. Each upload parses on its own
@@ -74,7 +76,7 @@ impl UploadSlots {
     /// back from Redis, a sparse one costs far more than its snapshot), so
     /// exports have slots of their own (`--max-concurrent-exports`); they
     /// do not share the uploads', so a long upload never blocks a backup.
-    fn take_export(&self) -> Result<UploadSlot, ApiError> {
+    pub(super) fn take_export(&self) -> Result<UploadSlot, ApiError> {
         self.take_for(
             "guestlist_exports_in_progress",
             "too_many_exports",
@@ -105,7 +107,7 @@ impl UploadSlots {
 }
 
 /// A taken slot; dropping it frees the slot.
-struct UploadSlot {
+pub(super) struct UploadSlot {
     _permit: OwnedSemaphorePermit,
     /// The gauge counting this kind of transfer.
     gauge: &'static str,
@@ -177,6 +179,107 @@ async fn read_upload(
     Ok(Upload { parsed, slot })
 }
 
+/// What a published change did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Changed {
+    /// The audience's size after the change.
+    audience_size: u64,
+    /// The audience's version after the change.
+    version: u64,
+    /// IDs in the body, repeats included.
+    received: u64,
+    /// IDs the body held more than once.
+    duplicates: u64,
+    /// (add) IDs that were not in the audience before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    added: Option<u64>,
+    /// (remove) IDs that were in the audience and are gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    removed: Option<u64>,
+}
+
+/// What the change would do (`?dry_run=true`); nothing was changed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct DryRun {
+    /// Always `true`: this is a preview.
+    dry_run: bool,
+    /// The audience's version the preview is of.
+    version: u64,
+    /// IDs in the body, repeats included.
+    received: u64,
+    /// IDs the body held more than once.
+    duplicates: u64,
+    #[serde(flatten)]
+    preview: Preview,
+}
+
+/// An upload's answer: the change made, or with `?dry_run=true` the one
+/// that would be.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum UploadAnswer {
+    Changed(Changed),
+    DryRun(DryRun),
+}
+
+/// The answers of replace, add and remove.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "described, never built: the handlers answer `UploadAnswer` or `ApiError`"
+)]
+enum UploadResponses {
+    /// The change made (`added` and `removed` say by how much for add and
+    /// remove), or with `?dry_run=true` the one that would be.
+    #[response(status = 200)]
+    Done(UploadAnswer),
+    /// A line is bad (`invalid_user_id`, `invalid_json`, `line_too_long`,
+    /// `invalid_csv`, with `line`), the body holds no ID (`empty_audience`),
+    /// the IDs do not suit the design (`user_id_out_of_range`,
+    /// `bitmap_too_sparse`), or the query is wrong (`invalid_query`,
+    /// `invalid_dry_run`, `invalid_csv_options`). Nothing was changed.
+    #[response(status = 400)]
+    Refused(ErrorBody),
+    /// No such campaign (`campaign_not_found`).
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The body stopped sending data (`body_idle_timeout`).
+    #[response(status = 408)]
+    Stalled(ErrorBody),
+    /// Another write holds the campaign (`audience_busy`).
+    #[response(status = 409)]
+    Busy(ErrorBody),
+    /// Over `--max-upload-bytes` (`body_too_large`) or `--max-audience`
+    /// (`audience_too_large`).
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not JSON, text or CSV (`unsupported_media_type`).
+    #[response(status = 415)]
+    Unsupported(ErrorBody),
+    /// Every upload slot is taken (`too_many_uploads`, with `Retry-After`),
+    /// fewer replicas than required confirmed (`replicas_unconfirmed`), or
+    /// the store cannot answer.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// Replaces the audience with the body's IDs, as a new version.
+#[utoipa::path(
+    put,
+    path = "/v1/campaigns/{id}/audience",
+    operation_id = "replace_audience",
+    tag = "audiences",
+    params(("id" = String, Path, description = "The campaign's id."), UploadParams),
+    request_body(
+        description = "The IDs, each a decimal integer from 0 to 2^64-1: a JSON array, one per line, or a CSV export (`?column=` picks the column). Streamed; bounded by `--max-upload-bytes` and `--max-audience`.",
+        content(
+            (Vec<u64> = "application/json"),
+            (String = "text/plain"),
+            (String = "text/csv"),
+        )
+    ),
+    responses(UploadResponses)
+)]
 async fn replace(
     State(state): State<AppState>,
     actor: Option<Extension<Actor>>,
@@ -186,6 +289,23 @@ async fn replace(
     change(state, actor, &id, ChangeKind::Replace, request).await
 }
 
+/// Adds the body's IDs to the audience, as a new version.
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/audience/add",
+    operation_id = "add_to_audience",
+    tag = "audiences",
+    params(("id" = String, Path, description = "The campaign's id."), UploadParams),
+    request_body(
+        description = "As for PUT `/v1/campaigns/{id}/audience`.",
+        content(
+            (Vec<u64> = "application/json"),
+            (String = "text/plain"),
+            (String = "text/csv"),
+        )
+    ),
+    responses(UploadResponses)
+)]
 async fn add(
     State(state): State<AppState>,
     actor: Option<Extension<Actor>>,
@@ -195,6 +315,23 @@ async fn add(
     change(state, actor, &id, ChangeKind::Add, request).await
 }
 
+/// Removes the body's IDs from the audience, as a new version.
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/audience/remove",
+    operation_id = "remove_from_audience",
+    tag = "audiences",
+    params(("id" = String, Path, description = "The campaign's id."), UploadParams),
+    request_body(
+        description = "As for PUT `/v1/campaigns/{id}/audience`.",
+        content(
+            (Vec<u64> = "application/json"),
+            (String = "text/plain"),
+            (String = "text/csv"),
+        )
+    ),
+    responses(UploadResponses)
+)]
 async fn remove(
     State(state): State<AppState>,
     actor: Option<Extension<Actor>>,
@@ -221,7 +358,8 @@ async fn change(
     let (received, duplicates) = (parsed.received, parsed.duplicates);
     if dry_run {
         let _slot = slot;
-        return dry_run_answer(&state, id, kind, parsed.members, received, duplicates).await;
+        let answer = dry_run_answer(&state, id, kind, parsed.members, received, duplicates).await?;
+        return Ok(Json(UploadAnswer::DryRun(answer)).into_response());
     }
     let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
     let change = detached(async move {
@@ -247,18 +385,15 @@ async fn change(
         Ok(change)
     })
     .await?;
-    let mut body = json!({
-        "audience_size": change.audience_size,
-        "version": change.version,
-        "received": received,
-        "duplicates": duplicates,
-    });
-    match kind {
-        ChangeKind::Replace => {}
-        ChangeKind::Add => body["added"] = change.changed.into(),
-        ChangeKind::Remove => body["removed"] = change.changed.into(),
-    }
-    Ok(Json(body).into_response())
+    let answer = Changed {
+        audience_size: change.audience_size,
+        version: change.version,
+        received,
+        duplicates,
+        added: (kind == ChangeKind::Add).then_some(change.changed),
+        removed: (kind == ChangeKind::Remove).then_some(change.changed),
+    };
+    Ok(Json(UploadAnswer::Changed(answer)).into_response())
 }
 
 /// The audit log's sentence for a change, with the size before and after,
@@ -410,7 +545,7 @@ async fn dry_run_answer(
     upload: RoaringTreemap,
     received: u64,
     duplicates: u64,
-) -> Result<Response, ApiError> {
+) -> Result<DryRun, ApiError> {
     let (campaign, current) = consistent_audience(state, id).await?;
     let store = state.store.clone();
     // Set arithmetic over up to --max-audience IDs: off the async threads.
@@ -425,18 +560,19 @@ async fn dry_run_answer(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("the preview failed: {e}")))??;
-    let mut body = serde_json::to_value(&preview).expect("a preview serializes");
-    body["dry_run"] = true.into();
-    body["version"] = campaign.version.into();
-    body["received"] = received.into();
-    body["duplicates"] = duplicates.into();
-    Ok(Json(body).into_response())
+    Ok(DryRun {
+        dry_run: true,
+        version: campaign.version,
+        received,
+        duplicates,
+        preview,
+    })
 }
 
 /// The campaign and its audience, of one state: the campaign read on both
 /// sides of the audience, again while a change (or a delete and re-create)
 /// lands between them.
-async fn consistent_audience(
+pub(super) async fn consistent_audience(
     state: &AppState,
     id: &str,
 ) -> Result<(Campaign, Arc<RoaringTreemap>), ApiError> {
@@ -453,94 +589,20 @@ async fn consistent_audience(
     Err(crate::store::StoreError::Busy(id.to_string()).into())
 }
 
-/// Bytes of text per streamed chunk.
-const EXPORT_CHUNK: usize = 64 * 1024;
-
-/// Streams the audience as text, one ID per line, in ascending order. The
-/// text is produced chunk by chunk from the compact bitmap, never whole.
-async fn export(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = checked_campaign_id(&id)?;
-    let slot = state.exports.take_export()?;
-    let members = state.store.audience(id).await?;
-    Ok(export_body(members, slot).into_response())
-}
-
-/// The export as a file to save: the same text, named after the campaign
-/// and the version it is (`spring-sale-v4.txt`), read as one state so the
-/// name never belongs to another version. The portal's one-click backup.
-pub async fn export_download(state: &AppState, id: &str) -> Result<Response, ApiError> {
-    let id = checked_campaign_id(id)?;
-    let slot = state.exports.take_export()?;
-    let (campaign, members) = consistent_audience(state, id).await?;
-    // Campaign ids are letters, digits, `-` and `_`: nothing to escape.
-    let disposition = format!(
-        "attachment; filename=\"{}-v{}.txt\"",
-        campaign.id, campaign.version
-    );
-    let mut response = export_body(members, slot).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_DISPOSITION,
-        header::HeaderValue::from_str(&disposition)
-            .map_err(|e| ApiError::Internal(format!("the file name cannot be a header: {e}")))?,
-    );
-    Ok(response)
-}
-
-/// The export's text, streamed; the slot is held until the stream ends or
-/// the client goes away.
-fn export_body(members: Arc<RoaringTreemap>, slot: UploadSlot) -> impl IntoResponse {
-    let chunks = ExportChunks::new(members, slot);
-    let body = Body::from_stream(stream::iter(chunks).map(Ok::<_, std::io::Error>));
-    (
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-}
-
-/// Iterates the text of an audience in chunks of about [`EXPORT_CHUNK`] bytes.
-struct ExportChunks {
-    members: Arc<RoaringTreemap>,
-    /// The next ID to emit is the smallest member ≥ this; `None` when done.
-    next: Option<u64>,
-    _slot: UploadSlot,
-}
-
-impl ExportChunks {
-    fn new(members: Arc<RoaringTreemap>, slot: UploadSlot) -> Self {
-        let next = members.min();
-        ExportChunks {
-            members,
-            next,
-            _slot: slot,
-        }
-    }
-}
-
-impl Iterator for ExportChunks {
-    type Item = Bytes;
-
-    fn next(&mut self) -> Option<Bytes> {
-        let start = self.next?;
-        let mut text = String::with_capacity(EXPORT_CHUNK + 24);
-        let mut resume = None;
-        let mut ids = self.members.iter();
-        ids.advance_to(start);
-        let mut digits = itoa::Buffer::new();
-        for id in ids {
-            if text.len() >= EXPORT_CHUNK {
-                resume = Some(id);
-                break;
-            }
-            text.push_str(digits.format(id));
-            text.push('\n');
-        }
-        self.next = resume;
-        Some(Bytes::from(text))
-    }
+/// The query parameters of uploads, as the OpenAPI document shows them;
+/// `upload_query` parses them (strictly: an unknown one is refused).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "described, never built: `upload_query` reads the query"
+)]
+struct UploadParams {
+    /// `true`: answer what the change would do and change nothing.
+    dry_run: Option<bool>,
+    /// CSV only: whether the first row is a header (also
+    /// `Content-Type: text/csv; header=present|absent`).
+    header: Option<bool>,
+    /// CSV only: the ID column, by header name or by number from 1.
+    column: Option<String>,
 }

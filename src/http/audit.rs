@@ -2,32 +2,64 @@
 //! write handler uses to record what it changed.
 
 use axum::Json;
-use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Actor;
+use super::error::ErrorBody;
 use super::{ApiError, AppState, checked_campaign_id};
 use crate::store::{AuditEvent, MAX_AUDIT_LIMIT};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/audit", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
+    /// Only this campaign's events (deleted campaigns' too).
     campaign: Option<String>,
+    /// How many events, newest first: 1 to 1,000; 100 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
+/// `GET /v1/audit`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct AuditList {
+    /// Newest first.
+    events: Vec<AuditEvent>,
+}
+
+/// The audit log: every change, who made it and when, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    operation_id = "audit_log",
+    tag = "operations",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "The newest events.", body = AuditList),
+        (status = 400, description = "`limit` is out of range (`invalid_limit`), or a parameter is unknown (`invalid_query`).", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
-    Query(query): Query<AuditQuery>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    // Parsed here rather than by axum's `Query`, whose refusal is plain
+    // text: every error leaves with the one JSON body.
+    let query: AuditQuery =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("{e}; the parameters are campaign and limit (1 to {MAX_AUDIT_LIMIT})"),
+            )
+        })?;
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_AUDIT_LIMIT {
         return Err(ApiError::bad_request(
@@ -41,7 +73,7 @@ async fn list(
         None => None,
     };
     let events = state.store.audit(campaign, limit).await?;
-    Ok(Json(json!({ "events": events })).into_response())
+    Ok(Json(AuditList { events }).into_response())
 }
 
 /// Records a change that has already happened. Failing to record it must not

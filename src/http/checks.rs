@@ -1,23 +1,25 @@
 //! The login path: is a user in a campaign, and which active campaigns hold a user.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::error::ErrorBody;
 use super::{ApiError, ApiJson, AppState, checked_campaign_id, parse_user_id};
+use crate::domain::UserId;
+use crate::lookup::{Membership, Source, UserCampaigns};
 
 /// Most user ids accepted by one `POST /v1/check`.
 pub const MAX_BATCH: usize = 10_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/campaigns/{id}/members/{user_id}", get(member))
-        .route("/v1/users/{user_id}/campaigns", get(campaigns_for))
-        .route("/v1/check", post(batch))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(member))
+        .routes(routes!(campaigns_for))
+        .routes(routes!(batch))
 }
 
 fn counted<T>(
@@ -31,6 +33,24 @@ fn counted<T>(
     result
 }
 
+/// Is this user in this campaign? `active` says whether the campaign's
+/// window holds now; the answer is exact whatever the audience's size.
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns/{id}/members/{user_id}",
+    operation_id = "check_member",
+    tag = "checks",
+    params(
+        ("id" = String, Path, description = "The campaign's id."),
+        ("user_id" = String, Path, description = "A decimal integer from 0 to 2^64-1."),
+    ),
+    responses(
+        (status = 200, description = "The answer.", body = Membership),
+        (status = 400, description = "The user id is not one (`invalid_user_id`).", body = ErrorBody),
+        (status = 404, description = "No such campaign (`campaign_not_found`).", body = ErrorBody),
+        (status = 503, description = "The store cannot answer and no cached answer may be served (`store_unavailable`, `cache_stale`, `request_timeout`).", body = ErrorBody),
+    )
+)]
 async fn member(
     State(state): State<AppState>,
     Path((id, user)): Path<(String, String)>,
@@ -58,6 +78,19 @@ async fn member(
     Ok(Json(answer).into_response())
 }
 
+/// Which active campaigns hold this user?
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/campaigns",
+    operation_id = "user_campaigns",
+    tag = "checks",
+    params(("user_id" = String, Path, description = "A decimal integer from 0 to 2^64-1.")),
+    responses(
+        (status = 200, description = "The active campaigns holding the user, by id.", body = UserCampaigns),
+        (status = 400, description = "The user id is not one (`invalid_user_id`).", body = ErrorBody),
+        (status = 503, description = "The store cannot answer and no cached answer may be served (`store_unavailable`, `cache_stale`, `request_timeout`).", body = ErrorBody),
+    )
+)]
 async fn campaigns_for(
     State(state): State<AppState>,
     Path(user): Path<String>,
@@ -84,14 +117,59 @@ async fn campaigns_for(
     Ok(Json(answer).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/check`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
-    user_ids: Vec<u64>,
+    /// At most 10,000.
+    #[schema(max_items = 10000)]
+    user_ids: Vec<UserId>,
+    /// A campaign to check the users in; without it, each user's active
+    /// campaigns are listed.
     #[serde(default)]
     campaign: Option<String>,
 }
 
+/// The answer of `POST /v1/check`: one result per user, in order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct BatchAnswer {
+    results: Vec<BatchResult>,
+    source: Source,
+    stale: bool,
+}
+
+/// One user's result: membership when a campaign was named, else the
+/// active campaigns holding the user.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum BatchResult {
+    Member {
+        user_id: UserId,
+        member: bool,
+    },
+    Campaigns {
+        user_id: UserId,
+        campaigns: Vec<String>,
+    },
+}
+
+/// Many users at once: membership in one campaign, or each user's active
+/// campaigns.
+#[utoipa::path(
+    post,
+    path = "/v1/check",
+    operation_id = "check_many",
+    tag = "checks",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One result per user, in order.", body = BatchAnswer),
+        (status = 400, description = "More than 10,000 ids (`too_many_user_ids`) or not the JSON expected (`invalid_json`).", body = ErrorBody),
+        (status = 404, description = "No such campaign (`campaign_not_found`).", body = ErrorBody),
+        (status = 413, description = "The body is over its limit (`body_too_large`).", body = ErrorBody),
+        (status = 415, description = "Not `application/json` (`unsupported_media_type`).", body = ErrorBody),
+        (status = 503, description = "The store cannot answer and no cached answer may be served (`store_unavailable`, `cache_stale`, `request_timeout`).", body = ErrorBody),
+    )
+)]
 async fn batch(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<BatchRequest>,
@@ -106,7 +184,7 @@ async fn batch(
         ));
     }
     let users = &body.user_ids;
-    let (results, source, stale): (Vec<Value>, _, _) = match &body.campaign {
+    let (results, source, stale): (Vec<BatchResult>, _, _) = match &body.campaign {
         Some(id) => {
             let id = checked_campaign_id(id)?;
             let (answers, source, stale) = counted(
@@ -121,7 +199,7 @@ async fn batch(
             let results = users
                 .iter()
                 .zip(answers)
-                .map(|(u, member)| json!({ "user_id": u, "member": member }))
+                .map(|(&user_id, member)| BatchResult::Member { user_id, member })
                 .collect();
             (results, source, stale)
         }
@@ -138,11 +216,16 @@ async fn batch(
             let results = users
                 .iter()
                 .zip(lists)
-                .map(|(u, campaigns)| json!({ "user_id": u, "campaigns": campaigns }))
+                .map(|(&user_id, campaigns)| BatchResult::Campaigns { user_id, campaigns })
                 .collect();
             (results, source, stale)
         }
     };
     state.meters.checks("batch", "ok", users.len() as u64);
-    Ok(Json(json!({ "results": results, "source": source, "stale": stale })).into_response())
+    Ok(Json(BatchAnswer {
+        results,
+        source,
+        stale,
+    })
+    .into_response())
 }

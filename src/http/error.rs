@@ -14,6 +14,155 @@ use serde_json::{Map, Value, json};
 use crate::ingest::IngestError;
 use crate::store::StoreError;
 
+/// Every code an error body's `error` field can hold, with its status and
+/// what it means. The OpenAPI document lists them from here, and a test
+/// holds the source to this list.
+pub const ERROR_CODES: &[(&str, u16, &str)] = &[
+    (
+        "invalid_campaign",
+        400,
+        "a campaign field breaks a rule; `field` names it",
+    ),
+    (
+        "invalid_json",
+        400,
+        "the body is not the JSON expected; `line` names an upload's line",
+    ),
+    ("bad_body", 400, "the body could not be read to its end"),
+    (
+        "invalid_user_id",
+        400,
+        "a user id is not a decimal integer from 0 to 2^64-1; `line` names an upload's line",
+    ),
+    (
+        "user_id_out_of_range",
+        400,
+        "an ID is out of the range the campaign's design holds (bitmap: below 2^32)",
+    ),
+    (
+        "line_too_long",
+        400,
+        "an upload's line is longer than any user id; `line` names it",
+    ),
+    (
+        "invalid_csv",
+        400,
+        "a CSV upload's layout cannot be read: the column is missing, a row is short, a quote is open",
+    ),
+    (
+        "invalid_csv_options",
+        400,
+        "the CSV options cannot work together (header, column)",
+    ),
+    (
+        "invalid_query",
+        400,
+        "an upload's query string has an unknown or repeated parameter",
+    ),
+    ("invalid_dry_run", 400, "`dry_run` is not `true` or `false`"),
+    ("invalid_limit", 400, "`limit` is out of range"),
+    (
+        "too_many_user_ids",
+        400,
+        "a batch check holds more user ids than one call may",
+    ),
+    (
+        "empty_audience",
+        400,
+        "an upload holds no user id (to clear an audience, PUT `[]`)",
+    ),
+    (
+        "bitmap_too_sparse",
+        400,
+        "the bitmap design would hold these IDs in far more memory than a set",
+    ),
+    ("unauthorized", 401, "the token is missing or wrong"),
+    (
+        "csrf_token_invalid",
+        403,
+        "a portal form came without its CSRF token",
+    ),
+    ("campaign_not_found", 404, "no campaign has this id"),
+    ("route_not_found", 404, "no endpoint has this path"),
+    (
+        "body_idle_timeout",
+        408,
+        "an upload's body stopped sending data",
+    ),
+    ("campaign_exists", 409, "a campaign already has this id"),
+    (
+        "audience_busy",
+        409,
+        "another write holds the campaign; retry",
+    ),
+    ("body_too_large", 413, "the body is over its limit"),
+    (
+        "audience_too_large",
+        413,
+        "an upload holds more distinct IDs than `--max-audience`",
+    ),
+    (
+        "unsupported_media_type",
+        415,
+        "the body's content type is not one this endpoint reads",
+    ),
+    (
+        "too_many_failures",
+        429,
+        "too many wrong tokens from this address; retry after `Retry-After`",
+    ),
+    (
+        "internal",
+        500,
+        "a bug or corrupt data; the detail is in the server's log",
+    ),
+    (
+        "store_unavailable",
+        503,
+        "the store cannot answer right now; retry shortly",
+    ),
+    (
+        "cache_stale",
+        503,
+        "the cached answer is past the staleness bound and the store cannot answer",
+    ),
+    (
+        "replicas_unconfirmed",
+        503,
+        "fewer replicas than `--min-replicas-ack` confirmed a write",
+    ),
+    (
+        "request_timeout",
+        503,
+        "the request missed its deadline (`--request-timeout`)",
+    ),
+    (
+        "too_many_uploads",
+        503,
+        "every upload slot is taken; retry after `Retry-After`",
+    ),
+    (
+        "too_many_exports",
+        503,
+        "every export slot is taken; retry after `Retry-After`",
+    ),
+];
+
+/// The error body in the OpenAPI document (see `super::openapi`).
+pub struct ErrorBody;
+
+impl utoipa::PartialSchema for ErrorBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        super::openapi::error_body()
+    }
+}
+
+impl utoipa::ToSchema for ErrorBody {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(super::openapi::ERROR_BODY)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: the request is malformed or breaks a rule. `field` and `line`
@@ -307,6 +456,87 @@ impl From<JsonRejection> for ApiError {
                 ApiError::TooLarge("the JSON body is larger than this endpoint accepts".into())
             }
             _ => ApiError::bad_request("invalid_json", rejection.body_text()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code the source can put in an error body is listed, with the
+    /// status it goes out with. Codes are string literals handed to a few
+    /// constructors; this finds them where they are written.
+    #[test]
+    fn every_code_in_the_source_is_listed_with_its_status() {
+        let listed: std::collections::HashMap<&str, u16> =
+            ERROR_CODES.iter().map(|(c, s, _)| (*c, *s)).collect();
+        assert_eq!(listed.len(), ERROR_CODES.len(), "a code is listed twice");
+        let mut found = std::collections::BTreeSet::new();
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut dirs = vec![std::path::PathBuf::from(src)];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                // The literal after `code:`, `bad_request(`, `refuse(`,
+                // `boolean(` or a slot's gauge name, across line breaks.
+                let squeezed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                for marker in [
+                    "code: \"",
+                    "bad_request( \"",
+                    "bad_request(\"",
+                    "refuse( \"",
+                    "refuse(\"",
+                    "boolean(\"",
+                    "_in_progress\", \"",
+                ] {
+                    for (at, _) in squeezed.match_indices(marker) {
+                        let rest = &squeezed[at + marker.len()..];
+                        let code: String = rest
+                            .chars()
+                            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                            .collect();
+                        if !code.is_empty() && rest[code.len()..].starts_with('"') {
+                            found.insert(code);
+                        }
+                    }
+                }
+            }
+        }
+        let unlisted: Vec<_> = found
+            .iter()
+            .filter(|c| !listed.contains_key(c.as_str()))
+            .collect();
+        assert!(
+            unlisted.is_empty(),
+            "codes missing from ERROR_CODES: {unlisted:?}"
+        );
+        assert!(found.len() >= 20, "the scan found only {found:?}");
+        // The fixed codes, with the status each goes out with.
+        let fixed = [
+            ApiError::Unauthorized(String::new()),
+            ApiError::TooManyFailures(std::time::Duration::ZERO),
+            ApiError::Forbidden(String::new()),
+            ApiError::TooLarge(String::new()),
+            ApiError::AudienceTooLarge(String::new()),
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::BodyTimeout(String::new()),
+            ApiError::Timeout(String::new()),
+            ApiError::Unavailable(String::new()),
+            ApiError::Stale(String::new()),
+            ApiError::Unreplicated(String::new()),
+            ApiError::Internal(String::new()),
+        ];
+        for e in fixed {
+            assert_eq!(listed.get(e.code()), Some(&e.status().as_u16()), "{e:?}");
         }
     }
 }

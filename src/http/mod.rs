@@ -1,12 +1,14 @@
 //! The HTTP API: one file per route group, each exporting `router()`.
 //!
 //! - [`campaigns`]: campaign CRUD;
-//! - [`audience`]: replace, add, remove and export of audiences;
+//! - [`audience`]: replace, add and remove of audiences;
+//! - [`export`]: the audience export, streamed;
 //! - [`checks`]: the login path;
 //! - [`ops`]: health, readiness and metrics;
 //! - [`audit`]: the audit log of every change, and who made it;
 //! - [`auth`]: the token policy, applied to all of the above as one layer;
-//! - [`error`]: the error type every handler returns;
+//! - [`error`]: the error type every handler returns, and every error code;
+//! - [`openapi`]: the OpenAPI document the route groups build, at `/openapi.json`;
 //! - [`envelope`]: wraps every request: its id, its scope and its metrics;
 //! - [`request_id`]: the id that ties a request's logs and error body together;
 //! - [`limits`]: request deadlines, and the idle limit of upload bodies;
@@ -24,9 +26,11 @@ pub mod campaigns;
 pub mod checks;
 pub mod envelope;
 pub mod error;
+pub mod export;
 pub mod limiter;
 pub mod limits;
 pub mod listener;
+pub mod openapi;
 pub mod ops;
 pub mod peer;
 pub mod request_id;
@@ -34,11 +38,12 @@ pub mod request_id;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, Extension, FromRequest, Request};
 use axum::http::Method;
 use axum::middleware;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::lookup::Checker;
 use crate::store::Store;
@@ -123,7 +128,7 @@ pub fn router(state: AppState) -> Router {
 /// The routes of `surface`, under the same layers whatever the split.
 pub fn router_for(state: AppState, surface: Surface) -> Router {
     // Uploads can take minutes; their bodies have an idle limit instead.
-    let mut deadlined = Router::new().merge(ops::health_router());
+    let mut deadlined = OpenApiRouter::with_openapi(openapi::base()).merge(ops::health_router());
     if surface.serves_checks() {
         deadlined = deadlined.merge(checks::router());
     }
@@ -131,8 +136,11 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
         deadlined = deadlined
             .merge(campaigns::router())
             .merge(ops::admin_router())
-            .merge(audit::router())
-            .merge(crate::portal::router(state.clone()));
+            .merge(audit::router());
+    }
+    let (mut deadlined, mut api) = deadlined.split_for_parts();
+    if surface.serves_admin() {
+        deadlined = deadlined.merge(crate::portal::router(state.clone()));
     }
     let deadlined = deadlined.layer(middleware::from_fn_with_state(
         state.limits.request_timeout,
@@ -140,9 +148,14 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
     ));
     let mut router = Router::new().merge(deadlined);
     if surface.serves_admin() {
-        router = router.merge(audience::router());
+        let (audience, audience_api) = audience::router().split_for_parts();
+        router = router.merge(audience);
+        api.merge(audience_api);
     }
+    // This listener's routes, described: the document is complete only now.
+    let document = openapi::Document::render(&openapi::finish(api));
     let router = router
+        .layer(Extension(document))
         .fallback(|| async {
             ApiError::NotFound {
                 code: "route_not_found",

@@ -2,34 +2,74 @@
 //! Prometheus metrics.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
+use crate::nearcache::{CacheCounts, CacheStatus};
 
-/// Liveness and readiness, served on every listener.
-pub fn health_router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+/// Liveness, readiness and the API's description, served on every listener.
+pub fn health_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(super::openapi::document))
 }
 
 /// The near-cache's state and metrics: the admin listener's, when split.
-pub fn admin_router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/cache", get(cache_status))
-        .route("/metrics", get(metrics))
+pub fn admin_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(cache_status))
+        .routes(routes!(metrics))
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// `GET /readyz`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Readiness {
+    /// `ready`, or `unavailable` (with status 503).
+    status: &'static str,
+    /// `embedded` or `redis`.
+    store: &'static str,
+    store_reachable: bool,
+    /// Counts only (anyone may read this); `null` without a near-cache.
+    near_cache: Option<CacheCounts>,
+    /// `store_unavailable` when not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+/// `GET /v1/cache`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct CacheBody {
+    /// `null` without a near-cache (the embedded store needs none).
+    near_cache: Option<CacheStatus>,
 }
 
 /// The process is up and serving HTTP; says nothing about the store.
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses((status = 200, description = "Up.", body = Health))
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Ready when this instance can answer checks within its policy: the store
@@ -37,6 +77,16 @@ async fn healthz() -> Json<serde_json::Value> {
 /// or may be served stale. Anyone may read it, so it gives counts only; the
 /// per-campaign state is at `/v1/cache`, behind the admin token, and the
 /// store's error goes to the log, never to the client.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready: the store cannot answer and the near-cache cannot answer without it.", body = Readiness),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     let cache = state.checker.cache();
     let counts = cache.map(|c| c.counts());
@@ -45,23 +95,36 @@ async fn readyz(State(state): State<AppState>) -> Response {
     crate::telemetry::store_up(store_error.is_none());
     log_store_readiness(kind, store_error.as_ref().map(|e| e.to_string()));
     let ready = store_error.is_none() || cache.is_some_and(|c| c.answers_without_store());
-    let mut body = json!({
-        "status": if ready { "ready" } else { "unavailable" },
-        "store": kind,
-        "store_reachable": store_error.is_none(),
-        "near_cache": counts,
-    });
+    let mut body = Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        store: kind,
+        store_reachable: store_error.is_none(),
+        near_cache: counts,
+        error: None,
+        message: None,
+    };
     if ready {
         return Json(body).into_response();
     }
-    body["error"] = "store_unavailable".into();
-    body["message"] = format!("the {kind} store is not ready and nothing else can answer").into();
+    body.error = Some("store_unavailable");
+    body.message = Some(format!(
+        "the {kind} store is not ready and nothing else can answer"
+    ));
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 /// The near-cache's state per campaign: versions, sizes, staleness.
-async fn cache_status(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({ "near_cache": state.checker.cache().map(|c| c.status()) }))
+#[utoipa::path(
+    get,
+    path = "/v1/cache",
+    operation_id = "cache_status",
+    tag = "operations",
+    responses((status = 200, description = "The near-cache's state.", body = CacheBody))
+)]
+async fn cache_status(State(state): State<AppState>) -> Json<CacheBody> {
+    Json(CacheBody {
+        near_cache: state.checker.cache().map(|c| c.status()),
+    })
 }
 
 /// How often an unchanged store error is logged again while probes repeat it.
@@ -93,6 +156,17 @@ fn log_store_readiness(kind: &str, error: Option<String>) {
 /// store must not hang the scrape that would show it.
 const SCRAPE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Prometheus metrics (see docs/metrics.md).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The Prometheus text format.", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 404, description = "No metrics recorder is installed (embedding only).", content_type = "text/plain", body = String),
+    )
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(handle) => {

@@ -42,6 +42,7 @@ pub(super) enum Members {
 
 impl Members {
     /// Picks the form for `ids` and returns it with the bytes it holds.
+    #[cfg(any(test, feature = "test-util"))]
     pub(super) fn new(ids: RoaringTreemap) -> (Members, u64) {
         Members::from_sorted(ids.iter().collect())
     }

@@ -30,36 +30,39 @@
 //!
 //! Files: `members` (how an audience is held), `state` (what is published),
 //! `snapshot` (per-thread copies), `clock` (staleness without a system call),
-//! `handle` (campaign handles), `sync` (following the store).
+//! `handle` (campaign handles), `feed` (what the cache follows: a trait the
+//! Redis store implements), `sync` (following it).
 
 mod clock;
+mod feed;
+#[cfg(any(test, feature = "test-util"))]
+mod fixed;
 mod handle;
 mod members;
 mod snapshot;
 mod state;
 mod sync;
 
+pub use feed::ChangeFeed;
 pub use handle::CampaignHandle;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use roaring::RoaringTreemap;
 use serde::Serialize;
 
-use crate::domain::{Campaign, UserId};
-use crate::store::redis::{RedisStore, Stamp};
+use crate::domain::UserId;
 use clock::Clock;
-use members::Members;
 use snapshot::Way;
-use state::{Entry, Map, Slots, State};
+use state::{Entry, Slots, State};
 
 /// What to do with an answer from an entry that is past its staleness bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "server", derive(clap::ValueEnum, utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StalePolicy {
     /// Answer anyway, flagged `stale`: login keeps working through an outage.
@@ -106,6 +109,7 @@ impl CachedMembership {
 
 /// A cached campaign as `/v1/cache` and [`NearCache::status`] show it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct CachedCampaign {
     pub id: String,
     pub version: u64,
@@ -117,6 +121,7 @@ pub struct CachedCampaign {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct CacheStatus {
     pub campaigns: Vec<CachedCampaign>,
     pub bytes: u64,
@@ -132,6 +137,7 @@ pub struct CacheStatus {
 /// How many campaigns the cache holds and how many are stale: what
 /// `/readyz`, which anyone may read, shows of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct CacheCounts {
     pub campaigns: u64,
     pub stale: u64,
@@ -157,12 +163,12 @@ struct Inner {
     /// Versions found too big for the budget, by campaign, so they are not
     /// downloaded again at every sync. Only the sync task touches it.
     too_big: std::sync::Mutex<HashMap<String, u64>>,
-    /// The store followed, for [`NearCache::observe`]; `None` for fixed contents.
-    store: Option<RedisStore>,
+    /// The feed followed, for [`NearCache::observe`]; `None` for fixed contents.
+    store: Option<Arc<dyn ChangeFeed>>,
 }
 
 impl Inner {
-    fn new(options: NearCacheOptions, store: Option<RedisStore>) -> Inner {
+    fn new(options: NearCacheOptions, store: Option<Arc<dyn ChangeFeed>>) -> Inner {
         Inner {
             state: Arc::new(ArcSwap::from_pointee(State::empty())),
             way: Way::next(),
@@ -178,8 +184,9 @@ impl Inner {
 }
 
 impl NearCache {
-    /// Starts a cache that follows `store`.
-    pub fn start(store: RedisStore, options: NearCacheOptions) -> NearCache {
+    /// Starts a cache that follows `feed` (in production, the Redis store).
+    pub fn start(feed: impl ChangeFeed, options: NearCacheOptions) -> NearCache {
+        let store: Arc<dyn ChangeFeed> = Arc::new(feed);
         let cache = NearCache {
             inner: Arc::new(Inner::new(options, Some(store.clone()))),
         };
@@ -334,49 +341,13 @@ impl NearCache {
     fn now_ms(&self) -> u64 {
         self.inner.clock.now_ms()
     }
-
-    /// A cache over fixed contents, confirmed now and never synced: for
-    /// micro-benchmarks and tests of the lookup path.
-    pub fn from_audiences(audiences: Vec<(Campaign, RoaringTreemap)>) -> NearCache {
-        let inner = Inner::new(NearCacheOptions::default(), None);
-        inner
-            .slots
-            .publish(&inner.state, fixed_entries(audiences), true);
-        NearCache {
-            inner: Arc::new(inner),
-        }
-    }
-
-    /// Publishes `audiences` in place of the contents, as a sync would.
-    #[cfg(test)]
-    fn replace_for_test(&self, audiences: Vec<(Campaign, RoaringTreemap)>) {
-        let entries = fixed_entries(audiences);
-        self.inner.slots.publish(&self.inner.state, entries, true);
-    }
-}
-
-/// Entries for fixed contents, confirmed far in the future so they never age.
-fn fixed_entries(audiences: Vec<(Campaign, RoaringTreemap)>) -> Map {
-    let mut entries = Map::default();
-    for (campaign, members) in audiences {
-        let (members, bytes) = Members::new(members);
-        let entry = Entry {
-            campaign,
-            incarnation: Stamp::default(),
-            members: Arc::new(members),
-            bytes,
-            confirmed_ms: AtomicU64::new(u64::MAX / 2),
-            superseded: AtomicBool::new(false),
-        };
-        entries.insert(entry.campaign.id.clone(), Arc::new(entry));
-    }
-    entries
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Design;
+    use crate::domain::{Campaign, Design};
+    use roaring::RoaringTreemap;
 
     fn campaign(id: &str, start_h: i64, end_h: i64) -> Campaign {
         versioned_campaign(id, 1, start_h, end_h)

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::feed::ChangeFeed;
 use super::members::Members;
 use super::state::{Entry, Map};
 use super::{Inner, NearCache};
 use crate::domain::Status;
-use crate::store::redis::{CampaignMeta, RedisStore};
+use crate::store::redis::CampaignMeta;
 
 /// How often the cache gauges are recomputed.
 const TICK: Duration = Duration::from_millis(500);
@@ -30,7 +31,7 @@ impl NearCache {
     /// Brings the cache in line with the store's catalog: confirms entries
     /// whose version is unchanged, loads new versions from their snapshots,
     /// drops ended or deleted campaigns.
-    pub(super) async fn sync(&self, store: &RedisStore) {
+    pub(super) async fn sync(&self, store: &dyn ChangeFeed) {
         let Some((mut campaigns, confirmed_at)) = store.known_campaigns() else {
             return;
         };
@@ -136,7 +137,11 @@ impl NearCache {
         // where such an entry answers as fresh: a change before this is
         // judged here, one after it finds the entries published and
         // supersedes them through its listener.
-        store.with_catalog_held(|campaigns| {
+        let mut entries = Some(entries);
+        store.with_catalog_held(&mut |campaigns| {
+            let Some(entries) = entries.take() else {
+                return;
+            };
             for entry in entries.values() {
                 if campaigns
                     .get(&entry.campaign.id)
@@ -196,7 +201,7 @@ impl NearCache {
     }
 
     /// Fetches one campaign's snapshot if it can fit.
-    async fn load(&self, store: &RedisStore, meta: &CampaignMeta, used: u64) -> Load {
+    async fn load(&self, store: &dyn ChangeFeed, meta: &CampaignMeta, used: u64) -> Load {
         let campaign = &meta.campaign;
         // No form holds an ID in less than a bit (a full bitset); a
         // campaign that cannot fit even so is not fetched at all.
@@ -275,7 +280,7 @@ fn same(entry: &Entry, meta: &CampaignMeta) -> bool {
 
 /// Follows the store's catalog refreshes, and updates gauges between them.
 /// Holds only a weak reference, so dropping every handle stops it.
-pub(super) fn spawn_sync(inner: Weak<Inner>, store: RedisStore) {
+pub(super) fn spawn_sync(inner: Weak<Inner>, store: Arc<dyn ChangeFeed>) {
     tokio::spawn(async move {
         let mut refreshed = store.subscribe_catalog();
         let mut tick = tokio::time::interval(TICK);
@@ -288,7 +293,7 @@ pub(super) fn spawn_sync(inner: Weak<Inner>, store: RedisStore) {
             let Some(inner) = inner.upgrade() else { return };
             let cache = NearCache { inner };
             if changed {
-                cache.sync(&store).await;
+                cache.sync(store.as_ref()).await;
             } else {
                 cache.tick();
             }

@@ -10,6 +10,7 @@
 //!   the Redis data model named by its `design` (one file per design under
 //!   `store/redis/`).
 
+#[cfg(feature = "server")]
 pub mod embedded;
 pub mod redis;
 
@@ -293,6 +294,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// One change to a campaign, for the audit log: who did what, when.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     /// RFC 3339, UTC.
     pub at: String,
@@ -336,6 +338,7 @@ impl AuditEvent {
 pub const MAX_AUDIT_LIMIT: usize = 1_000;
 
 /// Opens the store named by `spec`.
+#[cfg(feature = "server")]
 pub async fn open(spec: &StoreSpec, options: StoreOptions) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match spec {
         StoreSpec::Embedded(dir) => Arc::new(embedded::EmbeddedStore::open(dir).await?),

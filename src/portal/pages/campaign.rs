@@ -85,5 +85,5 @@ pub(super) async fn download(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    Ok(crate::http::audience::export_download(&state, &id).await?)
+    Ok(crate::http::export::export_download(&state, &id).await?)
 }
