@@ -45,6 +45,7 @@ struct AuditList {
     responses(
         (status = 200, description = "The newest events.", body = AuditList),
         (status = 400, description = "`limit` is out of range (`invalid_limit`), or a parameter is unknown (`invalid_query`).", body = ErrorBody),
+        (status = 404, description = "`campaign` is not a well-formed campaign id (`campaign_not_found`).", body = ErrorBody),
     )
 )]
 async fn list(

@@ -162,7 +162,7 @@ pub fn required_access(method: &Method, path: &str) -> Access {
 }
 
 /// The endpoints the portal's upload form streams to: replace, add, remove.
-fn is_audience_upload(method: &Method, path: &str) -> bool {
+pub(super) fn is_audience_upload(method: &Method, path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/v1/campaigns/") else {
         return false;
     };

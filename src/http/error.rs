@@ -85,6 +85,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     ("campaign_not_found", 404, "no campaign has this id"),
     ("route_not_found", 404, "no endpoint has this path"),
     (
+        "method_not_allowed",
+        405,
+        "the path exists, not with this method (see /openapi.json)",
+    ),
+    (
         "body_idle_timeout",
         408,
         "an upload's body stopped sending data",
@@ -186,6 +191,9 @@ pub enum ApiError {
     /// 404: no such campaign (or route).
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    /// 405: the path exists, not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409: the id exists, or another write holds the campaign.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -243,6 +251,7 @@ impl ApiError {
             ApiError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) | ApiError::AudienceTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -265,6 +274,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::TooManyFailures(_) => "too_many_failures",
             ApiError::Forbidden(_) => "csrf_token_invalid",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::AudienceTooLarge(_) => "audience_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -525,6 +535,7 @@ mod tests {
             ApiError::Unauthorized(String::new()),
             ApiError::TooManyFailures(std::time::Duration::ZERO),
             ApiError::Forbidden(String::new()),
+            ApiError::MethodNotAllowed(String::new()),
             ApiError::TooLarge(String::new()),
             ApiError::AudienceTooLarge(String::new()),
             ApiError::UnsupportedMediaType(String::new()),

@@ -159,8 +159,15 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
         .fallback(|| async {
             ApiError::NotFound {
                 code: "route_not_found",
-                message: "no such endpoint; see the README for the API".into(),
+                message: "no such endpoint; /openapi.json lists them".into(),
             }
+        })
+        // A known path with another method: the same JSON error body, not
+        // axum's empty 405.
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed(
+                "this endpoint does not take this method; /openapi.json lists the methods of each path".into(),
+            )
         })
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -24,16 +24,21 @@ use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{OpenApi, Ref, RefOr, Schema};
 
-use super::auth::{Access, required_access};
+use super::auth::{Access, is_audience_upload, required_access};
 use super::error::ERROR_CODES;
+use crate::portal::session::SESSION_COOKIE;
 
 /// The name of the error body's schema.
 pub const ERROR_BODY: &str = "Error";
 const ADMIN_TOKEN: &str = "admin_token";
 const CHECK_TOKEN: &str = "check_token";
+const PORTAL_SESSION: &str = "portal_session";
+const CSRF_TOKEN: &str = "csrf_token";
 
 /// The document's fixed parts; the paths come from the route groups.
 #[derive(utoipa::OpenApi)]
@@ -79,6 +84,20 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         CHECK_TOKEN,
         bearer("The check token (`--check-token`), needed for checks and campaign reads only when the server sets one; an admin token is accepted too."),
     );
+    components.add_security_scheme(
+        PORTAL_SESSION,
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            SESSION_COOKIE,
+            "A portal session (sign in at /admin); taken by the audience uploads only, and only with `csrf_token`.",
+        ))),
+    );
+    components.add_security_scheme(
+        CSRF_TOKEN,
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "X-CSRF-Token",
+            "The portal session's CSRF token, which the portal's pages carry.",
+        ))),
+    );
     components
         .schemas
         .insert(ERROR_BODY.to_string(), error_body());
@@ -93,6 +112,9 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         for (method, operation) in operations {
             if let Some(operation) = operation {
                 complete(operation, required_access(&method, path));
+                if is_audience_upload(&method, path) {
+                    by_portal_session(operation);
+                }
             }
         }
     }
@@ -142,6 +164,21 @@ pub fn register<T: utoipa::ToSchema>(api: &mut OpenApi) {
     T::schemas(&mut schemas);
     let components = api.components.get_or_insert_with(Default::default);
     components.schemas.extend(schemas);
+}
+
+/// The portal's upload form streams to the audience endpoints with its
+/// session cookie and CSRF token instead of a bearer token (see `auth`).
+fn by_portal_session(operation: &mut Operation) {
+    let session = SecurityRequirement::new(PORTAL_SESSION, Vec::<String>::new())
+        .add(CSRF_TOKEN, Vec::<String>::new());
+    operation
+        .security
+        .get_or_insert_with(Vec::new)
+        .push(session);
+    operation.responses.responses.insert(
+        "403".to_string(),
+        error_response("A portal session without its CSRF token (`csrf_token_invalid`)."),
+    );
 }
 
 /// A response carrying the error body.

@@ -61,21 +61,57 @@ pub(crate) struct Catalog {
     gone: Arc<std::sync::Mutex<Tombstones>>,
 }
 
-/// Incarnations this instance saw deleted, and when: a read that loaded one
-/// just before the delete may finish after it, and must not bring it back.
-/// `None` when a check found the campaign absent without knowing its
-/// incarnation: then any state read before is gone. Kept [`GONE_FOR`], at
-/// most [`GONE_CAP`].
+/// What this instance saw deleted, and when, each kept [`GONE_FOR`] and at
+/// most [`GONE_CAP`]:
+/// - `deleted`: incarnations seen deleted. A read that loaded one just
+///   before the delete may finish after it, and must not bring it back.
+/// - `absent`: campaigns a check found absent without knowing their
+///   incarnation; what a read begun before then brings is not added.
+///
+/// Two maps, so that a flood of checks for campaigns that do not exist
+/// (each leaves an absence) never pushes out a real deletion.
 #[derive(Default)]
-struct Tombstones(HashMap<String, (Option<super::keys::Stamp>, Instant)>);
+struct Tombstones {
+    deleted: HashMap<String, (super::keys::Stamp, Instant)>,
+    absent: HashMap<String, Instant>,
+}
+
+/// Makes room in `map` for one more: expired entries go first, and only a
+/// map still full (churn faster than [`GONE_FOR`]) is emptied. Scans only
+/// when full, so recording stays cheap on the request path.
+fn make_room<V>(map: &mut HashMap<String, V>, at: impl Fn(&V) -> Instant) {
+    if map.len() >= GONE_CAP {
+        map.retain(|_, v| at(v).elapsed() < GONE_FOR);
+    }
+    if map.len() >= GONE_CAP {
+        map.clear();
+    }
+}
 
 impl Tombstones {
-    fn record(&mut self, id: &str, incarnation: Option<super::keys::Stamp>) {
-        self.0.retain(|_, (_, at)| at.elapsed() < GONE_FOR);
-        if self.0.len() >= GONE_CAP {
-            self.0.clear();
-        }
-        self.0.insert(id.to_string(), (incarnation, Instant::now()));
+    fn record_deleted(&mut self, id: &str, incarnation: super::keys::Stamp) {
+        make_room(&mut self.deleted, |(_, at)| *at);
+        self.deleted
+            .insert(id.to_string(), (incarnation, Instant::now()));
+    }
+
+    fn record_absent(&mut self, id: &str) {
+        make_room(&mut self.absent, |at| *at);
+        self.absent.insert(id.to_string(), Instant::now());
+    }
+
+    fn deleted(&self, id: &str) -> Option<(super::keys::Stamp, Instant)> {
+        self.deleted
+            .get(id)
+            .copied()
+            .filter(|(_, at)| at.elapsed() < GONE_FOR)
+    }
+
+    fn absent_since(&self, id: &str) -> Option<Instant> {
+        self.absent
+            .get(id)
+            .copied()
+            .filter(|at| at.elapsed() < GONE_FOR)
     }
 }
 
@@ -178,19 +214,15 @@ impl RedisStore {
 
     fn learn(&self, meta: CampaignMeta, read_started: Option<Instant>) {
         self.update_catalog(|c| {
-            let deleted = c
-                .gone
-                .lock()
-                .expect("lock poisoned")
-                .0
-                .get(meta.id())
-                .is_some_and(|(incarnation, at)| match incarnation {
-                    Some(incarnation) => *incarnation == meta.incarnation,
-                    None => {
-                        read_started.is_some_and(|started| *at > started)
-                            && !c.campaigns.contains_key(meta.id())
-                    }
+            let gone = c.gone.lock().expect("lock poisoned");
+            let deleted = gone
+                .deleted(meta.id())
+                .is_some_and(|(incarnation, _)| incarnation == meta.incarnation)
+                || gone.absent_since(meta.id()).is_some_and(|at| {
+                    read_started.is_some_and(|started| at > started)
+                        && !c.campaigns.contains_key(meta.id())
                 });
+            drop(gone);
             if !deleted
                 && c.campaigns
                     .get(meta.id())
@@ -210,7 +242,7 @@ impl RedisStore {
             c.gone
                 .lock()
                 .expect("lock poisoned")
-                .record(id, Some(incarnation));
+                .record_deleted(id, incarnation);
             if c.campaigns
                 .get(id)
                 .is_some_and(|m| m.incarnation == incarnation)
@@ -223,11 +255,13 @@ impl RedisStore {
     }
 
     /// A check just found campaign `id` absent, without knowing which
-    /// incarnation it had: this instance's catalog has not learnt it. A
-    /// reconciliation or read begun before now may have read it before it
-    /// was deleted; what they bring of it is not added. (An incarnation the
-    /// catalog holds is dropped by [`RedisStore::forget`], by the check that
-    /// read it gone.)
+    /// incarnation it had (this instance's catalog had not learnt it when
+    /// the check began). A reconciliation or read begun before now may have
+    /// read it before it was deleted; what they bring of it is not added.
+    /// What the catalog already lists stays: it may be newer than the check's
+    /// read, and a listed campaign must not vanish from "which campaigns is
+    /// this user in?". (The probe drops the incarnation it found gone with
+    /// [`RedisStore::forget`].)
     ///
     /// Checks of a campaign that does not exist take this path on every
     /// call, so it writes only the tombstone: no copy of the catalog, no
@@ -236,7 +270,11 @@ impl RedisStore {
         // Under the catalog's lock: a reconciliation cannot merge between a
         // check and the tombstone it leaves.
         let catalog = self.inner.catalog.read().expect("catalog lock poisoned");
-        catalog.gone.lock().expect("lock poisoned").record(id, None);
+        catalog
+            .gone
+            .lock()
+            .expect("lock poisoned")
+            .record_absent(id);
     }
 
     /// How old the catalog is: time since the start of the last successful
@@ -604,13 +642,16 @@ fn merge_reconciled(
     started: Instant,
 ) {
     let mut gone = c.gone.lock().expect("lock poisoned");
-    let gone = &mut gone.0;
-    campaigns.retain(|id, m| match gone.get(id) {
-        None => true,
-        Some((Some(incarnation), at)) => *incarnation != m.incarnation || *at < started,
+    campaigns.retain(|id, m| {
+        let deleted_since = gone
+            .deleted(id)
+            .is_some_and(|(incarnation, at)| incarnation == m.incarnation && at >= started);
         // Found absent, incarnation unknown: only what the catalog lacks is
         // held back, so nothing it lists disappears on this account.
-        Some((None, at)) => c.campaigns.contains_key(id) || *at < started,
+        let absent_since = gone
+            .absent_since(id)
+            .is_some_and(|at| at >= started && !c.campaigns.contains_key(id));
+        !deleted_since && !absent_since
     });
     for (id, at) in &c.touched {
         if *at < started {
@@ -626,11 +667,15 @@ fn merge_reconciled(
             }
         }
     }
-    gone.retain(|id, (incarnation, at)| {
-        // An absence without an incarnation stays its full term: it guards
-        // against late reads, which a later reconciliation cannot vouch for.
+    // A deletion a read begun after it contradicts was wrong (a replica
+    // behind): the read is the authority. An absence stays its full term:
+    // it guards against late reads, which a later reconciliation cannot
+    // vouch for.
+    gone.deleted.retain(|id, (incarnation, at)| {
         let found_since = *at < started
-            && incarnation.is_some_and(|i| campaigns.get(id).is_some_and(|m| m.incarnation == i));
+            && campaigns
+                .get(id)
+                .is_some_and(|m| m.incarnation == *incarnation);
         !found_since && at.elapsed() < GONE_FOR
     });
     for (id, old) in &c.campaigns {
@@ -638,10 +683,11 @@ fn merge_reconciled(
             && campaigns
                 .get(id)
                 .is_none_or(|m| m.incarnation != old.incarnation);
-        if deleted && gone.len() < GONE_CAP {
-            gone.insert(id.clone(), (Some(old.incarnation), Instant::now()));
+        if deleted {
+            gone.record_deleted(id, old.incarnation);
         }
     }
+    drop(gone);
     c.touched.retain(|_, at| *at >= started);
     c.campaigns = campaigns;
     c.reconciled_at = Some(started);
@@ -832,6 +878,27 @@ mod tests {
         assert_eq!(
             store.catalog().campaigns.get("c").map(|m| m.incarnation),
             Some(created.incarnation)
+        );
+    }
+
+    /// Checks of a deleted campaign go on finding it absent; those
+    /// absences, and a flood of them for campaigns that never existed, must
+    /// not wear out the deletion: the deleted incarnation stays out.
+    #[tokio::test]
+    async fn absences_never_push_out_a_deletion() {
+        let store = offline_store().await;
+        let old = meta("c");
+        store.remember((*old).clone());
+        store.forget("c", old.incarnation);
+        store.forget_absent("c");
+        for i in 0..GONE_CAP + 10 {
+            store.forget_absent(&format!("never-{i}"));
+        }
+        // A read begun after every absence (say, from a replica behind).
+        store.remember_read((*old).clone(), Instant::now());
+        assert!(
+            !store.catalog().campaigns.contains_key("c"),
+            "a deleted incarnation came back"
         );
     }
 

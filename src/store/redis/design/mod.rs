@@ -291,6 +291,7 @@ mod tests {
     /// Staging streams: when the k-th chunk's command is built, all but the
     /// last round trip or two of earlier chunks are already in Redis. A
     /// stage that built every command first (a gigabyte for 30M IDs) fails.
+    #[cfg(feature = "test-util")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn staging_builds_commands_as_it_sends_them() {
         let server = crate::redis_server::RedisServer::start().unwrap();
