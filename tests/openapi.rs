@@ -174,6 +174,14 @@ async fn the_document_is_openapi_3_1_and_real_answers_of_every_route_match_it() 
         .await;
     assert_eq!(status, 200, "the document is public: {spec}");
     let spec: Value = serde_json::from_str(&spec).unwrap();
+    // User ids are unsigned 64-bit: the whole range, said in standard terms.
+    assert!(!spec.to_string().contains("u-int64"));
+    let user_id = &spec["components"]["schemas"]["Membership"]["properties"]["user_id"];
+    let user_id = match user_id.get("$ref").and_then(Value::as_str) {
+        Some(r) => &spec["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => user_id,
+    };
+    assert_eq!(user_id["maximum"], json!(u64::MAX), "{user_id}");
 
     r.call(M::GET, "/healthz", "/healthz", None, Send::Nothing)
         .await;

@@ -243,11 +243,27 @@ pub struct Document(Arc<str>);
 
 impl Document {
     pub fn render(api: &OpenApi) -> Document {
-        Document(
-            api.to_json()
-                .expect("the OpenAPI document serializes")
-                .into(),
-        )
+        let mut json = serde_json::to_value(api).expect("the OpenAPI document serializes");
+        unsigned_as_ranges(&mut json);
+        Document(json.to_string().into())
+    }
+}
+
+/// utoipa writes `u64` as `format: u-int64`, which no format registry
+/// knows, and without it as `int64`, which tells clients an ID above 2^63
+/// cannot be. The range says it exactly: 0 to 2^64-1.
+fn unsigned_as_ranges(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("format").and_then(|f| f.as_str()) == Some("u-int64") {
+                map.remove("format");
+                map.insert("minimum".into(), 0.into());
+                map.insert("maximum".into(), u64::MAX.into());
+            }
+            map.values_mut().for_each(unsigned_as_ranges);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unsigned_as_ranges),
+        _ => {}
     }
 }
 

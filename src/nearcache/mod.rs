@@ -163,6 +163,12 @@ struct Inner {
     /// Versions found too big for the budget, by campaign, so they are not
     /// downloaded again at every sync. Only the sync task touches it.
     too_big: std::sync::Mutex<HashMap<String, u64>>,
+    /// Campaigns the store answered 404 for, and when (clock ms). Until a
+    /// reconciliation begun after that confirms it, no entry of such a
+    /// campaign answers as fresh: a reconciliation begun before the delete
+    /// may still bring it. Held while a sync publishes, so an answer lands
+    /// either before the publish (and is judged) or after (and marks it).
+    gone: std::sync::Mutex<HashMap<String, u64>>,
     /// The feed followed, for [`NearCache::observe`]; `None` for fixed contents.
     store: Option<Arc<dyn ChangeFeed>>,
 }
@@ -178,6 +184,7 @@ impl Inner {
             clock: Clock::start(),
             skipped: AtomicU64::new(0),
             too_big: std::sync::Mutex::new(HashMap::new()),
+            gone: std::sync::Mutex::new(HashMap::new()),
             store,
         }
     }

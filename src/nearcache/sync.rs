@@ -18,6 +18,11 @@ use crate::store::redis::CampaignMeta;
 
 /// How often the cache gauges are recomputed.
 const TICK: Duration = Duration::from_millis(500);
+/// How long a 404 is remembered (see `Inner::gone`): far longer than a
+/// reconciliation, which runs every second.
+const GONE_FOR_MS: u64 = 60_000;
+/// A bound on the 404s remembered, for checks of campaigns that never existed.
+const GONE_CAP: usize = 10_000;
 
 enum Load {
     Loaded(Arc<Members>, u64),
@@ -142,11 +147,13 @@ impl NearCache {
             let Some(entries) = entries.take() else {
                 return;
             };
+            let gone = self.inner.gone.lock().expect("lock poisoned");
             for entry in entries.values() {
-                if campaigns
-                    .get(&entry.campaign.id)
-                    .is_none_or(|m| !same(entry, m))
-                {
+                let id = &entry.campaign.id;
+                let behind = campaigns.get(id).is_none_or(|m| !same(entry, m));
+                let confirmed = entry.confirmed_ms.load(Ordering::Relaxed);
+                let gone_since = gone.get(id).is_some_and(|at| confirmed <= *at);
+                if behind || gone_since {
                     entry.superseded.store(true, Ordering::Relaxed);
                 }
             }
@@ -175,6 +182,15 @@ impl NearCache {
     /// Tells the cache the store just answered that `campaign` does not
     /// exist: its entry, if any, stops answering as fresh.
     pub fn observe_gone(&self, campaign: &str) {
+        let now = self.now_ms();
+        let mut gone = self.inner.gone.lock().expect("lock poisoned");
+        if gone.len() >= GONE_CAP {
+            gone.retain(|_, at| now.saturating_sub(*at) < GONE_FOR_MS);
+        }
+        if gone.len() >= GONE_CAP {
+            gone.clear();
+        }
+        gone.insert(campaign.to_string(), now);
         if let Some(entry) = self.inner.state.load().find(campaign) {
             entry.superseded.store(true, Ordering::Relaxed);
         }
