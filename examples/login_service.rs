@@ -50,7 +50,9 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     }
     let audience = (0..100_000u64).map(|i| i * 3).collect();
-    admin.replace_audience("welcome-back", audience).await?;
+    admin
+        .replace_audience("welcome-back", audience, "example")
+        .await?;
 
     // The login side: one client per process, shared by every request.
     let client = Client::connect(&url, ClientOptions::default()).await?;

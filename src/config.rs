@@ -529,6 +529,13 @@ pub struct ServeArgs {
     #[arg(long, env = "GUESTLIST_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention: Duration,
 
+    /// How many audience versions each campaign keeps for rollback, the
+    /// live one included (1 to 50). Each costs one copy of its audience:
+    /// on disk for the embedded store, a snapshot in Redis.
+    #[arg(long, env = "GUESTLIST_KEEP_VERSIONS", default_value_t = crate::store::history::DEFAULT_KEEP_VERSIONS as u64,
+        value_parser = clap::value_parser!(u64).range(1..=crate::store::history::MAX_KEEP_VERSIONS as u64))]
+    pub keep_versions: u64,
+
     /// Largest audience upload accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "GUESTLIST_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_upload_bytes: u64,
@@ -668,6 +675,7 @@ impl ServeArgs {
             admin_timeout: self.store_timeout,
             retention: self.retention,
             max_staleness: self.max_staleness,
+            keep_versions: self.keep_versions as usize,
             upload_pacing: crate::store::redis::UploadPacing {
                 adaptive: self.upload_pacing == Toggle::On,
                 max_ids_per_sec: self.upload_rate,

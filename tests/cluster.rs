@@ -156,7 +156,7 @@ async fn a_million_id_replace_is_never_slow_on_any_node() {
         let rounds = if design == "per-user" { 1 } else { 2 };
         for (version, audience) in [(1, first), (2, second)].into_iter().take(rounds) {
             let started = Instant::now();
-            let change = store.replace_audience(&id, audience).await.unwrap();
+            let change = store.replace_audience(&id, audience, "test").await.unwrap();
             assert_eq!((change.version, change.audience_size), (version, SIZE));
             println!(
                 "{design}: replace {version} of {SIZE} IDs in {:?}",
@@ -203,7 +203,10 @@ async fn a_publish_waits_for_its_replica_and_fails_cleanly_without_it() {
         let id = format!("acked-{design}");
         store.create_campaign(active(&id, design)).await.unwrap();
         let v1: RoaringTreemap = (0..5_000).collect();
-        store.replace_audience(&id, v1.clone()).await.unwrap();
+        store
+            .replace_audience(&id, v1.clone(), "test")
+            .await
+            .unwrap();
 
         let master = cluster
             .master_for_key(&format!("guestlist:{{{id}}}:meta"))
@@ -211,13 +214,15 @@ async fn a_publish_waits_for_its_replica_and_fails_cleanly_without_it() {
         let replica = replicas_of(&cluster, master)[0];
         cluster.stop(replica).unwrap();
         let v2: RoaringTreemap = (10_000..20_000).collect();
-        let refused = store.replace_audience(&id, v2.clone()).await;
+        let refused = store.replace_audience(&id, v2.clone(), "test").await;
         let added = store
-            .add_members(&id, [7_000_000].into_iter().collect())
+            .add_members(&id, [7_000_000].into_iter().collect(), "test")
             .await;
         // Adding IDs already there writes nothing, but may be the retry of
         // an unconfirmed add: it is not acknowledged without the replica.
-        let again = store.add_members(&id, [7].into_iter().collect()).await;
+        let again = store
+            .add_members(&id, [7].into_iter().collect(), "test")
+            .await;
         cluster.cont(replica).unwrap();
 
         for (what, result, says) in [
@@ -243,7 +248,10 @@ async fn a_publish_waits_for_its_replica_and_fails_cleanly_without_it() {
         );
         assert_eq!(store.get_campaign(&id).await.unwrap().version, 1);
 
-        let change = store.replace_audience(&id, v2.clone()).await.unwrap();
+        let change = store
+            .replace_audience(&id, v2.clone(), "test")
+            .await
+            .unwrap();
         assert_eq!(
             change.version, 2,
             "{design}: the retry once the replica is back"
@@ -486,7 +494,7 @@ async fn the_store_runs_on_a_tls_cluster() {
         let id = format!("tls-{design}");
         store.create_campaign(active(&id, design)).await.unwrap();
         let audience: RoaringTreemap = (0..3_000).map(|i| i * 3).collect();
-        store.replace_audience(&id, audience).await.unwrap();
+        store.replace_audience(&id, audience, "test").await.unwrap();
         let (_, answers) = store.are_members(&id, &[0, 1, 8_997]).await.unwrap();
         assert_eq!(answers, vec![true, false, true], "{design}");
     }
@@ -552,7 +560,7 @@ async fn batches_follow_a_graceful_failover() {
         let id = format!("moved-{design}");
         store.create_campaign(active(&id, design)).await.unwrap();
         let audience: RoaringTreemap = users.iter().map(|u| u * 2).collect();
-        store.replace_audience(&id, audience).await.unwrap();
+        store.replace_audience(&id, audience, "test").await.unwrap();
         let (_, answers) = store.are_members(&id, &users).await.unwrap();
         assert_eq!(answers.iter().filter(|a| **a).count(), 100);
     }

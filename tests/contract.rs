@@ -74,6 +74,9 @@ suite!(
     reads_need_the_check_token_when_one_is_set,
     ids_beyond_a_design_limit_are_refused_and_change_nothing,
     a_dry_run_reports_the_exact_change_and_changes_nothing,
+    rollback_restores_a_kept_version_as_a_new_version,
+    the_history_keeps_the_last_five_versions,
+    a_rollback_never_reaches_a_deleted_incarnation,
 );
 
 async fn creating_a_campaign_returns_it_with_its_status(h: &Harness) {
@@ -679,5 +682,164 @@ async fn a_dry_run_reports_the_exact_change_and_changes_nothing(h: &Harness) {
     assert_eq!(
         after, before,
         "a dry run changes nothing and audits nothing"
+    );
+}
+
+/// The kept versions as (version, audience_size, action, restored).
+async fn versions(h: &Harness, id: &str) -> Vec<(u64, u64, String, Option<u64>)> {
+    let (status, body) = h.get(&format!("/v1/campaigns/{id}/versions")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            assert_eq!(v["by"], "admin", "{v}");
+            assert!(v["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+            (
+                v["version"].as_u64().unwrap(),
+                v["audience_size"].as_u64().unwrap(),
+                v["action"].as_str().unwrap().to_string(),
+                v["restored"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+async fn rollback(h: &Harness, id: &str, version: u64) -> (StatusCode, serde_json::Value) {
+    h.post_json(
+        &format!("/v1/campaigns/{id}/rollback"),
+        json!({ "version": version }),
+    )
+    .await
+}
+
+async fn rollback_restores_a_kept_version_as_a_new_version(h: &Harness) {
+    h.active("c").await;
+    let (status, body) = h.get("/v1/campaigns/c/versions").await;
+    assert_eq!((status, &body), (StatusCode::OK, &json!({"versions": []})));
+    h.replace("c", &[1, 2, 3]).await;
+    // 1,500 IDs: a rebuild; the add and remove below are in place.
+    let big: Vec<u64> = (100..1_600).collect();
+    h.replace("c", &big).await;
+    let (status, r) = h.upload("c", "add", "text/plain", "7\n").await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let (status, r) = h.upload("c", "remove", "text/plain", "100\n").await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let replaced = "replaced".to_string();
+    assert_eq!(
+        versions(h, "c").await,
+        [
+            (4, 1_500, "removed".into(), None),
+            (3, 1_501, "added".into(), None),
+            (2, 1_500, replaced.clone(), None),
+            (1, 3, replaced.clone(), None),
+        ]
+    );
+
+    let (status, r) = rollback(h, "c", 1).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r, json!({"audience_size": 3, "version": 5, "restored": 1}));
+    assert_eq!(h.export("c").await, [1, 2, 3]);
+    assert!(h.is_member("c", 2).await && !h.is_member("c", 7).await);
+    assert_eq!(h.campaigns_of(1).await, ["c"]);
+    assert!(h.campaigns_of(101).await.is_empty());
+    let c = h.campaign("c").await;
+    assert_eq!((&c["version"], &c["audience_size"]), (&json!(5), &json!(3)));
+    assert_eq!(
+        versions(h, "c").await[0],
+        (5, 3, "rolled_back".into(), Some(1))
+    );
+    let (_, audit) = h.get("/v1/audit?campaign=c&limit=1").await;
+    let event = &audit["events"][0];
+    assert_eq!(event["action"], "audience_rolled_back", "{audit}");
+    assert_eq!(event["version"], 5);
+    assert_eq!(event["actor"], "admin");
+    assert_eq!(
+        event["summary"],
+        "rolled back to version 1: 1,500 IDs -> 3 at version 5"
+    );
+
+    // Back again to the version in place: the history's copies are exact.
+    let (status, r) = rollback(h, "c", 3).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let mut expected = big.clone();
+    expected.insert(0, 7);
+    assert_eq!(h.export("c").await, expected);
+}
+
+async fn the_history_keeps_the_last_five_versions(h: &Harness) {
+    h.active("c").await;
+    for v in 1..=7u64 {
+        h.replace("c", &[v, 100 + v]).await;
+    }
+    let kept: Vec<u64> = versions(h, "c").await.iter().map(|v| v.0).collect();
+    assert_eq!(kept, [7, 6, 5, 4, 3]);
+    let before = (h.campaign("c").await, h.get("/v1/audit?campaign=c").await);
+
+    for (version, expected) in [
+        (
+            2,
+            "campaign \"c\" keeps no version 2; the kept versions are 7, 6, 5, 4, 3; nothing was changed",
+        ),
+        (
+            8,
+            "campaign \"c\" keeps no version 8; the kept versions are 7, 6, 5, 4, 3; nothing was changed",
+        ),
+    ] {
+        let (status, r) = rollback(h, "c", version).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{r}");
+        assert_eq!(r["error"], "version_not_found");
+        assert_eq!(r["message"], expected);
+    }
+    for bad in [
+        json!({"version": "3"}),
+        json!({"version": 3, "force": true}),
+        json!({}),
+    ] {
+        let (status, r) = h.post_json("/v1/campaigns/c/rollback", bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {r}");
+        assert_eq!(r["error"], "invalid_json", "{r}");
+    }
+    let (status, r) = rollback(h, "nope", 1).await;
+    assert_eq!(
+        (status, &r["error"]),
+        (StatusCode::NOT_FOUND, &json!("campaign_not_found"))
+    );
+    let after = (h.campaign("c").await, h.get("/v1/audit?campaign=c").await);
+    assert_eq!(after, before, "a refused rollback changed something");
+    assert_eq!(h.export("c").await, [7, 107]);
+
+    let (status, r) = rollback(h, "c", 3).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(h.export("c").await, [3, 103]);
+    let kept: Vec<u64> = versions(h, "c").await.iter().map(|v| v.0).collect();
+    assert_eq!(kept, [8, 7, 6, 5, 4]);
+}
+
+async fn a_rollback_never_reaches_a_deleted_incarnation(h: &Harness) {
+    h.active("c").await;
+    h.replace("c", &[1, 2]).await;
+    h.replace("c", &[3]).await;
+    assert_eq!(h.delete("/v1/campaigns/c").await.0, StatusCode::NO_CONTENT);
+    let (status, r) = rollback(h, "c", 1).await;
+    assert_eq!(
+        (status, &r["error"]),
+        (StatusCode::NOT_FOUND, &json!("campaign_not_found"))
+    );
+
+    h.active("c").await;
+    assert!(versions(h, "c").await.is_empty());
+    let (status, r) = rollback(h, "c", 1).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{r}");
+    assert_eq!(r["error"], "version_not_found");
+    h.replace("c", &[9]).await;
+    assert_eq!(versions(h, "c").await, [(1, 1, "replaced".into(), None)]);
+    let (status, r) = rollback(h, "c", 1).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        h.export("c").await,
+        [9],
+        "the old incarnation's version 1 came back"
     );
 }

@@ -35,6 +35,65 @@ async fn campaigns_and_audiences_survive_a_restart() {
     assert!(h.is_member("kept", 4).await);
     assert!(!h.is_member("kept", 1).await);
     assert_eq!(h.campaigns_of(2).await, ["kept"]);
+
+    // The history came back too, and its copies roll back exactly.
+    let (_, versions) = h.get("/v1/campaigns/kept/versions").await;
+    let kept: Vec<u64> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [3, 2, 1]);
+    let (status, r) = h
+        .post_json(
+            "/v1/campaigns/kept/rollback",
+            serde_json::json!({"version": 2}),
+        )
+        .await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{r}");
+    assert_eq!(h.export("kept").await, [1, 2, 3, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_from_before_the_history_gets_its_live_version_recorded() {
+    let mut h = Harness::new(Backend::Embedded).await;
+    h.active("old").await;
+    h.replace("old", &[5, 6]).await;
+    let dir = h.data_dir.take().unwrap();
+    drop(h);
+    // What a data directory written before audience history holds: no
+    // history tables at all.
+    let file = dir.path().join(guestlist::store::embedded::DB_FILE);
+    let db = redb::Database::open(&file).unwrap();
+    let tx = db.begin_write().unwrap();
+    let versions = redb::TableDefinition::<(&str, u64), &str>::new("versions");
+    let copies = redb::TableDefinition::<(&str, u64), &[u8]>::new("version_audiences");
+    assert!(tx.delete_table(versions).unwrap());
+    assert!(tx.delete_table(copies).unwrap());
+    tx.commit().unwrap();
+    drop(db);
+
+    let store = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
+    let h = Harness {
+        data_dir: Some(dir),
+        ..Harness::over(store, Backend::Embedded)
+    };
+    let (_, versions) = h.get("/v1/campaigns/old/versions").await;
+    assert_eq!(
+        versions["versions"][0],
+        serde_json::json!({"version": 1, "audience_size": 2, "by": "unknown",
+            "action": "unrecorded", "at": versions["versions"][0]["at"]})
+    );
+    h.replace("old", &[7]).await;
+    let (status, r) = h
+        .post_json(
+            "/v1/campaigns/old/rollback",
+            serde_json::json!({"version": 1}),
+        )
+        .await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{r}");
+    assert_eq!(h.export("old").await, [5, 6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

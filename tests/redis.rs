@@ -508,6 +508,139 @@ async fn concurrent_writers_to_one_campaign_are_refused_not_interleaved() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_is_fenced_by_the_writer_lease() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new(Backend::RedisSet).await;
+    h.active("c").await;
+    h.replace("c", &[1, 2]).await;
+    h.replace("c", &[3]).await;
+    let audit_before = h.get("/v1/audit?campaign=c").await;
+    h.redis()
+        .cli(&["SET", "guestlist:{c}:lock", "someone-else", "PX", "60000"]);
+    let (status, body) = h
+        .post_json("/v1/campaigns/c/rollback", json!({"version": 1}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "audience_busy");
+    assert_eq!(h.campaign("c").await["version"], 2);
+    assert_eq!(h.export("c").await, [3]);
+    assert_eq!(h.get("/v1/audit?campaign=c").await, audit_before);
+    h.redis().cli(&["DEL", "guestlist:{c}:lock"]);
+    let (status, body) = h
+        .post_json("/v1/campaigns/c/rollback", json!({"version": 1}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        h.redis()
+            .cli(&["SISMEMBER", "guestlist:{c}:members", "2"])
+            .trim(),
+        "1"
+    );
+}
+
+/// Keys whose names match `pattern`, with their TTLs.
+fn ttls(h: &Harness, pattern: &str) -> Vec<(String, i64)> {
+    h.redis()
+        .cli(&["--scan", "--pattern", pattern])
+        .lines()
+        .map(|k| {
+            (
+                k.to_string(),
+                h.redis().cli(&["TTL", k]).trim().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_keeps_its_snapshots_and_lets_go_of_the_rest() {
+    let _serial = SERIAL.lock().await;
+    for backend in [
+        Backend::RedisSet,
+        Backend::RedisPerUser,
+        Backend::RedisBitmap,
+    ] {
+        let server = RedisServer::start();
+        let options = StoreOptions {
+            keep_versions: 2,
+            ..test_options()
+        };
+        let store: Arc<dyn Store> =
+            Arc::new(RedisStore::connect(&server.url(), options).await.unwrap());
+        let h = Harness {
+            redis: Some(server),
+            ..Harness::over(store, backend)
+        };
+        h.active("c").await;
+        for v in 1..=4u64 {
+            h.replace("c", &[v, v + 10]).await;
+        }
+        let (_, r) = h.upload("c", "add", "text/plain", "99\n").await;
+        assert_eq!(r["version"], 5);
+        // The two kept versions name their snapshots; every other snapshot
+        // was let go with the minute readers get.
+        let kept: Vec<String> = h
+            .redis()
+            .cli(&["HVALS", "guestlist:{c}:versions"])
+            .lines()
+            .map(|json| {
+                let v: Value = serde_json::from_str(json).unwrap();
+                v["snapshot"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            h.redis()
+                .cli(&["HKEYS", "guestlist:{c}:versions"])
+                .lines()
+                .collect::<Vec<_>>()
+                .len(),
+            2
+        );
+        let week = 7 * 24 * 3600;
+        let snapshots = ttls(&h, "guestlist:{c}:snapshot:*");
+        let mut seen_kept = 0;
+        for (key, ttl) in &snapshots {
+            if kept.iter().any(|stamp| key.ends_with(stamp.as_str())) {
+                seen_kept += 1;
+                assert!(
+                    ttl > &(week - 60),
+                    "{backend:?}: kept {key} expires in {ttl}s"
+                );
+            } else {
+                assert!(
+                    (0..=60).contains(ttl),
+                    "{backend:?}: {key} lingers (TTL {ttl})"
+                );
+            }
+        }
+        assert_eq!(seen_kept, 2, "{backend:?}: {snapshots:?}");
+        let history_ttl: i64 = h
+            .redis()
+            .cli(&["TTL", "guestlist:{c}:versions"])
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(history_ttl > week - 60, "{history_ttl}");
+
+        // A delete takes the history with it: the old versions at once, the
+        // live snapshot after the minute its clean-up reads it in.
+        assert_eq!(h.delete("/v1/campaigns/c").await.0, StatusCode::NO_CONTENT);
+        assert_eq!(
+            h.redis().cli(&["EXISTS", "guestlist:{c}:versions"]).trim(),
+            "0"
+        );
+        let left = ttls(&h, "guestlist:{c}:snapshot:*");
+        // Kept: v5 (live) and v4. v4 is unlinked; what is left (v5 and the
+        // versions that fell off earlier) all go within the minute.
+        assert_eq!(left.len(), 4, "{backend:?}: {left:?}");
+        assert!(
+            left.iter().all(|(_, ttl)| (0..=60).contains(ttl)),
+            "{backend:?}: {left:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_per_user_campaign_never_inherits_old_members() {
     let _serial = SERIAL.lock().await;
     let h = Harness::new(Backend::RedisPerUser).await;

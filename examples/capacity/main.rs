@@ -155,7 +155,7 @@ impl Run<'_> {
     fn replace(&self, id: &str, members: RoaringTreemap) -> anyhow::Result<f64> {
         let started = Instant::now();
         self.rt
-            .block_on(self.store.replace_audience(id, members))
+            .block_on(self.store.replace_audience(id, members, "capacity"))
             .with_context(|| format!("replacing the audience of {id}"))?;
         Ok(started.elapsed().as_secs_f64())
     }

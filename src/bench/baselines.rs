@@ -85,7 +85,7 @@ pub(super) async fn run(
     let id = "baseline-check";
     create(store, id).await?;
     let members: RoaringTreemap = (0..CHECK_AUDIENCE).map(|i| i * 10).collect();
-    store.replace_audience(id, members).await?;
+    store.replace_audience(id, members, "bench").await?;
     let key = Keys::new(prefix).members(id);
 
     let requests = 200_000;
@@ -274,7 +274,7 @@ async fn replace_against_pipe(
     let id = "baseline-replace";
     create(store, id).await?;
     let started = Instant::now();
-    let replaced = store.replace_audience(id, ids).await;
+    let replaced = store.replace_audience(id, ids, "bench").await;
     let replace_secs = started.elapsed().as_secs_f64();
     let slow: Vec<redis::Value> = admin
         .query(redis::cmd("SLOWLOG").arg("GET").arg(100))

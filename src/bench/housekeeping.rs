@@ -69,7 +69,7 @@ pub(super) async fn load(
             };
             store.create_campaign(campaign).await?;
             store
-                .replace_audience(&id, audience.members.clone())
+                .replace_audience(&id, audience.members.clone(), "bench")
                 .await
                 .with_context(|| format!("loading {} IDs into {id}", audience.list.len()))?;
             let cache = if design == BenchDesign::NearCache {

@@ -33,7 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::new()
         .routes(routes!(super::export::export, replace))
         .routes(routes!(add))
-        .routes(routes!(remove));
+        .routes(routes!(remove))
+        .merge(super::versions::router());
     super::openapi::register::<UploadAnswer>(router.get_openapi_mut());
     router
 }
@@ -64,7 +65,7 @@ impl UploadSlots {
         UploadSlots(Arc::new(Semaphore::new(slots)))
     }
 
-    fn take(&self) -> Result<UploadSlot, ApiError> {
+    pub(super) fn take(&self) -> Result<UploadSlot, ApiError> {
         self.take_for(
             "guestlist_uploads_in_progress",
             "too_many_uploads",
@@ -365,17 +366,18 @@ async fn change(
     let change = detached(async move {
         let _slot = slot;
         let store = &state.store;
+        let by = audit::actor_name(actor.as_ref());
         let (change, action) = match kind {
             ChangeKind::Replace => (
-                store.replace_audience(&id, parsed.members).await?,
+                store.replace_audience(&id, parsed.members, by).await?,
                 "audience_replaced",
             ),
             ChangeKind::Add => (
-                store.add_members(&id, parsed.members).await?,
+                store.add_members(&id, parsed.members, by).await?,
                 "audience_added",
             ),
             ChangeKind::Remove => (
-                store.remove_members(&id, parsed.members).await?,
+                store.remove_members(&id, parsed.members, by).await?,
                 "audience_removed",
             ),
         };

@@ -77,12 +77,16 @@ async fn list(
     Ok(Json(AuditList { events }).into_response())
 }
 
+/// The name a change is recorded under (the audit log, the history).
+pub fn actor_name(actor: Option<&Actor>) -> &str {
+    actor.map_or("unknown", |a| a.0.as_str())
+}
+
 /// Records a change that has already happened. Failing to record it must not
 /// turn a successful write into an error, so it is logged loudly instead.
 pub async fn record(state: &AppState, actor: Option<&Actor>, event: AuditEvent) {
-    let actor_name = actor.map_or("unknown", |a| a.0.as_str());
     let event = AuditEvent {
-        actor: actor_name.to_string(),
+        actor: actor_name(actor).to_string(),
         ..event
     };
     tracing::info!(

@@ -143,8 +143,8 @@ pub enum Access {
     Admin,
 }
 
-/// The access policy, in one place: writes, the export, the audit log and
-/// the near-cache's per-campaign state need an admin token; other `/v1` reads and checks need the check token when one is set.
+/// The access policy, in one place: writes, the export, the audit log, the
+/// audience history and the near-cache's per-campaign state need an admin token; other `/v1` reads and checks need the check token when one is set.
 pub fn required_access(method: &Method, path: &str) -> Access {
     if !path.starts_with("/v1/") {
         return Access::Open;
@@ -154,7 +154,12 @@ pub fn required_access(method: &Method, path: &str) -> Access {
     let is_export = is_read && path.ends_with("/audience");
     let is_audit = path == "/v1/audit";
     let is_cache = path == "/v1/cache";
-    if is_export || is_audit || is_cache || !(is_read || is_check) {
+    // Who changed an audience is the audit log's information.
+    let is_history = matches!(
+        path.split('/').collect::<Vec<_>>()[..],
+        ["", "v1", "campaigns", _, "versions"]
+    );
+    if is_export || is_audit || is_cache || is_history || !(is_read || is_check) {
         Access::Admin
     } else {
         Access::Read

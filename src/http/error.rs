@@ -85,6 +85,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     ("campaign_not_found", 404, "no campaign has this id"),
     ("route_not_found", 404, "no endpoint has this path"),
     (
+        "version_not_found",
+        404,
+        "a rollback names an audience version the history does not keep",
+    ),
+    (
         "method_not_allowed",
         405,
         "the path exists, not with this method (see /openapi.json)",
@@ -389,6 +394,10 @@ impl From<StoreError> for ApiError {
                 message: format!("{message}; nothing was changed"),
                 field: Some("design"),
                 line: None,
+            },
+            StoreError::VersionNotKept { .. } => ApiError::NotFound {
+                code: "version_not_found",
+                message: format!("{e}; nothing was changed"),
             },
             StoreError::Corrupt(detail) => ApiError::Internal(detail),
             StoreError::Unreplicated(_) => ApiError::Unreplicated(e.to_string()),

@@ -34,6 +34,7 @@ pub mod openapi;
 pub mod ops;
 pub mod peer;
 pub mod request_id;
+pub mod versions;
 
 use std::sync::Arc;
 

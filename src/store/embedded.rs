@@ -5,6 +5,9 @@
 //! is crash-safe: an interrupted write leaves the previous committed state.
 //! Writes go to disk first and become visible in memory only once committed,
 //! so what a check sees has always been persisted.
+//!
+//! The history (the last `--keep-versions` audiences, for rollback) lives
+//! on disk only; memory holds each version's one-line record.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use roaring::RoaringTreemap;
 
+use super::history::{self, AudienceVersion, Origin, VersionAction};
 use super::{AuditEvent, Store, StoreError, StoreResult};
 use crate::domain::{AudienceChange, Campaign, CampaignPatch, UserId};
 
@@ -23,6 +27,11 @@ use crate::domain::{AudienceChange, Campaign, CampaignPatch, UserId};
 const CAMPAIGNS: TableDefinition<&str, &str> = TableDefinition::new("campaigns");
 /// Campaign id → audience in roaring's portable serialization.
 const AUDIENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("audiences");
+/// (campaign id, version) → that version's record as JSON, for each kept version.
+const VERSIONS: TableDefinition<(&str, u64), &str> = TableDefinition::new("versions");
+/// (campaign id, version) → that version's audience, as in `AUDIENCES`.
+const VERSION_AUDIENCES: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("version_audiences");
 
 /// The file inside the data directory.
 pub const DB_FILE: &str = "guestlist.redb";
@@ -48,21 +57,46 @@ struct Inner {
     /// synced before the request answers.
     audit: std::sync::Mutex<std::fs::File>,
     audit_path: PathBuf,
+    /// Audience versions kept per campaign, the live one included.
+    keep_versions: usize,
 }
 
 struct Entry {
     campaign: Campaign,
     members: Arc<RoaringTreemap>,
+    /// The kept versions' records, newest first.
+    versions: Arc<Vec<AudienceVersion>>,
+}
+
+/// What a commit writes besides the campaign's metadata.
+enum Commit {
+    /// Metadata only (a PATCH).
+    Metadata,
+    /// A new campaign: its empty audience too.
+    Created,
+    /// A new audience version: the live audience, its record and copy in
+    /// the history, and the removal of the versions that fell off.
+    Audience { dropped: Vec<u64> },
+    /// The campaign, its audience and its whole history.
+    Deleted,
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store in `dir` and loads every audience into memory.
+    /// Opens (or creates) the store in `dir` and loads every audience into
+    /// memory, keeping the default number of versions.
     pub async fn open(dir: &Path) -> anyhow::Result<EmbeddedStore> {
-        let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&dir)).await?
+        Self::open_keeping(dir, history::DEFAULT_KEEP_VERSIONS).await
     }
 
-    fn open_blocking(dir: &Path) -> anyhow::Result<EmbeddedStore> {
+    /// [`EmbeddedStore::open`], keeping `keep_versions` audience versions
+    /// per campaign (at least 1).
+    pub async fn open_keeping(dir: &Path, keep_versions: usize) -> anyhow::Result<EmbeddedStore> {
+        let dir = dir.to_path_buf();
+        let keep_versions = keep_versions.max(1);
+        tokio::task::spawn_blocking(move || Self::open_blocking(&dir, keep_versions)).await?
+    }
+
+    fn open_blocking(dir: &Path, keep_versions: usize) -> anyhow::Result<EmbeddedStore> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating data directory {}", dir.display()))?;
         let path = dir.join(DB_FILE);
@@ -76,12 +110,17 @@ impl EmbeddedStore {
         let tx = db.begin_write()?;
         tx.open_table(CAMPAIGNS)?;
         tx.open_table(AUDIENCES)?;
+        tx.open_table(VERSIONS)?;
+        tx.open_table(VERSION_AUDIENCES)?;
         tx.commit()?;
+        record_unrecorded_versions(&db)
+            .with_context(|| format!("recording audience history in {}", path.display()))?;
 
         let mut live = HashMap::new();
         let tx = db.begin_read()?;
         let campaigns = tx.open_table(CAMPAIGNS)?;
         let audiences = tx.open_table(AUDIENCES)?;
+        let versions = tx.open_table(VERSIONS)?;
         for row in campaigns.iter()? {
             let (id, json) = row?;
             let campaign: Campaign = serde_json::from_str(json.value())
@@ -91,15 +130,24 @@ impl EmbeddedStore {
                     .with_context(|| format!("audience of {:?}", id.value()))?,
                 None => RoaringTreemap::new(),
             };
+            let mut kept = Vec::new();
+            for row in versions.range((id.value(), 0)..=(id.value(), u64::MAX))? {
+                let (key, json) = row?;
+                let record: AudienceVersion = serde_json::from_str(json.value())
+                    .with_context(|| format!("version {:?} in {}", key.value(), path.display()))?;
+                kept.push(record);
+            }
+            kept.reverse();
             live.insert(
                 campaign.id.clone(),
                 Arc::new(Entry {
                     campaign,
                     members: Arc::new(members),
+                    versions: Arc::new(kept),
                 }),
             );
         }
-        drop((campaigns, audiences));
+        drop((campaigns, audiences, versions));
         drop(tx);
         tracing::info!(path = %path.display(), campaigns = live.len(), "embedded store opened");
         let audit_path = dir.join(AUDIT_FILE);
@@ -119,6 +167,7 @@ impl EmbeddedStore {
                 path,
                 live: RwLock::new(live),
                 writer: tokio::sync::Mutex::new(()),
+                keep_versions,
             }),
         })
     }
@@ -149,12 +198,7 @@ impl EmbeddedStore {
 
     /// Persists `entry` (or deletes `id` when `None`), then publishes it in memory.
     /// Serialisation and the fsync run on a blocking thread.
-    async fn commit(
-        &self,
-        id: &str,
-        entry: Option<Entry>,
-        audience_changed: bool,
-    ) -> StoreResult<()> {
+    async fn commit(&self, id: &str, entry: Option<Entry>, what: Commit) -> StoreResult<()> {
         let inner = self.inner.clone();
         let id_owned = id.to_string();
         let entry = tokio::task::spawn_blocking(move || -> StoreResult<Option<Entry>> {
@@ -162,26 +206,47 @@ impl EmbeddedStore {
             {
                 let mut campaigns = tx.open_table(CAMPAIGNS).map_err(unavailable)?;
                 let mut audiences = tx.open_table(AUDIENCES).map_err(unavailable)?;
-                match &entry {
-                    Some(e) => {
-                        let json = serde_json::to_string(&e.campaign)
+                let mut versions = tx.open_table(VERSIONS).map_err(unavailable)?;
+                let mut copies = tx.open_table(VERSION_AUDIENCES).map_err(unavailable)?;
+                let id = id_owned.as_str();
+                if let Some(e) = &entry {
+                    let json = serde_json::to_string(&e.campaign)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    campaigns.insert(id, json.as_str()).map_err(unavailable)?;
+                }
+                match (&what, &entry) {
+                    (Commit::Metadata, _) => {}
+                    (Commit::Created | Commit::Audience { .. }, Some(e)) => {
+                        let mut bytes = Vec::with_capacity(e.members.serialized_size());
+                        e.members
+                            .serialize_into(&mut bytes)
                             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                        campaigns
-                            .insert(id_owned.as_str(), json.as_str())
+                        audiences
+                            .insert(id, bytes.as_slice())
                             .map_err(unavailable)?;
-                        if audience_changed {
-                            let mut bytes = Vec::with_capacity(e.members.serialized_size());
-                            e.members
-                                .serialize_into(&mut bytes)
+                        if let (Commit::Audience { dropped }, Some(newest)) =
+                            (&what, e.versions.first())
+                        {
+                            let record = serde_json::to_string(newest)
                                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                            audiences
-                                .insert(id_owned.as_str(), bytes.as_slice())
-                                .map_err(unavailable)?;
+                            let key = (id, newest.version);
+                            versions.insert(key, record.as_str()).map_err(unavailable)?;
+                            copies.insert(key, bytes.as_slice()).map_err(unavailable)?;
+                            for &version in dropped {
+                                versions.remove((id, version)).map_err(unavailable)?;
+                                copies.remove((id, version)).map_err(unavailable)?;
+                            }
                         }
                     }
-                    None => {
-                        campaigns.remove(id_owned.as_str()).map_err(unavailable)?;
-                        audiences.remove(id_owned.as_str()).map_err(unavailable)?;
+                    _ => {
+                        campaigns.remove(id).map_err(unavailable)?;
+                        audiences.remove(id).map_err(unavailable)?;
+                        versions
+                            .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                            .map_err(unavailable)?;
+                        copies
+                            .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                            .map_err(unavailable)?;
                     }
                 }
             }
@@ -208,16 +273,18 @@ impl EmbeddedStore {
     async fn change_audience(
         &self,
         id: &str,
-        incremental: bool,
-        change: impl FnOnce(&RoaringTreemap) -> (RoaringTreemap, u64) + Send + 'static,
+        origin: Origin,
+        change: impl FnOnce(&Entry, &Inner) -> StoreResult<(RoaringTreemap, u64)> + Send + 'static,
     ) -> StoreResult<AudienceChange> {
+        let incremental = matches!(origin.action, VersionAction::Added | VersionAction::Removed);
         let _writer = self.inner.writer.lock().await;
         let current = self.entry(id)?;
-        let old = current.members.clone();
-        // Set algebra on millions of IDs is CPU work; keep it off the async workers.
-        let (members, changed) = tokio::task::spawn_blocking(move || change(&old))
+        let (entry, inner) = (current.clone(), self.inner.clone());
+        // Set algebra on millions of IDs is CPU work, and a rollback reads
+        // its version from disk: keep both off the async workers.
+        let (members, changed) = tokio::task::spawn_blocking(move || change(&entry, &inner))
             .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))??;
         if incremental && changed == 0 {
             return Ok(AudienceChange {
                 previous_size: current.campaign.audience_size,
@@ -236,13 +303,86 @@ impl EmbeddedStore {
             version: campaign.version,
             changed,
         };
+        let record = origin.record(
+            campaign.version,
+            campaign.audience_size,
+            campaign.updated_at,
+        );
+        let (kept, dropped) = history::retain(
+            current.versions.to_vec(),
+            record,
+            self.inner.keep_versions,
+            |v| v.version,
+        );
         let entry = Entry {
             campaign,
             members: Arc::new(members),
+            versions: Arc::new(kept),
         };
-        self.commit(id, Some(entry), true).await?;
+        let dropped = dropped.iter().map(|v| v.version).collect();
+        self.commit(id, Some(entry), Commit::Audience { dropped })
+            .await?;
         Ok(result)
     }
+}
+
+/// Gives every campaign whose live version predates the history a record
+/// and a copy of it, so it can be rolled back to like any other. Runs at
+/// open; a store that has them changes nothing.
+fn record_unrecorded_versions(db: &Database) -> anyhow::Result<()> {
+    let tx = db.begin_write()?;
+    {
+        let campaigns = tx.open_table(CAMPAIGNS)?;
+        let audiences = tx.open_table(AUDIENCES)?;
+        let mut versions = tx.open_table(VERSIONS)?;
+        let mut copies = tx.open_table(VERSION_AUDIENCES)?;
+        for row in campaigns.iter()? {
+            let (id, json) = row?;
+            let campaign: Campaign = serde_json::from_str(json.value())?;
+            let id = id.value();
+            if campaign.version == 0 || versions.get((id, campaign.version))?.is_some() {
+                continue;
+            }
+            let origin = Origin::new("unknown", VersionAction::Unrecorded);
+            let record = origin.record(
+                campaign.version,
+                campaign.audience_size,
+                campaign.updated_at,
+            );
+            let bytes = audiences
+                .get(id)?
+                .map(|b| b.value().to_vec())
+                .unwrap_or_default();
+            versions.insert(
+                (id, campaign.version),
+                serde_json::to_string(&record)?.as_str(),
+            )?;
+            copies.insert((id, campaign.version), bytes.as_slice())?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The audience of kept version `version`, read from the history.
+fn kept_audience(inner: &Inner, entry: &Entry, version: u64) -> StoreResult<RoaringTreemap> {
+    let id = entry.campaign.id.as_str();
+    let not_kept = || StoreError::VersionNotKept {
+        campaign: id.to_string(),
+        version,
+        kept: entry.versions.iter().map(|v| v.version).collect(),
+    };
+    if !entry.versions.iter().any(|v| v.version == version) {
+        return Err(not_kept());
+    }
+    let tx = inner.db.begin_read().map_err(unavailable)?;
+    let copies = tx.open_table(VERSION_AUDIENCES).map_err(unavailable)?;
+    let bytes = copies
+        .get((id, version))
+        .map_err(unavailable)?
+        .ok_or_else(not_kept)?;
+    RoaringTreemap::deserialize_from(bytes.value())
+        .map_err(|e| StoreError::Corrupt(format!("version {version} of {id:?}: {e}")))
 }
 
 /// A crash mid-append can leave a last line without its newline; terminate
@@ -282,8 +422,10 @@ impl Store for EmbeddedStore {
         let entry = Entry {
             campaign: campaign.clone(),
             members: Arc::new(RoaringTreemap::new()),
+            versions: Arc::new(Vec::new()),
         };
-        self.commit(&campaign.id, Some(entry), true).await?;
+        self.commit(&campaign.id, Some(entry), Commit::Created)
+            .await?;
         Ok(campaign)
     }
 
@@ -304,32 +446,42 @@ impl Store for EmbeddedStore {
         let entry = Entry {
             campaign: campaign.clone(),
             members: current.members.clone(),
+            versions: current.versions.clone(),
         };
-        self.commit(id, Some(entry), false).await?;
+        self.commit(id, Some(entry), Commit::Metadata).await?;
         Ok(campaign)
     }
 
     async fn delete_campaign(&self, id: &str) -> StoreResult<()> {
         let _writer = self.inner.writer.lock().await;
         self.entry(id)?;
-        self.commit(id, None, true).await
+        self.commit(id, None, Commit::Deleted).await
     }
 
     async fn replace_audience(
         &self,
         id: &str,
         members: RoaringTreemap,
+        by: &str,
     ) -> StoreResult<AudienceChange> {
         let received = members.len();
-        self.change_audience(id, false, move |_| (members, received))
+        let origin = Origin::new(by, VersionAction::Replaced);
+        self.change_audience(id, origin, move |_, _| Ok((members, received)))
             .await
     }
 
-    async fn add_members(&self, id: &str, members: RoaringTreemap) -> StoreResult<AudienceChange> {
-        self.change_audience(id, true, move |old| {
+    async fn add_members(
+        &self,
+        id: &str,
+        members: RoaringTreemap,
+        by: &str,
+    ) -> StoreResult<AudienceChange> {
+        let origin = Origin::new(by, VersionAction::Added);
+        self.change_audience(id, origin, move |current, _| {
+            let old = &*current.members;
             let next = old | &members;
             let added = next.len() - old.len();
-            (next, added)
+            Ok((next, added))
         })
         .await
     }
@@ -338,11 +490,29 @@ impl Store for EmbeddedStore {
         &self,
         id: &str,
         members: RoaringTreemap,
+        by: &str,
     ) -> StoreResult<AudienceChange> {
-        self.change_audience(id, true, move |old| {
+        let origin = Origin::new(by, VersionAction::Removed);
+        self.change_audience(id, origin, move |current, _| {
+            let old = &*current.members;
             let next = old - &members;
             let removed = old.len() - next.len();
-            (next, removed)
+            Ok((next, removed))
+        })
+        .await
+    }
+
+    async fn versions(&self, id: &str) -> StoreResult<Vec<AudienceVersion>> {
+        Ok(self.entry(id)?.versions.to_vec())
+    }
+
+    async fn rollback(&self, id: &str, version: u64, by: &str) -> StoreResult<AudienceChange> {
+        let mut origin = Origin::new(by, VersionAction::RolledBack);
+        origin.restored = Some(version);
+        self.change_audience(id, origin, move |current, inner| {
+            let members = kept_audience(inner, current, version)?;
+            let size = members.len();
+            Ok((members, size))
         })
         .await
     }

@@ -12,7 +12,10 @@
 
 #[cfg(feature = "server")]
 pub mod embedded;
+pub mod history;
 pub mod redis;
+
+pub use history::{AudienceVersion, VersionAction};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +55,14 @@ pub enum StoreError {
     /// Data in the store could not be read back (a bug or outside tampering).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A rollback named a version the history no longer (or never) held.
+    #[error("campaign {campaign:?} keeps no version {version}; {}", kept_versions(.kept))]
+    VersionNotKept {
+        campaign: String,
+        version: u64,
+        /// The versions it does keep, newest first.
+        kept: Vec<u64>,
+    },
     /// Fewer replicas than required confirmed a write in time. The message
     /// says whether the change was published on the primary; a retry of
     /// the same request is safe either way.
@@ -60,6 +71,16 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+fn kept_versions(kept: &[u64]) -> String {
+    match kept {
+        [] => "it keeps none yet".to_string(),
+        _ => {
+            let list: Vec<String> = kept.iter().map(u64::to_string).collect();
+            format!("the kept versions are {}", list.join(", "))
+        }
+    }
+}
 
 /// Which store the service runs on, parsed from `--store`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +227,9 @@ pub struct StoreOptions {
     /// How audience uploads pace their writes (Redis store; off by default
     /// here, on by default in `serve`).
     pub upload_pacing: redis::UploadPacing,
+    /// How many audience versions each campaign keeps for rollback, the
+    /// live one included (`--keep-versions`, at least 1).
+    pub keep_versions: usize,
 }
 
 impl Default for StoreOptions {
@@ -216,6 +240,7 @@ impl Default for StoreOptions {
             retention: Duration::from_secs(7 * 24 * 3600),
             max_staleness: Duration::from_secs(5),
             upload_pacing: redis::UploadPacing::default(),
+            keep_versions: history::DEFAULT_KEEP_VERSIONS,
         }
     }
 }
@@ -236,20 +261,36 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the campaign and frees its audience without blocking the backend.
     async fn delete_campaign(&self, id: &str) -> StoreResult<()>;
 
-    /// Replaces the whole audience; readers see the old one or the new one, never a mix.
+    /// Replaces the whole audience; readers see the old one or the new one,
+    /// never a mix. `by` names who asked, for the history.
     async fn replace_audience(
         &self,
         id: &str,
         members: RoaringTreemap,
+        by: &str,
     ) -> StoreResult<AudienceChange>;
-    async fn add_members(&self, id: &str, members: RoaringTreemap) -> StoreResult<AudienceChange>;
+    async fn add_members(
+        &self,
+        id: &str,
+        members: RoaringTreemap,
+        by: &str,
+    ) -> StoreResult<AudienceChange>;
     async fn remove_members(
         &self,
         id: &str,
         members: RoaringTreemap,
+        by: &str,
     ) -> StoreResult<AudienceChange>;
     /// The whole audience as a compact bitmap, for export.
     async fn audience(&self, id: &str) -> StoreResult<Arc<RoaringTreemap>>;
+
+    /// The kept audience versions, newest first: at most
+    /// [`StoreOptions::keep_versions`], the live one first once there is one.
+    async fn versions(&self, id: &str) -> StoreResult<Vec<AudienceVersion>>;
+    /// Publishes kept version `version`'s audience again, as a new version
+    /// made like a replace (same lease, fence and checks);
+    /// [`StoreError::VersionNotKept`] when the history does not hold it.
+    async fn rollback(&self, id: &str, version: u64, by: &str) -> StoreResult<AudienceChange>;
 
     /// Whether `design` may hold `members` in this store: the refusal a
     /// replace or add to exactly that audience would meet, for dry runs.
@@ -301,8 +342,8 @@ pub struct AuditEvent {
     /// The name of the admin token used.
     pub actor: String,
     pub campaign: String,
-    /// `created`, `updated`, `deleted`, `audience_replaced`, `audience_added`
-    /// or `audience_removed`.
+    /// `created`, `updated`, `deleted`, `audience_replaced`, `audience_added`,
+    /// `audience_removed` or `audience_rolled_back`.
     pub action: String,
     /// A sentence for humans, e.g. "replaced 3,000,000 IDs with 10 at version 4".
     pub summary: String,
@@ -341,7 +382,9 @@ pub const MAX_AUDIT_LIMIT: usize = 1_000;
 #[cfg(feature = "server")]
 pub async fn open(spec: &StoreSpec, options: StoreOptions) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match spec {
-        StoreSpec::Embedded(dir) => Arc::new(embedded::EmbeddedStore::open(dir).await?),
+        StoreSpec::Embedded(dir) => {
+            Arc::new(embedded::EmbeddedStore::open_keeping(dir, options.keep_versions).await?)
+        }
         StoreSpec::Redis(url) => Arc::new(redis::RedisStore::connect(url, options).await?),
     })
 }

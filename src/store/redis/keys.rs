@@ -100,6 +100,13 @@ impl Keys {
         )
     }
 
+    /// HASH of the campaign's kept audience versions: field = the version,
+    /// value = its record as JSON with the stamp of its snapshot (see
+    /// `history.rs`). Written only inside fenced commits.
+    pub fn versions(&self, campaign: &str) -> String {
+        format!("{}:{{{campaign}}}:versions", self.prefix)
+    }
+
     /// STRING holding the IDs a `per-user` in-place change is writing, while
     /// the change is pending (see `FIELD_PENDING`): what the next writer
     /// needs to undo it if this one dies.

@@ -42,6 +42,7 @@ mod coalesce;
 mod conn;
 pub(crate) mod connect;
 mod design;
+mod history;
 mod keys;
 mod lease;
 mod meta;
@@ -67,6 +68,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use roaring::RoaringTreemap;
 
+use super::history::{AudienceVersion, Origin, VersionAction};
 use super::{AuditEvent, Store, StoreError, StoreOptions, StoreResult};
 use crate::domain::{AudienceChange, Campaign, CampaignPatch, Design, UserId};
 use catalog::Catalog;
@@ -308,7 +310,14 @@ impl RedisStore {
         id: &str,
         ids: RoaringTreemap,
         adding: bool,
+        by: &str,
     ) -> StoreResult<AudienceChange> {
+        let action = if adding {
+            VersionAction::Added
+        } else {
+            VersionAction::Removed
+        };
+        let origin = Origin::new(by, action);
         let lease = self.lease(id).await?;
         let token = lease.token.clone();
         lease
@@ -359,9 +368,10 @@ impl RedisStore {
                     Self::audience_fits(design, &next)?;
                 }
                 if changed as usize <= CHUNK {
-                    self.apply_delta(&token, &current, &next, delta).await
+                    self.apply_delta(&token, &current, &next, delta, &origin)
+                        .await
                 } else {
-                    self.rebuild(&token, &current, next, changed).await
+                    self.rebuild(&token, &current, next, changed, &origin).await
                 }
             })
             .await
@@ -473,7 +483,9 @@ impl Store for RedisStore {
         &self,
         id: &str,
         members: RoaringTreemap,
+        by: &str,
     ) -> StoreResult<AudienceChange> {
+        let origin = Origin::new(by, VersionAction::Replaced);
         let lease = self.lease(id).await?;
         let token = lease.token.clone();
         lease
@@ -481,21 +493,53 @@ impl Store for RedisStore {
                 let current = self.current(&token, id).await?;
                 Self::audience_fits(current.campaign.design, &members)?;
                 let received = members.len();
-                self.rebuild(&token, &current, members, received).await
+                self.rebuild(&token, &current, members, received, &origin)
+                    .await
             })
             .await
     }
 
-    async fn add_members(&self, id: &str, members: RoaringTreemap) -> StoreResult<AudienceChange> {
-        self.change(id, members, true).await
+    async fn add_members(
+        &self,
+        id: &str,
+        members: RoaringTreemap,
+        by: &str,
+    ) -> StoreResult<AudienceChange> {
+        self.change(id, members, true, by).await
     }
 
     async fn remove_members(
         &self,
         id: &str,
         members: RoaringTreemap,
+        by: &str,
     ) -> StoreResult<AudienceChange> {
-        self.change(id, members, false).await
+        self.change(id, members, false, by).await
+    }
+
+    async fn versions(&self, id: &str) -> StoreResult<Vec<AudienceVersion>> {
+        let meta = self.load(&self.inner.admin, id).await?;
+        Ok(history::records(self.kept(&meta).await?))
+    }
+
+    /// Reads the kept version under the lease, from the incarnation the
+    /// commit is fenced on, so a delete and re-create in between can never
+    /// publish the old campaign's audience into the new one.
+    async fn rollback(&self, id: &str, version: u64, by: &str) -> StoreResult<AudienceChange> {
+        let mut origin = Origin::new(by, VersionAction::RolledBack);
+        origin.restored = Some(version);
+        let lease = self.lease(id).await?;
+        let token = lease.token.clone();
+        lease
+            .run(async {
+                let current = self.current(&token, id).await?;
+                let kept = self.kept(&current).await?;
+                let members = self.kept_audience(&current, &kept, version).await?;
+                Self::audience_fits(current.campaign.design, &members)?;
+                let size = members.len();
+                self.rebuild(&token, &current, members, size, &origin).await
+            })
+            .await
     }
 
     async fn audience(&self, id: &str) -> StoreResult<Arc<RoaringTreemap>> {

@@ -23,11 +23,13 @@ use roaring::RoaringTreemap;
 
 use super::RedisStore;
 use super::design::{CHUNK, Delta};
+use super::history::Kept;
 use super::keys::{self, Keys, Stamp};
 use super::meta::CampaignMeta;
 use super::replicas::AckPoint;
 use super::snapshot;
 use crate::domain::{AudienceChange, CampaignPatch, fmt_time};
+use crate::store::history::Origin;
 use crate::store::{StoreError, StoreResult};
 
 const FENCED: &str = include_str!("scripts/fenced.lua");
@@ -232,8 +234,15 @@ impl RedisStore {
     }
 
     /// Queues what every audience commit does besides the design's part:
-    /// metadata, expiries, the new snapshot kept and the old one let go.
-    fn queue_audience_commit(&self, tx: &mut Fenced, current: &CampaignMeta, next: &CampaignMeta) {
+    /// metadata, expiries, the new snapshot kept, and the history: the new
+    /// version recorded, the versions past `--keep-versions` let go.
+    fn queue_audience_commit(
+        &self,
+        tx: &mut Fenced,
+        next: &CampaignMeta,
+        kept: Vec<Kept>,
+        origin: &Origin,
+    ) {
         let keys = self.keys();
         let id = next.id();
         let expire_at = self.expire_at(&next.campaign);
@@ -246,13 +255,7 @@ impl RedisStore {
             &[&keys.snapshot(id, next.incarnation, next.snapshot)],
             expire_at,
         );
-        if current.campaign.version > 0 {
-            tx.op(
-                "EXPIRE",
-                &[&keys.snapshot(id, current.incarnation, current.snapshot)],
-                OLD_SNAPSHOT_TTL_SECS,
-            );
-        }
+        self.queue_history(tx, next, kept, origin, expire_at);
     }
 
     /// Replaces the audience by building the new one beside the live one.
@@ -262,8 +265,10 @@ impl RedisStore {
         current: &CampaignMeta,
         members: RoaringTreemap,
         changed: u64,
+        origin: &Origin,
     ) -> StoreResult<AudienceChange> {
         let admin = &self.inner.admin;
+        let kept = self.kept(current).await?;
         let id = current.id();
         let design = self.design(current.campaign.design);
         let attempt = Stamp::random();
@@ -290,7 +295,7 @@ impl RedisStore {
                 .await?;
             let mut tx = Fenced::new(self.keys(), current, token);
             design.publish(&mut tx, id, attempt, expire_at);
-            self.queue_audience_commit(&mut tx, current, &next);
+            self.queue_audience_commit(&mut tx, &next, kept, origin);
             self.commit(tx, &next).await
         }
         .await;
@@ -330,9 +335,11 @@ impl RedisStore {
         current: &CampaignMeta,
         members: &RoaringTreemap,
         delta: Delta,
+        origin: &Origin,
     ) -> StoreResult<AudienceChange> {
         debug_assert!(delta.len() as usize <= CHUNK);
         let admin = &self.inner.admin;
+        let kept = self.kept(current).await?;
         let id = current.id();
         let design = self.design(current.campaign.design);
         let attempt = Stamp::random();
@@ -369,7 +376,7 @@ impl RedisStore {
                 .await?;
             self.await_replicas(&base, AckPoint::Staged(&snapshot_key), &masters)
                 .await?;
-            self.queue_audience_commit(&mut tx, current, &next);
+            self.queue_audience_commit(&mut tx, &next, kept, origin);
             self.commit(tx, &next).await
         }
         .await;
@@ -462,11 +469,9 @@ impl RedisStore {
         );
         tx.op("EXPIREAT", &[&self.keys().meta(id)], expire_at);
         if c.version > 0 {
-            tx.op(
-                "EXPIREAT",
-                &[&self.keys().snapshot(id, next.incarnation, next.snapshot)],
-                expire_at,
-            );
+            // The live snapshot is among the kept ones.
+            let kept = self.kept(current).await?;
+            self.queue_history_expiry(&mut tx, &next, &kept, expire_at);
         }
         // The expiry follows max(ends_at, now), so any window edit moves it.
         let window_changed = patch.starts_at.is_some() || patch.ends_at.is_some();
@@ -492,7 +497,9 @@ impl RedisStore {
         let id = current.id();
         let keys = self.keys();
         let design = self.design(current.campaign.design);
+        let kept = self.kept(current).await?;
         let mut tx = Fenced::new(keys, current, token);
+        self.queue_history_delete(&mut tx, current, &kept);
         tx.op("UNLINK", &[&keys.meta(id)], NO_ARGS);
         tx.op("UNLINK", &[&keys.pending(id)], NO_ARGS);
         design.delete(&mut tx, id);
