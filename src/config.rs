@@ -148,6 +148,20 @@ pub enum AudienceCmd {
     Add(UploadArgs),
     /// Remove the IDs in a file; says how many were not in the audience.
     Remove(UploadArgs),
+    /// List the kept versions of the audience, newest first: size, when,
+    /// who and how.
+    Versions {
+        /// The campaign's id.
+        campaign: String,
+    },
+    /// Publish a kept version's audience again, as a new version (itself
+    /// undone by rolling back to the version it replaced).
+    Rollback {
+        /// The campaign's id.
+        campaign: String,
+        /// The kept version to restore (see `audience versions`).
+        version: u64,
+    },
     /// Write the audience to stdout in ascending order.
     Export {
         /// The campaign's id.

@@ -308,6 +308,71 @@ async fn a_csv_export_loads_exactly_its_chosen_column_through_the_api_and_the_cl
     assert_eq!(export(server.clone()).await, vec![7, 17, 42]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_versions_and_rolls_back_on_a_server_keeping_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = common::serve::Serve::start(
+        "keep-versions",
+        data.to_str().unwrap(),
+        &["--keep-versions", "2"],
+    );
+    server.wait_ready().await;
+    let base = server.base.clone();
+    create_active(&base, "c", &[]).await;
+    for (i, ids) in ["1\n2\n", "3\n", "4\n5\n6\n"].iter().enumerate() {
+        let file = dir.path().join(format!("v{i}.txt"));
+        std::fs::write(&file, ids).unwrap();
+        let out = cli(
+            &base,
+            Some(ADMIN),
+            &["audience", "replace", "c", file.to_str().unwrap()],
+        )
+        .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = cli(&base, Some(ADMIN), &["audience", "versions", "c"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "--keep-versions 2 kept more:\n{table}");
+    assert_eq!(
+        (rows[0][0], rows[0][1], rows[0][3], rows[0][4]),
+        ("3", "3", "admin", "replaced")
+    );
+    assert_eq!((rows[1][0], rows[1][1]), ("2", "1"));
+
+    let out = cli(&base, Some(ADMIN), &["audience", "rollback", "c", "1"]).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("keeps no version 1; the kept versions are 3, 2"),
+        "{err}"
+    );
+    assert!(err.contains("guestlist audience versions c"), "{err}");
+
+    let out = cli(&base, Some(ADMIN), &["audience", "rollback", "c", "2"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "c: rolled back to version 2; audience size 1, version 4"
+    );
+    let out = cli(&base, Some(ADMIN), &["audience", "export", "c"]).await;
+    assert_eq!(stdout(&out), "3\n");
+    let out = cli(&base, Some(ADMIN), &["--json", "audience", "versions", "c"]).await;
+    let body: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let newest = &body["versions"][0];
+    assert_eq!(
+        (&newest["version"], &newest["action"], &newest["restored"]),
+        (&4.into(), &"rolled_back".into(), &2.into())
+    );
+    assert_eq!(body["versions"].as_array().unwrap().len(), 2);
+}
+
 async fn audit_actions(h: &Harness) -> Vec<String> {
     let (status, body) = h.get("/v1/audit?campaign=c").await;
     assert_eq!(status, axum::http::StatusCode::OK, "{body}");

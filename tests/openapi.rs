@@ -298,6 +298,72 @@ async fn the_document_is_openapi_3_1_and_real_answers_of_every_route_match_it() 
     let body = r.admin(M::GET, audience, path, Send::Nothing, 200).await;
     assert_eq!(body, "1\n9\n42\n");
 
+    // History: the versions, a rollback, refusals.
+    let versions = "/v1/campaigns/{id}/versions";
+    let body = r
+        .admin(
+            M::GET,
+            versions,
+            "/v1/campaigns/spring-sale/versions",
+            Send::Nothing,
+            200,
+        )
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["versions"][0]["version"],
+        3
+    );
+    r.admin(
+        M::GET,
+        versions,
+        "/v1/campaigns/missing/versions",
+        Send::Nothing,
+        404,
+    )
+    .await;
+    let rollback = "/v1/campaigns/{id}/rollback";
+    let back = "/v1/campaigns/spring-sale/rollback";
+    let body = r
+        .admin(
+            M::POST,
+            rollback,
+            back,
+            Send::Json(json!({"version": 1})),
+            200,
+        )
+        .await;
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["restored"], 1);
+    let body = r
+        .admin(
+            M::POST,
+            rollback,
+            back,
+            Send::Json(json!({"version": 99})),
+            404,
+        )
+        .await;
+    assert_eq!(code_of(&body), "version_not_found");
+    let body = r
+        .admin(
+            M::POST,
+            rollback,
+            back,
+            Send::Json(json!({"version": -1})),
+            400,
+        )
+        .await;
+    assert_eq!(code_of(&body), "invalid_json");
+    r.admin(
+        M::POST,
+        rollback,
+        back,
+        Send::Text("text/plain", "1".into()),
+        415,
+    )
+    .await;
+    let body = r.admin(M::GET, audience, path, Send::Nothing, 200).await;
+    assert_eq!(body, "1\n2\n3\n42\n");
+
     // Checks.
     let member = "/v1/campaigns/{id}/members/{user_id}";
     let (status, body) = r

@@ -1,5 +1,6 @@
 //! `guestlist audience replace|add|remove|export`: files of IDs streamed to
-//! and from the server, never read whole into memory.
+//! and from the server, never read whole into memory. (`versions` and
+//! `rollback` are in [`super::versions`].)
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,10 @@ enum Change {
 pub async fn run(api: &Api, cmd: AudienceCmd) -> Result<Exit, CliError> {
     let (change, args) = match cmd {
         AudienceCmd::Export { campaign, format } => return export(api, &campaign, format).await,
+        AudienceCmd::Versions { campaign } => return super::versions::list(api, &campaign).await,
+        AudienceCmd::Rollback { campaign, version } => {
+            return super::versions::rollback(api, &campaign, version).await;
+        }
         AudienceCmd::Replace(args) => (Change::Replace, args),
         AudienceCmd::Add(args) => (Change::Add, args),
         AudienceCmd::Remove(args) => (Change::Remove, args),

@@ -16,6 +16,7 @@ mod campaign;
 mod error;
 mod output;
 mod reads;
+mod versions;
 
 use std::process::ExitCode;
 
