@@ -5,7 +5,7 @@
 //   millions of lines is never held whole in memory, here or on the server.
 //   A replace or remove is previewed first (a dry run) and, when it would
 //   remove more than the page's threshold of the audience, published only
-//   once confirmed. The page's facts and history then refresh in place.
+//   once confirmed. The page's facts, versions and history then refresh in place.
 // - Delete stays disabled until the campaign id is typed exactly.
 "use strict";
 
@@ -91,7 +91,7 @@ async function refreshCampaign() {
   const res = await fetch(location.pathname, { credentials: "same-origin" });
   if (!res.ok) return;
   const fresh = new DOMParser().parseFromString(await res.text(), "text/html");
-  for (const selector of ["dl.facts", "section[aria-labelledby=audit-title]"]) {
+  for (const selector of ["dl.facts", "section[aria-labelledby=versions-title]", "section[aria-labelledby=audit-title]"]) {
     const now = document.querySelector(selector);
     const next = fresh.querySelector(selector);
     if (now && next) {

@@ -333,10 +333,11 @@ async fn forms_without_or_with_a_wrong_csrf_token_get_403_and_change_nothing() {
         ("starts_at", "2030-01-01T00:00"),
         ("ends_at", "2030-02-01T00:00"),
     ];
-    let forms: [(&str, &[(&str, &str)]); 4] = [
+    let forms: [(&str, &[(&str, &str)]); 5] = [
         ("/admin/campaigns/new", &create),
         ("/admin/campaigns/c/edit", &edit),
         ("/admin/campaigns/c/delete", &[("confirm", "c")]),
+        ("/admin/campaigns/c/rollback/1", &[("confirm", "c")]),
         ("/admin/signout", &[]),
     ];
     for (path, fields) in forms {
@@ -502,6 +503,90 @@ async fn the_create_form_shows_every_error_by_its_field_and_keeps_the_values() {
         "nothing created"
     );
     assert_eq!(h.campaign("taken").await["name"], "Campaign taken");
+}
+
+#[tokio::test]
+async fn rollback_needs_the_campaign_id_typed_and_a_kept_version() {
+    let h = Harness::new(Backend::Embedded).await;
+    h.create("c", -1, 24).await;
+    h.replace("c", &[1, 2]).await;
+    h.replace("c", &[3]).await;
+    let mut b = Browser::new(&h);
+    let csrf = b.sign_in().await;
+    let before = (h.campaign("c").await, audit_len(&h).await);
+
+    let page = b.get("/admin/campaigns/c").await;
+    assert!(
+        page.body
+            .contains(r#"href="/admin/campaigns/c/rollback/1""#)
+    );
+    assert!(
+        !page
+            .body
+            .contains(r#"href="/admin/campaigns/c/rollback/2""#),
+        "the live version has no rollback"
+    );
+    let page = b.get("/admin/campaigns/c/rollback/1").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("Roll back to version 1"),
+        "{}",
+        page.body
+    );
+    for (path, status) in [
+        ("/admin/campaigns/c/rollback/9", StatusCode::NOT_FOUND),
+        ("/admin/campaigns/c/rollback/one", StatusCode::NOT_FOUND),
+        ("/admin/campaigns/nope/rollback/1", StatusCode::NOT_FOUND),
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, status, "{path}");
+        let page = b.post(path, &[("csrf", &csrf), ("confirm", "c")]).await;
+        assert_eq!(page.status, status, "{path}");
+    }
+    let page = b
+        .post(
+            "/admin/campaigns/c/rollback/9",
+            &[("csrf", &csrf), ("confirm", "c")],
+        )
+        .await;
+    assert!(
+        page.body
+            .contains("keeps no version 9; the kept versions are 2, 1"),
+        "{}",
+        page.body
+    );
+    let page = b
+        .post(
+            "/admin/campaigns/c/rollback/1",
+            &[("csrf", &csrf), ("confirm", "C")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("Nothing was changed."));
+    assert_eq!(
+        (h.campaign("c").await, audit_len(&h).await),
+        before,
+        "a refused rollback changed something"
+    );
+
+    let page = b
+        .post(
+            "/admin/campaigns/c/rollback/1",
+            &[("csrf", &csrf), ("confirm", "c")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/admin/campaigns/c?done=rolled-back");
+    assert_eq!(h.export("c").await, [1, 2]);
+    let (_, log) = h.get("/v1/audit?campaign=c&limit=1").await;
+    assert_eq!(log["events"][0]["action"], "audience_rolled_back");
+    assert_eq!(log["events"][0]["actor"], "admin");
+    let page = b.get("/admin/campaigns/c?done=rolled-back").await;
+    assert!(
+        page.body
+            .contains("Audience rolled back, as a new version.")
+    );
+    assert!(page.body.contains("Rolled back to version 1"));
 }
 
 #[tokio::test]

@@ -36,10 +36,10 @@ impl VersionAction {
     pub fn describe(self) -> &'static str {
         match self {
             VersionAction::Replaced => "replaced",
-            VersionAction::Added => "added to",
-            VersionAction::Removed => "removed from",
+            VersionAction::Added => "IDs added",
+            VersionAction::Removed => "IDs removed",
             VersionAction::RolledBack => "rolled back",
-            VersionAction::Unrecorded => "unrecorded",
+            VersionAction::Unrecorded => "published before history was kept",
         }
     }
 }

@@ -228,6 +228,28 @@ try {
   const exported = (await saved.text()).trim().split("\n");
   assert.deepEqual(exported, [...ids.slice(0, 10), ...crmIds].map(String), "the fragment and the CSV column");
 
+  step("rolls the audience back to version 1 from its history, after typing the campaign id");
+  const versions = page.locator("section[aria-labelledby=versions-title]");
+  assert.equal(await versions.locator("tbody tr").count(), 3, "versions 3, 2 and 1, refreshed after the upload");
+  assert.match(await versions.locator("#version-3").textContent(), /live/);
+  assert.match(await versions.locator("#version-1").textContent(), /30,000\s*.*alice\s*Replaced/s);
+  await versions.locator("#version-1").getByRole("link", { name: "Roll back…" }).click();
+  await page.waitForURL("**/admin/campaigns/spring-sale/rollback/1");
+  const rollBack = page.getByRole("button", { name: "Roll back to version 1" });
+  assert.equal(await rollBack.isDisabled(), true, "disabled until the id is typed");
+  assert.match(await page.locator(".alert.warn").textContent(), /version 3, 13 IDs.*version 1's 30,000 IDs/s);
+  await page.getByLabel(/to confirm/).fill("spring-sale");
+  await shot("05e-rollback-confirm");
+  await rollBack.click();
+  await page.getByText("Audience rolled back, as a new version.").waitFor();
+  assert.equal(await page.locator("#audience-size").textContent(), "30,000");
+  assert.equal(await page.locator("#audience-version").textContent(), "4");
+  assert.match(await versions.locator("#version-4").textContent(), /alice\s*Rolled back to version 1\s*live/);
+  await history.getByText("rolled back to version 1: 13 IDs -> 30,000 at version 4").waitFor();
+  await shot("05f-rolled-back");
+  const restored = await page.request.get(base + "/admin/campaigns/spring-sale/audience.txt");
+  assert.deepEqual((await restored.text()).trim().split("\n"), ids.map(String), "exactly version 1's IDs");
+
   step("edits the window");
   await page.goto(base + "/admin/campaigns/spring-sale/edit");
   await page.getByLabel("Ends (UTC)").fill(local(minutes(60 * 24 * 21)));

@@ -1,4 +1,5 @@
-//! One campaign: its facts, the upload form, a member check and its history.
+//! One campaign: its facts, the upload form, a member check, its kept
+//! audience versions and its history.
 
 use super::*;
 
@@ -13,6 +14,7 @@ pub(super) struct CampaignPage {
     user: String,
     answer: Option<MemberAnswer>,
     lookup_error: Option<String>,
+    versions: Vec<VersionRow>,
     events: Vec<EventRow>,
 }
 
@@ -60,6 +62,13 @@ pub(super) async fn campaign_page(
             }
         }
     }
+    let versions = state
+        .store
+        .versions(&c.id)
+        .await?
+        .into_iter()
+        .map(|v| VersionRow::new(v, c.version))
+        .collect();
     let events = state
         .store
         .audit(Some(&c.id), 50)
@@ -75,6 +84,7 @@ pub(super) async fn campaign_page(
         user,
         answer,
         lookup_error,
+        versions,
         events,
     };
     Ok((status, page).into_response())

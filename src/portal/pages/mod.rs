@@ -10,6 +10,7 @@ mod delete;
 mod form;
 mod list;
 mod lookup;
+mod rollback;
 mod signin;
 
 use std::collections::HashMap;
@@ -63,6 +64,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/admin/campaigns/{id}/delete",
             get(delete::delete_page).post(delete::delete),
+        )
+        .route(
+            "/admin/campaigns/{id}/rollback/{version}",
+            get(rollback::rollback_page).post(rollback::rollback),
         )
         .route("/admin/lookup", get(lookup::lookup))
         .route("/admin/audit", get(audit::audit))
@@ -179,13 +184,7 @@ struct EventRow {
 
 impl EventRow {
     fn new(e: AuditEvent) -> EventRow {
-        let at_label = DateTime::parse_from_rfc3339(&e.at)
-            .map(|t| {
-                t.with_timezone(&Utc)
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string()
-            })
-            .unwrap_or_else(|_| e.at.clone());
+        let at_label = time_label(&e.at);
         EventRow {
             at_label,
             at: e.at,
@@ -195,6 +194,49 @@ impl EventRow {
             summary: e.summary,
         }
     }
+}
+
+/// A kept audience version as the pages show it.
+struct VersionRow {
+    version: u64,
+    size: String,
+    at: String,
+    at_label: String,
+    by: String,
+    how: String,
+    /// The live audience: nothing to roll back to.
+    live: bool,
+}
+
+impl VersionRow {
+    fn new(v: crate::store::AudienceVersion, live_version: u64) -> VersionRow {
+        let how = match (v.action, v.restored) {
+            (crate::store::VersionAction::RolledBack, Some(r)) => {
+                format!("Rolled back to version {r}")
+            }
+            (action, _) => sentence(action.describe()),
+        };
+        VersionRow {
+            version: v.version,
+            size: thousands(v.audience_size),
+            at_label: time_label(&v.at),
+            at: v.at,
+            by: v.by,
+            how,
+            live: v.version == live_version,
+        }
+    }
+}
+
+/// An RFC 3339 time as the tables show it, to the second in UTC.
+fn time_label(at: &str) -> String {
+    DateTime::parse_from_rfc3339(at)
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| at.to_string())
 }
 
 /// A store failure or a missing campaign, as a page.
@@ -260,6 +302,7 @@ fn flash(done: Option<&str>) -> Option<&'static str> {
         "created" => Some("Campaign created."),
         "updated" => Some("Campaign updated."),
         "deleted" => Some("Campaign deleted."),
+        "rolled-back" => Some("Audience rolled back, as a new version."),
         _ => None,
     }
 }
