@@ -10,6 +10,8 @@ pub(super) struct RollbackPage {
     c: Row,
     v: VersionRow,
     error: Option<String>,
+    /// The confirming button's words.
+    act: String,
 }
 
 /// The campaign and the kept version the path names; a version the
@@ -43,6 +45,7 @@ pub(super) async fn rollback_page(
     Ok(RollbackPage {
         chrome: Chrome::new(&s, "campaigns"),
         c: Row::new(&c, Utc::now()),
+        act: format!("Roll back to version {}", v.version),
         v,
         error: None,
     }
@@ -66,6 +69,7 @@ pub(super) async fn rollback(
         let page = RollbackPage {
             chrome: Chrome::new(&s, "campaigns"),
             c: Row::new(&c, Utc::now()),
+            act: format!("Roll back to version {}", v.version),
             v,
             error: Some(format!(
                 "Type the campaign ID, {}, exactly to confirm. Nothing was changed.",
