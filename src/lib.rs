@@ -11,21 +11,23 @@
 //!       │             or portal session + CSRF; failed-token limiter, client
 //!       │             address through trusted proxies)
 //!       │                    └── portal: /admin pages (templates/portal/)
-//!   http::{campaigns, audience, export, checks, ops, audit}   one file per
-//!       │         │      route group; each registers its routes with their
-//!       │         │      OpenAPI description (http::openapi, /openapi.json)
+//!   http::{campaigns, audience, export, versions, checks, ops, audit}   one
+//!       │         │      file per route group; each registers its routes with
+//!       │         │      their OpenAPI description (http::openapi, /openapi.json)
 //!       │     ingest ── streams an upload into a RoaringTreemap (blocking thread)
 //!       │         ├── preview ── `?dry_run=true`: what a change would do
 //!       │         │
 //!       ▼         ▼
 //!   Arc<dyn store::Store>                        chosen once at start-up
+//!       ├── store::history    the last --keep-versions audiences, for rollback
 //!       ├── store::embedded   roaring in memory + redb on disk (the default)
 //!       └── store::redis      shared by every instance; see its module map
 //!              ├── catalog     campaign list, reconciled every second
 //!              ├── checks      the login path: one campaign, a user's campaigns
 //!              ├── lease, publish, replicas   one writer per campaign; fenced
 //!              │                  commits; replica acknowledgements
-//!              ├── snapshot, meta, keys, audit, conn, batch, scripts/*.lua
+//!              ├── snapshot, history, meta, keys, audit, conn, batch,
+//!              │                  scripts/*.lua
 //!              ├── connect, settings   URL (or cluster nodes), password, TLS;
 //!              │                  start-up checks
 //!              └── design/{set, per_user, bitmap}   how each lays out an audience

@@ -14,6 +14,7 @@
 //!   publish.rs  the write protocol: fenced commits, rebuilds, deltas
 //!   replicas.rs `--min-replicas-ack`: WAIT for replicas around a publish
 //!   snapshot.rs compact roaring snapshots of every audience version
+//!   history.rs  the kept versions: their records, and which snapshots stay
 //!   meta.rs     the `meta` hash, parsed strictly
 //!   audit.rs    the audit stream
 //!   keys.rs     every key format
