@@ -553,6 +553,28 @@ fn ttls(h: &Harness, pattern: &str) -> Vec<(String, i64)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_version_expires_with_the_newest_write_not_its_own() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new(Backend::RedisSet).await;
+    h.active("c").await;
+    h.replace("c", &[1]).await;
+    // Version 1's expiry as its own write set it, earlier than the next
+    // write's (as when an ended campaign's data lives a retention from its
+    // last write).
+    let first = h
+        .redis()
+        .cli(&["--scan", "--pattern", "guestlist:{c}:snapshot:*"]);
+    let first = first.trim();
+    h.redis().cli(&["EXPIRE", first, "100"]);
+    h.replace("c", &[2]).await;
+    let ttl: i64 = h.redis().cli(&["TTL", first]).trim().parse().unwrap();
+    assert!(
+        ttl > 7 * 24 * 3600 - 60,
+        "kept version 1 expires in {ttl}s, before its record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_history_keeps_its_snapshots_and_lets_go_of_the_rest() {
     let _serial = SERIAL.lock().await;
     for backend in [

@@ -80,7 +80,7 @@ impl RedisStore {
     /// Queues the history's part of the commit publishing `next`: its
     /// record, the versions that fall off (record deleted, snapshot let go
     /// in a minute, as readers that fetched its name may still be reading),
-    /// and the expiry of the rest.
+    /// and the expiry of the rest, snapshots included.
     pub(crate) fn queue_history(
         &self,
         tx: &mut Fenced,
@@ -114,6 +114,13 @@ impl RedisStore {
         for k in &stay {
             let json = serde_json::to_string(k).expect("a history record serializes");
             fields.push((k.record.version, json));
+            // The expiry moves with every commit (an ended campaign's data
+            // lives a retention from its last write): a kept version must
+            // not expire before the record that offers it.
+            if let Some(stamp) = k.stamp() {
+                let key = keys.snapshot(id, next.incarnation, stamp);
+                tx.op("EXPIREAT", &[&key], expire_at);
+            }
         }
         tx.op("HSET", &[&versions], fields);
         tx.op("EXPIREAT", &[&versions], expire_at);
