@@ -569,7 +569,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "GUESTLIST_MAX_CONCURRENT_UPLOADS",
-        default_value_t = crate::http::audience::DEFAULT_UPLOAD_SLOTS,
+        default_value_t = crate::app::slots::DEFAULT_UPLOAD_SLOTS,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub max_concurrent_uploads: usize,
@@ -580,7 +580,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "GUESTLIST_MAX_CONCURRENT_EXPORTS",
-        default_value_t = crate::http::audience::DEFAULT_EXPORT_SLOTS,
+        default_value_t = crate::app::slots::DEFAULT_EXPORT_SLOTS,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub max_concurrent_exports: usize,
@@ -621,7 +621,7 @@ pub struct ServeArgs {
     /// Proxies whose X-Forwarded-For names the client, for the limiter on
     /// wrong tokens and the logs: networks (10.0.0.0/8) or addresses. From
     /// any other peer the header is ignored.
-    #[arg(long = "trusted-proxy", env = "GUESTLIST_TRUSTED_PROXIES", value_delimiter = ',', num_args = 1.., value_parser = crate::http::peer::parse_network)]
+    #[arg(long = "trusted-proxy", env = "GUESTLIST_TRUSTED_PROXIES", value_delimiter = ',', num_args = 1.., value_parser = crate::app::peer::parse_network)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Serve reads and checks without a token on a non-loopback address.

@@ -7,17 +7,23 @@
 //!       │
 //!   http::listener ── TLS, connection cap, header/idle timeouts, drain
 //!       │
-//!   http::router ── envelope (request id, metrics, access log) ── auth (tokens,
-//!       │             or portal session + CSRF; failed-token limiter, client
-//!       │             address through trusted proxies)
-//!       │                    └── portal: /admin pages (templates/portal/)
-//!   http::{campaigns, audience, export, versions, checks, ops, audit}   one
-//!       │         │      file per route group; each registers its routes with
-//!       │         │      their OpenAPI description (http::openapi, /openapi.json)
-//!       │     ingest ── streams an upload into a RoaringTreemap (blocking thread)
-//!       │         ├── preview ── `?dry_run=true`: what a change would do
-//!       │         │
-//!       ▼         ▼
+//!   routes ── envelope (request id, metrics, access log), deadlines, one
+//!       │      fallback; composes the API and the portal, which never
+//!       │      import each other
+//!       ├── http::{campaigns, audience, export, versions, checks, ops, audit}
+//!       │      the JSON API, one file per route group; each states the
+//!       │      access its routes need (http::auth::require: token, or for
+//!       │      uploads a portal session + CSRF) and registers them with
+//!       │      their OpenAPI description (http::openapi, /openapi.json);
+//!       │      uploads stream through ingest into a RoaringTreemap, and
+//!       │      `?dry_run=true` answers with preview
+//!       └── portal: /admin pages (templates/portal/) behind a session and
+//!       │      CSRF guard
+//!       │
+//!   app ── what both call: AppState; writes (validation, the fenced store
+//!       │   write, the audit record); errors (every code in one table);
+//!       │   tokens, sessions, the failed-token limiter, upload slots
+//!       ▼
 //!   Arc<dyn store::Store>                        chosen once at start-up
 //!       ├── store::history    the last --keep-versions audiences, for rollback
 //!       ├── store::embedded   roaring in memory + redb on disk (the default)
@@ -50,10 +56,14 @@
 //! - [`ingest`]: audience body parsing, bounded by the audience, not the body.
 //! - [`preview`]: what an audience change would do, for dry runs.
 //! - [`store`]: the [`store::Store`] trait and its backends.
-//! - [`http`]: the JSON API, its OpenAPI document, its error type (every
-//!   code in one table) and auth policy.
-//! - [`portal`]: the admin portal at `/admin`, server-rendered, with sessions
-//!   and CSRF tokens; its writes go through the same functions as the API.
+//! - [`app`]: the application layer under the API and the portal: their
+//!   shared state, every campaign and audience write, the error type (every
+//!   code in one table), tokens and sessions.
+//! - [`http`]: the JSON API, its OpenAPI document and its auth policy.
+//! - [`portal`]: the admin portal at `/admin`, server-rendered; its writes
+//!   go through [`app`], as the API's do.
+//! - [`routes`]: the API and the portal composed into one router per
+//!   listener, under the layers every request passes.
 //! - [`config`]: the command line; [`secret`]: secrets from the environment
 //!   or mounted files, never flags; [`telemetry`]: logs and metrics set-up;
 //!   [`tls`]: certificates for the HTTPS listener and the CLI, and the one
@@ -90,6 +100,8 @@ pub mod redis_server;
 
 // The service (`server`, on by default).
 #[cfg(feature = "server")]
+pub mod app;
+#[cfg(feature = "server")]
 pub mod bench;
 #[cfg(feature = "server")]
 pub mod cli;
@@ -105,6 +117,8 @@ pub mod numfmt;
 pub mod portal;
 #[cfg(feature = "server")]
 pub mod preview;
+#[cfg(feature = "server")]
+pub mod routes;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

@@ -5,13 +5,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::app::peer::TrustedProxies;
+use crate::app::tokens::ensure_usable_token;
+use crate::app::{self, AppState, Tokens};
 use crate::config::{ServeArgs, Toggle};
-use crate::http::auth::ensure_usable_token;
-use crate::http::peer::TrustedProxies;
-use crate::http::{self, AppState, Surface, Tokens};
+use crate::http;
 use crate::lookup::Checker;
 use crate::nearcache::{NearCache, NearCacheOptions};
 use crate::portal::Portal;
+use crate::routes::{Surface, router, router_for};
 use crate::secret::{self, Secret};
 use crate::store::redis::{Keys, RedisStore};
 use crate::store::{self, Store, StoreSpec};
@@ -21,7 +23,7 @@ use crate::store::{self, Store, StoreSpec};
 /// printed once, to stderr only, and only when `may_generate` (a loopback
 /// listener: off a developer's machine stderr is a log stream, and a token
 /// printed there is a leaked one). Every configured token must be at least
-/// [`MIN_TOKEN_CHARS`](crate::http::auth::MIN_TOKEN_CHARS) long.
+/// [`MIN_TOKEN_CHARS`](crate::app::tokens::MIN_TOKEN_CHARS) long.
 pub fn tokens(
     lookup: impl Fn(&str) -> Option<String>,
     may_generate: bool,
@@ -187,26 +189,26 @@ pub async fn serve(
             None,
         ),
     };
-    let state = AppState::from(http::Services {
+    let state = AppState::from(app::Services {
         checker: Checker::new(store.clone(), cache.clone()),
         store,
         tokens: Arc::new(tokens),
         max_upload_bytes: args.max_upload_bytes,
         max_audience: args.max_audience,
-        uploads: http::audience::UploadSlots::new(args.max_concurrent_uploads),
-        exports: http::audience::UploadSlots::new(args.max_concurrent_exports),
+        uploads: app::slots::UploadSlots::new(args.max_concurrent_uploads),
+        exports: app::slots::UploadSlots::new(args.max_concurrent_exports),
         metrics: Some(crate::telemetry::metrics()),
         portal: Arc::new(
             Portal::new(args.portal_idle_timeout)
                 .confirming_removals_over(args.portal_confirm_removal_share),
         ),
-        limits: http::Limits {
+        limits: app::Limits {
             request_timeout: args.listener.request_timeout,
             upload_idle_timeout: args.listener.upload_idle_timeout,
         },
         limiter: Arc::default(),
         proxies: Arc::new(TrustedProxies::new(args.trusted_proxies.clone())),
-        meters: http::envelope::Meters::default(),
+        meters: app::meters::Meters::default(),
     });
     let listener = TcpListener::bind(args.listen)
         .await
@@ -241,7 +243,7 @@ pub async fn serve(
         admin_listen,
     );
     let Some(admin_listener) = admin_listener else {
-        http::listener::serve(listener, http::router(state), listener_options, shutdown).await?;
+        http::listener::serve(listener, router(state), listener_options, shutdown).await?;
         tracing::info!("drained in-flight requests; bye");
         return Ok(());
     };
@@ -256,13 +258,13 @@ pub async fn serve(
     });
     let checks = http::listener::serve(
         listener,
-        http::router_for(state.clone(), Surface::Checks),
+        router_for(state.clone(), Surface::Checks),
         listener_options.clone(),
         stop.clone().cancelled_owned(),
     );
     let admin = http::listener::serve(
         admin_listener,
-        http::router_for(state, Surface::Admin),
+        router_for(state, Surface::Admin),
         listener_options,
         stop.clone().cancelled_owned(),
     );

@@ -409,3 +409,126 @@ fn serve_help_names_every_secret_and_its_file_form() {
     }
     assert!(!help.contains("--admin-token"), "{help}");
 }
+
+/// Who may call what. Each route group states its access beside its routes;
+/// this table says it once more, independently, and must name every
+/// operation the document describes, so a new route cannot slip in unguarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_takes_the_access_its_group_requires() {
+    use axum::http::Method;
+    use common::{Backend, Harness};
+    use guestlist::app::{AppState, Tokens};
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Need {
+        Open,
+        Read,
+        Admin,
+        /// Admin, or a portal session with its CSRF token.
+        Upload,
+    }
+    let table = [
+        ("GET", "/healthz", Need::Open),
+        ("GET", "/readyz", Need::Open),
+        ("GET", "/openapi.json", Need::Open),
+        ("GET", "/metrics", Need::Open),
+        ("GET", "/v1/cache", Need::Admin),
+        ("GET", "/v1/audit", Need::Admin),
+        ("GET", "/v1/campaigns", Need::Read),
+        ("POST", "/v1/campaigns", Need::Admin),
+        ("GET", "/v1/campaigns/{id}", Need::Read),
+        ("PATCH", "/v1/campaigns/{id}", Need::Admin),
+        ("DELETE", "/v1/campaigns/{id}", Need::Admin),
+        ("GET", "/v1/campaigns/{id}/audience", Need::Admin),
+        ("PUT", "/v1/campaigns/{id}/audience", Need::Upload),
+        ("POST", "/v1/campaigns/{id}/audience/add", Need::Upload),
+        ("POST", "/v1/campaigns/{id}/audience/remove", Need::Upload),
+        ("GET", "/v1/campaigns/{id}/versions", Need::Admin),
+        ("POST", "/v1/campaigns/{id}/rollback", Need::Admin),
+        ("GET", "/v1/campaigns/{id}/members/{user_id}", Need::Read),
+        ("GET", "/v1/users/{user_id}/campaigns", Need::Read),
+        ("POST", "/v1/check", Need::Read),
+    ];
+    let mut h = Harness::new(Backend::Embedded).await;
+    let tokens = Tokens::single(ADMIN).with_check_token(CHECK);
+    h.app = guestlist::routes::router(AppState::new(h.store.clone(), tokens, 1 << 20));
+
+    let (_, doc) = h.send(Method::GET, "/openapi.json", None, None, "").await;
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let schemes: Vec<String> = op["security"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r.as_object().unwrap().keys().cloned())
+                .collect();
+            documented.push((method.to_uppercase(), path.clone(), schemes));
+        }
+    }
+    let mut listed: Vec<(String, String)> = table
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    let mut in_doc: Vec<(String, String)> = documented
+        .iter()
+        .map(|(m, p, _)| (m.clone(), p.clone()))
+        .collect();
+    listed.sort();
+    in_doc.sort();
+    assert_eq!(
+        listed, in_doc,
+        "the table and the document name different operations"
+    );
+
+    for (method, path, need) in table {
+        let (_, _, schemes) = documented
+            .iter()
+            .find(|(m, p, _)| m == method && p == path)
+            .unwrap();
+        let expected: &[&str] = match need {
+            Need::Open => &[],
+            Need::Read => &["check_token", "admin_token"],
+            Need::Admin => &["admin_token"],
+            // One requirement of two schemes, listed by name.
+            Need::Upload => &["admin_token", "csrf_token", "portal_session"],
+        };
+        assert_eq!(schemes, expected, "{method} {path}: documented security");
+
+        let real = path.replace("{id}", "c").replace("{user_id}", "1");
+        let method: Method = method.parse().unwrap();
+        let status = |token| {
+            let (h, method, real) = (&h, method.clone(), real.clone());
+            async move {
+                h.send(method, &real, token, Some("application/json"), "{}")
+                    .await
+                    .0
+            }
+        };
+        let unauthorized = axum::http::StatusCode::UNAUTHORIZED;
+        let (none, check, admin) = (
+            status(None).await,
+            status(Some(CHECK)).await,
+            status(Some(ADMIN)).await,
+        );
+        match need {
+            Need::Open => assert_ne!(none, unauthorized, "{method} {path}"),
+            Need::Read => {
+                assert_eq!(none, unauthorized, "{method} {path}");
+                assert_ne!(check, unauthorized, "{method} {path}");
+            }
+            Need::Admin | Need::Upload => {
+                assert_eq!(none, unauthorized, "{method} {path}");
+                assert_eq!(check, unauthorized, "{method} {path}");
+            }
+        }
+        assert_ne!(admin, unauthorized, "{method} {path}");
+    }
+    // A path no route serves is not found, token or not: the document says
+    // which routes exist anyway.
+    let (status, body) = h.send(Method::GET, "/v1/nope", None, None, "").await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]),
+        (404, &"route_not_found".into())
+    );
+}

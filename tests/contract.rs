@@ -498,7 +498,8 @@ async fn health_and_readiness_answer(h: &Harness) {
 }
 
 async fn reads_need_the_check_token_when_one_is_set(h: &Harness) {
-    use guestlist::http::{AppState, Tokens, router};
+    use guestlist::app::{AppState, Tokens};
+    use guestlist::routes::router;
     let app = router(AppState::new(
         h.store.clone(),
         Tokens::single(ADMIN).with_check_token("reader-token"),

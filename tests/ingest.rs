@@ -318,8 +318,9 @@ async fn an_upload_beyond_the_concurrency_cap_is_told_to_retry_and_changes_nothi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streaming_export_holds_an_export_slot_until_it_ends() {
     use axum::http::{Request, header};
-    use guestlist::http::audience::UploadSlots;
-    use guestlist::http::{AppState, Tokens, router};
+    use guestlist::app::slots::UploadSlots;
+    use guestlist::app::{AppState, Tokens};
+    use guestlist::routes::router;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::{ADMIN, Backend, Harness, RedisServer, lines, test_options};
+use guestlist::app::{AppState, Tokens};
 use guestlist::client::{Client, ClientOptions};
-use guestlist::http::{AppState, Tokens, router};
 use guestlist::lookup::{Checker, Source};
 use guestlist::nearcache::{NearCache, NearCacheOptions, StalePolicy};
+use guestlist::routes::router;
 use guestlist::store::Store;
 use guestlist::store::redis::RedisStore;
 use serde_json::Value;

@@ -6,118 +6,36 @@
 //! nothing. `?dry_run=true` parses and validates the same way, then answers
 //! what the change would do ([`crate::preview`]) and writes nothing.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use roaring::RoaringTreemap;
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::Actor;
-use super::error::ErrorBody;
-use super::{ApiError, AppState, audit, checked_campaign_id, detached};
-use crate::domain::{AudienceChange, Campaign};
+use super::auth::{Access, require};
+use crate::app::error::ErrorBody;
+use crate::app::export::consistent_audience;
+use crate::app::slots::UploadSlot;
+use crate::app::writes::publish_change;
+use crate::app::{Actor, ApiError, AppState, checked_campaign_id};
 use crate::ingest::csv::Column;
 use crate::ingest::{self, Format, Limits, Parsed};
-use crate::numfmt::thousands;
 use crate::preview::{self, ChangeKind, Preview};
-use crate::store::AuditEvent;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    let mut router = OpenApiRouter::new()
-        .routes(routes!(super::export::export, replace))
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(replace))
         .routes(routes!(add))
-        .routes(routes!(remove))
-        .merge(super::versions::router());
+        .routes(routes!(remove));
+    let export = OpenApiRouter::new().routes(routes!(super::export::export));
+    let mut router = require(Access::Upload, state, uploads)
+        .merge(require(Access::Admin, state, export))
+        .merge(super::versions::router(state));
     super::openapi::register::<UploadAnswer>(router.get_openapi_mut());
     router
-}
-
-/// The default of `--max-concurrent-uploads`. Each upload parses on its own
-/// blocking thread and may hold up to `--max-audience` ids in memory; two
-/// keep that peak predictable without making a short upload wait behind a
-/// long one.
-pub const DEFAULT_UPLOAD_SLOTS: usize = 2;
-
-/// The default of `--max-concurrent-exports`: a backup or two while another
-/// is still streaming, each holding one audience in memory.
-pub const DEFAULT_EXPORT_SLOTS: usize = 2;
-
-/// What a refused upload is told to wait before retrying. Uploads take
-/// seconds to minutes, so retrying sooner would mostly be refused again.
-const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
-
-/// Admission for uploads: one slot per upload being parsed or written. An
-/// upload that finds none is refused at once (503 with `Retry-After`)
-/// rather than queued: a queued upload would hold its connection and body
-/// buffers while it waits, which is the cost the cap exists to bound.
-#[derive(Clone)]
-pub struct UploadSlots(Arc<Semaphore>);
-
-impl UploadSlots {
-    pub fn new(slots: usize) -> UploadSlots {
-        UploadSlots(Arc::new(Semaphore::new(slots)))
-    }
-
-    pub(super) fn take(&self) -> Result<UploadSlot, ApiError> {
-        self.take_for(
-            "guestlist_uploads_in_progress",
-            "too_many_uploads",
-            "every upload slot is in use (--max-concurrent-uploads); nothing was changed",
-        )
-    }
-
-    /// An export holds a whole audience in memory while it streams (read
-    /// back from Redis, a sparse one costs far more than its snapshot), so
-    /// exports have slots of their own (`--max-concurrent-exports`); they
-    /// do not share the uploads', so a long upload never blocks a backup.
-    pub(super) fn take_export(&self) -> Result<UploadSlot, ApiError> {
-        self.take_for(
-            "guestlist_exports_in_progress",
-            "too_many_exports",
-            "every export slot is in use (--max-concurrent-exports)",
-        )
-    }
-
-    fn take_for(
-        &self,
-        gauge: &'static str,
-        code: &'static str,
-        why: &str,
-    ) -> Result<UploadSlot, ApiError> {
-        let permit = self.0.clone().try_acquire_owned().map_err(|_| {
-            let retry_after = UPLOAD_RETRY_AFTER.as_secs();
-            ApiError::Saturated {
-                code,
-                message: format!("{why}, retry in {retry_after} s"),
-                retry_after,
-            }
-        })?;
-        metrics::gauge!(gauge).increment(1.0);
-        Ok(UploadSlot {
-            _permit: permit,
-            gauge,
-        })
-    }
-}
-
-/// A taken slot; dropping it frees the slot.
-pub(super) struct UploadSlot {
-    _permit: OwnedSemaphorePermit,
-    /// The gauge counting this kind of transfer.
-    gauge: &'static str,
-}
-
-impl Drop for UploadSlot {
-    fn drop(&mut self) {
-        metrics::gauge!(self.gauge).decrement(1.0);
-    }
 }
 
 /// A parsed upload and the slot it holds until its write is done.
@@ -362,31 +280,8 @@ async fn change(
         let answer = dry_run_answer(&state, id, kind, parsed.members, received, duplicates).await?;
         return Ok(Json(UploadAnswer::DryRun(answer)).into_response());
     }
-    let (state, id, actor) = (state.clone(), id.to_string(), actor.map(|Extension(a)| a));
-    let change = detached(async move {
-        let _slot = slot;
-        let store = &state.store;
-        let by = audit::actor_name(actor.as_ref());
-        let (change, action) = match kind {
-            ChangeKind::Replace => (
-                store.replace_audience(&id, parsed.members, by).await?,
-                "audience_replaced",
-            ),
-            ChangeKind::Add => (
-                store.add_members(&id, parsed.members, by).await?,
-                "audience_added",
-            ),
-            ChangeKind::Remove => (
-                store.remove_members(&id, parsed.members, by).await?,
-                "audience_removed",
-            ),
-        };
-        let summary = summary(kind, &change);
-        let event = AuditEvent::new("", &id, action, summary).at_version(change.version);
-        audit::record(&state, actor.as_ref(), event).await;
-        Ok(change)
-    })
-    .await?;
+    let actor = actor.map(|Extension(a)| a);
+    let change = publish_change(&state, actor, id, kind, parsed.members, slot).await?;
     let answer = Changed {
         audience_size: change.audience_size,
         version: change.version,
@@ -396,24 +291,6 @@ async fn change(
         removed: (kind == ChangeKind::Remove).then_some(change.changed),
     };
     Ok(Json(UploadAnswer::Changed(answer)).into_response())
-}
-
-/// The audit log's sentence for a change, with the size before and after,
-/// so a mistaken replace ("replaced 3,000,000 IDs with 10") stands out.
-fn summary(kind: ChangeKind, c: &AudienceChange) -> String {
-    let (before, after) = (thousands(c.previous_size), thousands(c.audience_size));
-    let version = c.version;
-    match kind {
-        ChangeKind::Replace => format!("replaced {before} IDs with {after} at version {version}"),
-        ChangeKind::Add => format!(
-            "added {} IDs: {before} -> {after} at version {version}",
-            thousands(c.changed)
-        ),
-        ChangeKind::Remove => format!(
-            "removed {} IDs: {before} -> {after} at version {version}",
-            thousands(c.changed)
-        ),
-    }
 }
 
 /// What an upload's query string asks: `dry_run=true|false`, and for
@@ -569,26 +446,6 @@ async fn dry_run_answer(
         duplicates,
         preview,
     })
-}
-
-/// The campaign and its audience, of one state: the campaign read on both
-/// sides of the audience, again while a change (or a delete and re-create)
-/// lands between them.
-pub(super) async fn consistent_audience(
-    state: &AppState,
-    id: &str,
-) -> Result<(Campaign, Arc<RoaringTreemap>), ApiError> {
-    for _ in 0..3 {
-        let before = state.store.get_campaign(id).await?;
-        let members = state.store.audience(id).await?;
-        let after = state.store.get_campaign(id).await?;
-        let same = (before.version, before.created_at, before.design)
-            == (after.version, after.created_at, after.design);
-        if same {
-            return Ok((after, members));
-        }
-    }
-    Err(crate::store::StoreError::Busy(id.to_string()).into())
 }
 
 /// The query parameters of uploads, as the OpenAPI document shows them;

@@ -1,5 +1,5 @@
-//! The audit log: `GET /v1/audit?campaign=…&limit=…`, and the helper every
-//! write handler uses to record what it changed.
+//! The audit log: `GET /v1/audit?campaign=…&limit=…` (what writes record
+//! it with is in [`crate::app::writes`]).
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -8,13 +8,17 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::Actor;
-use super::error::ErrorBody;
-use super::{ApiError, AppState, checked_campaign_id};
+use super::auth::{Access, require};
+use crate::app::error::ErrorBody;
+use crate::app::{ApiError, AppState, checked_campaign_id};
 use crate::store::{AuditEvent, MAX_AUDIT_LIMIT};
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list))
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    require(
+        Access::Admin,
+        state,
+        OpenApiRouter::new().routes(routes!(list)),
+    )
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -75,28 +79,4 @@ async fn list(
     };
     let events = state.store.audit(campaign, limit).await?;
     Ok(Json(AuditList { events }).into_response())
-}
-
-/// The name a change is recorded under (the audit log, the history).
-pub fn actor_name(actor: Option<&Actor>) -> &str {
-    actor.map_or("unknown", |a| a.0.as_str())
-}
-
-/// Records a change that has already happened. Failing to record it must not
-/// turn a successful write into an error, so it is logged loudly instead.
-pub async fn record(state: &AppState, actor: Option<&Actor>, event: AuditEvent) {
-    let event = AuditEvent {
-        actor: actor_name(actor).to_string(),
-        ..event
-    };
-    tracing::info!(
-        actor = %event.actor,
-        campaign = %event.campaign,
-        action = %event.action,
-        summary = %event.summary,
-        "change"
-    );
-    if let Err(e) = state.store.record(&event).await {
-        tracing::error!(error = %e, campaign = %event.campaign, action = %event.action, "could not write the audit log");
-    }
 }

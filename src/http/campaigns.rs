@@ -9,16 +9,21 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::Actor;
-use super::error::ErrorBody;
-use super::{ApiError, ApiJson, AppState, audit, checked_campaign_id, detached};
-use crate::domain::{Campaign, CampaignPatch, CampaignView, NewCampaign, fmt_time};
-use crate::store::AuditEvent;
+use super::ApiJson;
+use super::auth::{Access, require};
+use crate::app::error::ErrorBody;
+use crate::app::writes::{create_campaign, delete_campaign, update_campaign};
+use crate::app::{Actor, ApiError, AppState, checked_campaign_id};
+use crate::domain::{CampaignPatch, CampaignView, NewCampaign};
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list, create))
-        .routes(routes!(show, update, remove))
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    let reads = OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show));
+    let writes = OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(update, remove));
+    require(Access::Read, state, reads).merge(require(Access::Admin, state, writes))
 }
 
 /// `GET /v1/campaigns`.
@@ -133,80 +138,4 @@ async fn remove(
     let id = checked_campaign_id(&id)?;
     delete_campaign(&state, actor.map(|Extension(a)| a), id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-// The writes themselves, shared by the API above and the portal's forms so
-// both validate, store and audit a change in exactly the same way.
-
-/// Validates and creates a campaign, then records it in the audit log.
-pub async fn create_campaign(
-    state: &AppState,
-    actor: Option<Actor>,
-    body: NewCampaign,
-) -> Result<Campaign, ApiError> {
-    let campaign = body.validate(Utc::now())?;
-    let state = state.clone();
-    detached(async move {
-        let created = state.store.create_campaign(campaign).await?;
-        let summary = format!(
-            "created {:?} ({} design, {} → {})",
-            created.name,
-            created.design.as_str(),
-            fmt_time(created.starts_at),
-            fmt_time(created.ends_at)
-        );
-        let event = AuditEvent::new("", &created.id, "created", summary);
-        audit::record(&state, actor.as_ref(), event).await;
-        Ok(created)
-    })
-    .await
-}
-
-/// Applies `patch` to campaign `id`, then records what changed.
-pub async fn update_campaign(
-    state: &AppState,
-    actor: Option<Actor>,
-    id: &str,
-    patch: CampaignPatch,
-) -> Result<Campaign, ApiError> {
-    let (state, id) = (state.clone(), id.to_string());
-    detached(async move {
-        let campaign = state.store.update_campaign(&id, &patch).await?;
-        let mut changes = Vec::new();
-        if patch.name.is_some() {
-            changes.push(format!("renamed to {:?}", campaign.name));
-        }
-        if patch.starts_at.is_some() || patch.ends_at.is_some() {
-            changes.push(format!(
-                "window changed to {} → {}",
-                fmt_time(campaign.starts_at),
-                fmt_time(campaign.ends_at)
-            ));
-        }
-        let summary = if changes.is_empty() {
-            "updated (no change)".into()
-        } else {
-            changes.join("; ")
-        };
-        let event = AuditEvent::new("", &id, "updated", summary);
-        audit::record(&state, actor.as_ref(), event).await;
-        Ok(campaign)
-    })
-    .await
-}
-
-/// Deletes campaign `id` and its audience, then records it.
-pub async fn delete_campaign(
-    state: &AppState,
-    actor: Option<Actor>,
-    id: &str,
-) -> Result<(), ApiError> {
-    let (state, id) = (state.clone(), id.to_string());
-    detached(async move {
-        state.store.delete_campaign(&id).await?;
-        let event = AuditEvent::new("", &id, "deleted", "deleted");
-        audit::record(&state, actor.as_ref(), event).await;
-        Ok(())
-    })
-    .await
 }

@@ -7,19 +7,22 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::ErrorBody;
-use super::{ApiError, ApiJson, AppState, checked_campaign_id, parse_user_id};
+use super::auth::{Access, require};
+use super::{ApiJson, parse_user_id};
+use crate::app::error::ErrorBody;
+use crate::app::{ApiError, AppState, checked_campaign_id};
 use crate::domain::UserId;
 use crate::lookup::{Membership, Source, UserCampaigns};
 
 /// Most user ids accepted by one `POST /v1/check`.
 pub const MAX_BATCH: usize = 10_000;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    let checks = OpenApiRouter::new()
         .routes(routes!(member))
         .routes(routes!(campaigns_for))
-        .routes(routes!(batch))
+        .routes(routes!(batch));
+    require(Access::Read, state, checks)
 }
 
 fn counted<T>(

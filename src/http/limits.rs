@@ -12,30 +12,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, stream};
 
-use super::ApiError;
-
-/// The per-request limits of `guestlist serve`.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Deadline of one request on every route but uploads.
-    pub request_timeout: Duration,
-    /// Longest silence allowed in an upload's body.
-    pub upload_idle_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            request_timeout: Duration::from_secs(30),
-            upload_idle_timeout: Duration::from_secs(30),
-        }
-    }
-}
+use crate::app::ApiError;
 
 /// Answers 503 `request_timeout` when the handler misses the deadline. Our
 /// own middleware rather than tower-http's, so the answer is the usual JSON
 /// error body (with the request id). Writes run detached (see
-/// [`super::detached`]), so a write cut off here still finishes cleanly.
+/// [`crate::app::detached`]), so a write cut off here still finishes cleanly.
 pub async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,

@@ -5,10 +5,10 @@
 //! cannot be served without being described. What an annotation would only
 //! repeat is filled in here, from the code that decides it:
 //!
-//! - each operation's security, from the access policy
-//!   ([`super::auth::required_access`]);
+//! - each operation's security, from the access its route group requires
+//!   ([`super::auth::require`] calls [`secure`]);
 //! - the error body, whose `error` field lists every code
-//!   ([`super::error::ERROR_CODES`]);
+//!   ([`crate::app::error::ERROR_CODES`]);
 //! - the answers any route can give: 401 and 429 where a token is needed,
 //!   500, and 503 when the request misses its deadline or the store is down.
 //!
@@ -17,24 +17,21 @@
 //! clients for.
 
 use axum::extract::Extension;
-use axum::http::{Method, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
-use utoipa::openapi::{OpenApi, Ref, RefOr, Schema};
+use utoipa::openapi::{OpenApi, Ref, RefOr};
 
-use super::auth::{Access, is_audience_upload, required_access};
-use super::error::ERROR_CODES;
-use crate::portal::session::SESSION_COOKIE;
+use super::auth::Access;
+use crate::app::error::{ERROR_BODY, error_body};
+use crate::app::sessions::SESSION_COOKIE;
 
-/// The name of the error body's schema.
-pub const ERROR_BODY: &str = "Error";
 const ADMIN_TOKEN: &str = "admin_token";
 const CHECK_TOKEN: &str = "check_token";
 const PORTAL_SESSION: &str = "portal_session";
@@ -101,54 +98,89 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
     components
         .schemas
         .insert(ERROR_BODY.to_string(), error_body());
-    for (path, item) in api.paths.paths.iter_mut() {
-        let operations = [
-            (Method::GET, &mut item.get),
-            (Method::PUT, &mut item.put),
-            (Method::POST, &mut item.post),
-            (Method::PATCH, &mut item.patch),
-            (Method::DELETE, &mut item.delete),
-        ];
-        for (method, operation) in operations {
-            if let Some(operation) = operation {
-                complete(operation, required_access(&method, path));
-                if is_audience_upload(&method, path) {
-                    by_portal_session(operation);
-                }
-            }
+    for operation in operations(&mut api) {
+        // An operation no group secured is open to anyone.
+        let open = operation.security.is_none();
+        if open {
+            operation.security = Some(vec![SecurityRequirement::default()]);
         }
+        add_errors(
+            operation,
+            &[
+                (
+                    "500",
+                    "A bug or corrupt data (`internal`); the detail is in the server's log.",
+                ),
+                (
+                    "503",
+                    "The request missed its deadline (`request_timeout`) or the store cannot answer (`store_unavailable`); retry shortly.",
+                ),
+            ],
+        );
     }
     api
 }
 
-/// Adds what `access` implies to one operation.
-fn complete(operation: &mut Operation, access: Access) {
-    let anyone = SecurityRequirement::default();
+/// Every operation of `api`.
+fn operations(api: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    api.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// Describes `access` on every operation of a route group's document: who
+/// may call it, and the refusals that follow (401, 429; 403 for a portal
+/// session without its CSRF token).
+pub fn secure(api: &mut OpenApi, access: Access) {
+    let anyone = SecurityRequirement::default;
     let admin = || SecurityRequirement::new(ADMIN_TOKEN, Vec::<String>::new());
-    let check = SecurityRequirement::new(CHECK_TOKEN, Vec::<String>::new());
-    operation.security = Some(match access {
-        Access::Open => vec![anyone],
-        Access::Read => vec![anyone, check, admin()],
-        Access::Admin => vec![admin()],
-    });
-    let mut common = vec![
-        (
-            "500",
-            "A bug or corrupt data (`internal`); the detail is in the server's log.",
-        ),
-        (
-            "503",
-            "The request missed its deadline (`request_timeout`) or the store cannot answer (`store_unavailable`); retry shortly.",
-        ),
-    ];
-    if access != Access::Open {
-        common.push(("401", "The token is missing or wrong (`unauthorized`)."));
-        common.push((
-            "429",
-            "Too many wrong tokens from this address (`too_many_failures`); retry after `Retry-After` seconds.",
-        ));
+    let check = || SecurityRequirement::new(CHECK_TOKEN, Vec::<String>::new());
+    // The portal's upload form streams to the audience endpoints with its
+    // session cookie and CSRF token instead of a bearer token (see `auth`).
+    let session = || {
+        SecurityRequirement::new(PORTAL_SESSION, Vec::<String>::new())
+            .add(CSRF_TOKEN, Vec::<String>::new())
+    };
+    for operation in operations(api) {
+        operation.security = Some(match access {
+            Access::Read => vec![anyone(), check(), admin()],
+            Access::Admin => vec![admin()],
+            Access::Upload => vec![admin(), session()],
+        });
+        add_errors(
+            operation,
+            &[
+                ("401", "The token is missing or wrong (`unauthorized`)."),
+                (
+                    "429",
+                    "Too many wrong tokens from this address (`too_many_failures`); retry after `Retry-After` seconds.",
+                ),
+            ],
+        );
+        if access == Access::Upload {
+            add_errors(
+                operation,
+                &[(
+                    "403",
+                    "A portal session without its CSRF token (`csrf_token_invalid`).",
+                )],
+            );
+        }
     }
-    for (status, description) in common {
+}
+
+/// Adds each (status, description) as an error response, unless the
+/// operation describes that status itself.
+fn add_errors(operation: &mut Operation, errors: &[(&str, &str)]) {
+    for (status, description) in errors {
         operation
             .responses
             .responses
@@ -166,21 +198,6 @@ pub fn register<T: utoipa::ToSchema>(api: &mut OpenApi) {
     components.schemas.extend(schemas);
 }
 
-/// The portal's upload form streams to the audience endpoints with its
-/// session cookie and CSRF token instead of a bearer token (see `auth`).
-fn by_portal_session(operation: &mut Operation) {
-    let session = SecurityRequirement::new(PORTAL_SESSION, Vec::<String>::new())
-        .add(CSRF_TOKEN, Vec::<String>::new());
-    operation
-        .security
-        .get_or_insert_with(Vec::new)
-        .push(session);
-    operation.responses.responses.insert(
-        "403".to_string(),
-        error_response("A portal session without its CSRF token (`csrf_token_invalid`)."),
-    );
-}
-
 /// A response carrying the error body.
 pub fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
     RefOr::T(
@@ -194,46 +211,6 @@ pub fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
             )
             .build(),
     )
-}
-
-/// The error body every route shares (see `super::error`).
-pub fn error_body() -> RefOr<Schema> {
-    let codes = ERROR_CODES
-        .iter()
-        .map(|(code, status, meaning)| format!("- `{code}` ({status}): {meaning}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let string = |description: &str| {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .description(Some(description))
-    };
-    ObjectBuilder::new()
-        .description(Some("Every error's body."))
-        .property(
-            "error",
-            string(&format!("A stable code for programs:\n{codes}"))
-                .enum_values(Some(ERROR_CODES.iter().map(|(code, _, _)| *code))),
-        )
-        .required("error")
-        .property(
-            "message",
-            string("What went wrong and how to fix it, for people."),
-        )
-        .required("message")
-        .property(
-            "request_id",
-            string("The request's id, as in the server's logs and the `x-request-id` header."),
-        )
-        .property("field", string("The JSON field at fault, when one is."))
-        .property(
-            "line",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(1))
-                .description(Some("The line of an upload at fault, counted from 1.")),
-        )
-        .into()
 }
 
 /// The document as served, rendered once per router: a layer hands it to

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
+use super::auth::{Access, require};
+use crate::app::AppState;
 use crate::nearcache::{CacheCounts, CacheStatus};
 
 /// Liveness, readiness and the API's description, served on every listener.
@@ -23,10 +24,13 @@ pub fn health_router() -> OpenApiRouter<AppState> {
 }
 
 /// The near-cache's state and metrics: the admin listener's, when split.
-pub fn admin_router() -> OpenApiRouter<AppState> {
+pub fn admin_router(state: &AppState) -> OpenApiRouter<AppState> {
+    let cache = OpenApiRouter::new().routes(routes!(cache_status));
+    // Scrapers carry no token; keep /metrics off public networks with
+    // --admin-listen instead.
     OpenApiRouter::new()
-        .routes(routes!(cache_status))
         .routes(routes!(metrics))
+        .merge(require(Access::Admin, state, cache))
 }
 
 /// `GET /healthz`.

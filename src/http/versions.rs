@@ -1,9 +1,7 @@
 //! Audience history: `GET /v1/campaigns/{id}/versions` lists the kept
 //! versions; `POST /v1/campaigns/{id}/rollback` publishes one of them again.
 //!
-//! A rollback is a write like an upload: it holds an upload slot (it reads a
-//! whole audience into memory), runs detached from the connection so a
-//! client that leaves cannot cut it in half, and is audited.
+//! A rollback is a write like an upload ([`crate::app::writes::rollback_audience`]).
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
@@ -11,17 +9,20 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::Actor;
-use super::error::ErrorBody;
-use super::{ApiError, ApiJson, AppState, audit, checked_campaign_id, detached};
-use crate::domain::AudienceChange;
-use crate::numfmt::thousands;
-use crate::store::{AudienceVersion, AuditEvent};
+use super::ApiJson;
+use super::auth::{Access, require};
+use crate::app::error::ErrorBody;
+use crate::app::writes::rollback_audience;
+use crate::app::{Actor, ApiError, AppState, checked_campaign_id};
+use crate::store::AudienceVersion;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+/// Both need an admin token: who changed an audience is the audit log's
+/// information, and a rollback is a write.
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    let routes = OpenApiRouter::new()
         .routes(routes!(list))
-        .routes(routes!(rollback))
+        .routes(routes!(rollback));
+    require(Access::Admin, state, routes)
 }
 
 /// `GET /v1/campaigns/{id}/versions`.
@@ -101,32 +102,4 @@ async fn rollback(
         version: change.version,
         restored: body.version,
     }))
-}
-
-/// Rolls campaign `id`'s audience back to kept version `version`, then
-/// records it; shared with the portal's rollback form.
-pub async fn rollback_audience(
-    state: &AppState,
-    actor: Option<Actor>,
-    id: &str,
-    version: u64,
-) -> Result<AudienceChange, ApiError> {
-    let slot = state.uploads.take()?;
-    let (state, id) = (state.clone(), id.to_string());
-    detached(async move {
-        let _slot = slot;
-        let by = audit::actor_name(actor.as_ref());
-        let change = state.store.rollback(&id, version, by).await?;
-        let summary = format!(
-            "rolled back to version {version}: {} IDs -> {} at version {}",
-            thousands(change.previous_size),
-            thousands(change.audience_size),
-            change.version
-        );
-        let event =
-            AuditEvent::new("", &id, "audience_rolled_back", summary).at_version(change.version);
-        audit::record(&state, actor.as_ref(), event).await;
-        Ok(change)
-    })
-    .await
 }

@@ -1,13 +1,14 @@
 //! The admin portal at `/admin`: server-rendered pages for the people who run
 //! campaigns.
 //!
-//! - [`session`]: sign-in sessions, CSRF tokens and cookies;
+//! - sign-in sessions, CSRF tokens and cookies live in
+//!   [`crate::app::sessions`], since the API's audience uploads take them too;
 //! - [`pages`]: one file per page (its template struct, forms and handlers),
 //!   rendering `templates/portal/`.
 //!
-//! Every write goes through the same functions as the API (and the audience
-//! upload streams straight to the API's endpoint), so the portal cannot
-//! validate, store or audit a change differently from a script.
+//! Every write goes through [`crate::app::writes`], as the API's do (and the
+//! audience upload streams straight to the API's endpoint), so the portal
+//! cannot validate, store or audit a change differently from a script.
 //!
 //! Two layers guard the pages: [`guard`] sends a browser without a session to
 //! the sign-in page (the same redirect whatever the path, so nothing about
@@ -16,7 +17,6 @@
 //! policy, since every script and style is served from here.
 
 pub mod pages;
-pub mod session;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -25,50 +25,12 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use crate::http::AppState;
-use session::{Session, Sessions};
+use crate::app::AppState;
+use crate::app::sessions::Session;
+pub use crate::app::sessions::{DEFAULT_CONFIRM_REMOVAL_SHARE, Portal};
 
 /// Portal forms are a few fields; uploads go to the API, not here.
 const FORM_LIMIT: usize = 64 * 1024;
-
-/// The default of `--portal-confirm-removal-share`: the story's mistaken
-/// paste replaced a whole audience with a fragment.
-pub const DEFAULT_CONFIRM_REMOVAL_SHARE: f64 = 0.10;
-
-/// The portal's own state, shared through [`AppState`]. Failed sign-ins
-/// count in the API's limiter ([`AppState::limiter`]), since both guess the
-/// same tokens.
-pub struct Portal {
-    pub sessions: Sessions,
-    /// A replace or remove taking away more than this share of an audience
-    /// is previewed and published only once confirmed.
-    pub confirm_removal_share: f64,
-}
-
-impl Default for Portal {
-    fn default() -> Portal {
-        Portal {
-            sessions: Sessions::default(),
-            confirm_removal_share: DEFAULT_CONFIRM_REMOVAL_SHARE,
-        }
-    }
-}
-
-impl Portal {
-    /// A portal whose sessions end after `idle_timeout` without a request.
-    pub fn new(idle_timeout: std::time::Duration) -> Portal {
-        Portal {
-            sessions: Sessions::new(idle_timeout),
-            ..Portal::default()
-        }
-    }
-
-    /// Sets the share of an audience a change may remove without asking.
-    pub fn confirming_removals_over(mut self, share: f64) -> Portal {
-        self.confirm_removal_share = share;
-        self
-    }
-}
 
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()

@@ -65,7 +65,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let id = crate::http::request_id::current();
+        let id = crate::app::request_id::current();
         let Some(id) = id.as_ref().and_then(|id| id.to_str().ok()) else {
             return self.inner.format_event(ctx, writer, event);
         };

@@ -95,5 +95,5 @@ pub(super) async fn download(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    Ok(crate::http::export::export_download(&state, &id).await?)
+    Ok(crate::app::export::download(&state, &id).await?)
 }

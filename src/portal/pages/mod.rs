@@ -26,12 +26,11 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 
 use super::Signed;
-use super::session::{self, SESSION_COOKIE, SESSION_TTL, SIGNIN_COOKIE};
+use crate::app::error::retry_after_secs;
+use crate::app::sessions::{self as session, SESSION_COOKIE, SESSION_TTL, SIGNIN_COOKIE};
+use crate::app::writes::{create_campaign, delete_campaign, update_campaign};
+use crate::app::{Actor, ApiError, AppState};
 use crate::domain::{Campaign, CampaignPatch, NewCampaign, Status, validate_id};
-use crate::http::auth::Actor;
-use crate::http::campaigns::{create_campaign, delete_campaign, update_campaign};
-use crate::http::error::retry_after_secs;
-use crate::http::{ApiError, AppState};
 use crate::numfmt::thousands;
 use crate::store::AuditEvent;
 
@@ -319,7 +318,7 @@ fn typed_user(raw: &str) -> Result<u64, String> {
 
 /// Looks a campaign up by a path id; a malformed id is simply not found.
 async fn load(state: &AppState, id: &str) -> Result<Campaign, PageError> {
-    crate::http::checked_campaign_id(id)?;
+    crate::app::checked_campaign_id(id)?;
     Ok(state.store.get_campaign(id).await?)
 }
 

@@ -1,7 +1,7 @@
 //! Rolling an audience back to a kept version, after typing the campaign's id.
 
 use super::*;
-use crate::http::versions::rollback_audience;
+use crate::app::writes::rollback_audience;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "portal/rollback.html")]

@@ -163,13 +163,13 @@ pub struct ErrorBody;
 
 impl utoipa::PartialSchema for ErrorBody {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
-        super::openapi::error_body()
+        error_body()
     }
 }
 
 impl utoipa::ToSchema for ErrorBody {
     fn name() -> std::borrow::Cow<'static, str> {
-        std::borrow::Cow::Borrowed(super::openapi::ERROR_BODY)
+        std::borrow::Cow::Borrowed(ERROR_BODY)
     }
 }
 
@@ -477,6 +477,50 @@ impl From<JsonRejection> for ApiError {
             _ => ApiError::bad_request("invalid_json", rejection.body_text()),
         }
     }
+}
+
+/// The name of the error body's schema.
+pub const ERROR_BODY: &str = "Error";
+
+/// The error body's schema for the OpenAPI document: every code in it,
+/// from [`ERROR_CODES`].
+pub fn error_body() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    let codes = ERROR_CODES
+        .iter()
+        .map(|(code, status, meaning)| format!("- `{code}` ({status}): {meaning}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let string = |description: &str| {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(description))
+    };
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .description(Some("Every error's body."))
+        .property(
+            "error",
+            string(&format!("A stable code for programs:\n{codes}"))
+                .enum_values(Some(ERROR_CODES.iter().map(|(code, _, _)| *code))),
+        )
+        .required("error")
+        .property(
+            "message",
+            string("What went wrong and how to fix it, for people."),
+        )
+        .required("message")
+        .property(
+            "request_id",
+            string("The request's id, as in the server's logs and the `x-request-id` header."),
+        )
+        .property("field", string("The JSON field at fault, when one is."))
+        .property(
+            "line",
+            utoipa::openapi::schema::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::Integer)
+                .minimum(Some(1))
+                .description(Some("The line of an upload at fault, counted from 1.")),
+        )
+        .into()
 }
 
 #[cfg(test)]

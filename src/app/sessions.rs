@@ -169,6 +169,45 @@ pub fn set_cookie(name: &str, value: &str, max_age: Duration) -> String {
     )
 }
 
+/// The default of `--portal-confirm-removal-share`: the story's mistaken
+/// paste replaced a whole audience with a fragment.
+pub const DEFAULT_CONFIRM_REMOVAL_SHARE: f64 = 0.10;
+
+/// The portal's own state, shared through [`super::AppState`]. Failed
+/// sign-ins count in the API's limiter ([`super::Services::limiter`]), since
+/// both guess the same tokens.
+pub struct Portal {
+    pub sessions: Sessions,
+    /// A replace or remove taking away more than this share of an audience
+    /// is previewed and published only once confirmed.
+    pub confirm_removal_share: f64,
+}
+
+impl Default for Portal {
+    fn default() -> Portal {
+        Portal {
+            sessions: Sessions::default(),
+            confirm_removal_share: DEFAULT_CONFIRM_REMOVAL_SHARE,
+        }
+    }
+}
+
+impl Portal {
+    /// A portal whose sessions end after `idle_timeout` without a request.
+    pub fn new(idle_timeout: std::time::Duration) -> Portal {
+        Portal {
+            sessions: Sessions::new(idle_timeout),
+            ..Portal::default()
+        }
+    }
+
+    /// Sets the share of an audience a change may remove without asking.
+    pub fn confirming_removals_over(mut self, share: f64) -> Portal {
+        self.confirm_removal_share = share;
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
