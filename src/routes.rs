@@ -18,9 +18,10 @@ pub fn router(state: AppState) -> Router {
 /// The routes of `surface`, under the same layers whatever the split.
 pub fn router_for(state: AppState, surface: Surface) -> Router {
     let api = http::api(&state, surface);
-    let mut deadlined = api.deadlined;
+    let (mut deadlined, mut long) = (api.deadlined, api.long);
     if surface.serves_admin() {
         deadlined = deadlined.merge(crate::portal::router(state.clone()));
+        long = long.merge(crate::portal::long_router(state.clone()));
     }
     let deadlined = deadlined.layer(middleware::from_fn_with_state(
         state.limits.request_timeout,
@@ -30,7 +31,7 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
     let document = openapi::Document::render(&openapi::finish(api.description));
     Router::new()
         .merge(deadlined)
-        .merge(api.long)
+        .merge(long)
         .layer(Extension(document))
         .fallback(|| async {
             ApiError::NotFound {

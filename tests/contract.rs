@@ -77,6 +77,7 @@ suite!(
     rollback_restores_a_kept_version_as_a_new_version,
     the_history_keeps_the_last_five_versions,
     a_rollback_never_reaches_a_deleted_incarnation,
+    a_rollback_made_against_an_older_live_version_is_refused,
 );
 
 async fn creating_a_campaign_returns_it_with_its_status(h: &Harness) {
@@ -843,4 +844,26 @@ async fn a_rollback_never_reaches_a_deleted_incarnation(h: &Harness) {
         [9],
         "the old incarnation's version 1 came back"
     );
+}
+
+async fn a_rollback_made_against_an_older_live_version_is_refused(h: &Harness) {
+    h.active("c").await;
+    h.replace("c", &[1]).await;
+    h.replace("c", &[2]).await;
+    // The caller saw version 1 live; an upload has moved it on since.
+    let before = (h.campaign("c").await, h.get("/v1/audit?campaign=c").await);
+    let stale = json!({"version": 1, "expected_version": 1});
+    let (status, r) = h.post_json("/v1/campaigns/c/rollback", stale).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{r}");
+    assert_eq!(r["error"], "audience_changed");
+    assert_eq!(
+        r["message"],
+        "campaign \"c\" is at version 2, not 1 as expected; nothing was changed"
+    );
+    let after = (h.campaign("c").await, h.get("/v1/audit?campaign=c").await);
+    assert_eq!(after, before, "a refused rollback changed something");
+    let current = json!({"version": 1, "expected_version": 2});
+    let (status, r) = h.post_json("/v1/campaigns/c/rollback", current).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(h.export("c").await, [1]);
 }

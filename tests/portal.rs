@@ -556,6 +556,13 @@ async fn rollback_needs_the_campaign_id_typed_and_a_kept_version() {
         "{}",
         page.body
     );
+    let page = b.get("/admin/campaigns/c/rollback/one").await;
+    assert!(
+        page.body
+            .contains("&#34;one&#34; is not a version number"),
+        "{}",
+        page.body
+    );
     let page = b
         .post(
             "/admin/campaigns/c/rollback/1",
@@ -570,10 +577,33 @@ async fn rollback_needs_the_campaign_id_typed_and_a_kept_version() {
         "a refused rollback changed something"
     );
 
+    // The page showed version 2 live; an upload made it 3 since.
+    let page = b.get("/admin/campaigns/c/rollback/1").await;
+    assert!(
+        page.body.contains(r#"name="expected_version" value="2""#),
+        "{}",
+        page.body
+    );
+    h.replace("c", &[4]).await;
+    let seen = [
+        ("csrf", csrf.as_str()),
+        ("confirm", "c"),
+        ("expected_version", "2"),
+    ];
+    let page = b.post("/admin/campaigns/c/rollback/1", &seen).await;
+    assert_eq!(page.status, StatusCode::CONFLICT);
+    assert!(
+        page.body
+            .contains("is at version 3, not 2 as expected; nothing was changed"),
+        "{}",
+        page.body
+    );
+    assert_eq!(h.export("c").await, [4]);
+
     let page = b
         .post(
             "/admin/campaigns/c/rollback/1",
-            &[("csrf", &csrf), ("confirm", "c")],
+            &[("csrf", &csrf), ("confirm", "c"), ("expected_version", "3")],
         )
         .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);

@@ -101,6 +101,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     ),
     ("campaign_exists", 409, "a campaign already has this id"),
     (
+        "audience_changed",
+        409,
+        "a rollback named a live version that is no longer live",
+    ),
+    (
         "audience_busy",
         409,
         "another write holds the campaign; retry",
@@ -394,6 +399,10 @@ impl From<StoreError> for ApiError {
                 message: format!("{message}; nothing was changed"),
                 field: Some("design"),
                 line: None,
+            },
+            StoreError::Moved { .. } => ApiError::Conflict {
+                code: "audience_changed",
+                message: format!("{e}; nothing was changed"),
             },
             StoreError::VersionNotKept { .. } => ApiError::NotFound {
                 code: "version_not_found",

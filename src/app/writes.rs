@@ -146,13 +146,17 @@ pub async fn rollback_audience(
     actor: Option<Actor>,
     id: &str,
     version: u64,
+    expected_live: Option<u64>,
 ) -> Result<AudienceChange, ApiError> {
     let slot = state.uploads.take()?;
     let (state, id) = (state.clone(), id.to_string());
     detached(async move {
         let _slot = slot;
         let by = actor_name(actor.as_ref());
-        let change = state.store.rollback(&id, version, by).await?;
+        let change = state
+            .store
+            .rollback(&id, version, expected_live, by)
+            .await?;
         let summary = format!(
             "rolled back to version {version}: {} IDs -> {} at version {}",
             thousands(change.previous_size),

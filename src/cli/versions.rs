@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::api::Api;
+use super::api::{Api, TRANSFER_TIMEOUT};
 use super::error::{CliError, Exit};
 use super::output::{print_json, print_table};
 
@@ -44,6 +44,9 @@ pub async fn rollback(api: &Api, campaign: &str, version: u64) -> Result<Exit, C
     let body = api
         .send(
             api.request(Method::POST, &path)
+                // A rollback rebuilds a whole audience, which takes as long
+                // as uploading it.
+                .timeout(TRANSFER_TIMEOUT)
                 .json(&json!({ "version": version })),
         )
         .await

@@ -38,6 +38,11 @@ struct VersionList {
 pub struct RollbackRequest {
     /// The kept version whose audience to publish again.
     pub version: u64,
+    /// The live version the caller saw: when given and another version is
+    /// live by the time the rollback runs, it is refused (409
+    /// `audience_changed`) instead of undoing a change the caller never saw.
+    #[serde(default)]
+    pub expected_version: Option<u64>,
 }
 
 /// What a rollback did.
@@ -84,7 +89,7 @@ async fn list(
         (status = 200, description = "Published as a new version.", body = RolledBack),
         (status = 400, description = "The body is not the JSON expected (`invalid_json`).", body = ErrorBody),
         (status = 404, description = "No such campaign (`campaign_not_found`), or the history does not keep that version (`version_not_found`). Nothing was changed.", body = ErrorBody),
-        (status = 409, description = "Another write holds the campaign (`audience_busy`).", body = ErrorBody),
+        (status = 409, description = "Another write holds the campaign (`audience_busy`), or `expected_version` is no longer live (`audience_changed`). Nothing was changed.", body = ErrorBody),
         (status = 413, description = "The body is over its limit (`body_too_large`).", body = ErrorBody),
         (status = 415, description = "Not `application/json` (`unsupported_media_type`).", body = ErrorBody),
     )
@@ -96,7 +101,8 @@ async fn rollback(
     ApiJson(body): ApiJson<RollbackRequest>,
 ) -> Result<Json<RolledBack>, ApiError> {
     let id = checked_campaign_id(&id)?;
-    let change = rollback_audience(&state, actor.map(|Extension(a)| a), id, body.version).await?;
+    let actor = actor.map(|Extension(a)| a);
+    let change = rollback_audience(&state, actor, id, body.version, body.expected_version).await?;
     Ok(Json(RolledBack {
         audience_size: change.audience_size,
         version: change.version,

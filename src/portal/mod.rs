@@ -32,9 +32,19 @@ pub use crate::app::sessions::{DEFAULT_CONFIRM_REMOVAL_SHARE, Portal};
 /// Portal forms are a few fields; uploads go to the API, not here.
 const FORM_LIMIT: usize = 64 * 1024;
 
+/// The pages and forms, for under the request deadline.
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .merge(pages::router())
+    guarded(pages::router(), state)
+}
+
+/// The forms whose write can take minutes ([`pages::long_router`]), for
+/// outside the request deadline.
+pub fn long_router(state: AppState) -> Router<AppState> {
+    guarded(pages::long_router(), state)
+}
+
+fn guarded(routes: Router<AppState>, state: AppState) -> Router<AppState> {
+    routes
         .layer(middleware::from_fn_with_state(state, guard))
         .layer(middleware::from_fn(headers))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))

@@ -135,7 +135,11 @@ impl EmbeddedStore {
                 let (key, json) = row?;
                 let record: AudienceVersion = serde_json::from_str(json.value())
                     .with_context(|| format!("version {:?} in {}", key.value(), path.display()))?;
-                kept.push(record);
+                // Only what this campaign has published so far: rows past
+                // its live version belong to no audience it holds.
+                if record.version <= campaign.version {
+                    kept.push(record);
+                }
             }
             kept.reverse();
             live.insert(
@@ -506,10 +510,22 @@ impl Store for EmbeddedStore {
         Ok(self.entry(id)?.versions.to_vec())
     }
 
-    async fn rollback(&self, id: &str, version: u64, by: &str) -> StoreResult<AudienceChange> {
+    async fn rollback(
+        &self,
+        id: &str,
+        version: u64,
+        expected_live: Option<u64>,
+        by: &str,
+    ) -> StoreResult<AudienceChange> {
         let mut origin = Origin::new(by, VersionAction::RolledBack);
         origin.restored = Some(version);
         self.change_audience(id, origin, move |current, inner| {
+            // Under the writer lock: nothing can publish in between.
+            history::check_live(
+                &current.campaign.id,
+                current.campaign.version,
+                expected_live,
+            )?;
             let members = kept_audience(inner, current, version)?;
             let size = members.len();
             Ok((members, size))

@@ -97,6 +97,22 @@ impl Origin {
     }
 }
 
+/// Refuses a change made against `expected` when `live` is the live version.
+pub fn check_live(
+    campaign: &str,
+    live: u64,
+    expected: Option<u64>,
+) -> Result<(), super::StoreError> {
+    match expected {
+        Some(expected) if expected != live => Err(super::StoreError::Moved {
+            campaign: campaign.to_string(),
+            live,
+            expected,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Splits the history after publishing `newest` into what stays (newest
 /// first, at most `keep`) and what falls off. `kept` may come in any order
 /// and may already hold `newest`'s version (a retried commit), which is

@@ -63,6 +63,13 @@ pub enum StoreError {
         /// The versions it does keep, newest first.
         kept: Vec<u64>,
     },
+    /// A change made against a live version that is no longer live.
+    #[error("campaign {campaign:?} is at version {live}, not {expected} as expected")]
+    Moved {
+        campaign: String,
+        live: u64,
+        expected: u64,
+    },
     /// Fewer replicas than required confirmed a write in time. The message
     /// says whether the change was published on the primary; a retry of
     /// the same request is safe either way.
@@ -289,8 +296,16 @@ pub trait Store: Send + Sync + 'static {
     async fn versions(&self, id: &str) -> StoreResult<Vec<AudienceVersion>>;
     /// Publishes kept version `version`'s audience again, as a new version
     /// made like a replace (same lease, fence and checks);
-    /// [`StoreError::VersionNotKept`] when the history does not hold it.
-    async fn rollback(&self, id: &str, version: u64, by: &str) -> StoreResult<AudienceChange>;
+    /// [`StoreError::VersionNotKept`] when the history does not hold it,
+    /// [`StoreError::Moved`] when `expected_live` is given and the live
+    /// version is another (checked under the write lease).
+    async fn rollback(
+        &self,
+        id: &str,
+        version: u64,
+        expected_live: Option<u64>,
+        by: &str,
+    ) -> StoreResult<AudienceChange>;
 
     /// Whether `design` may hold `members` in this store: the refusal a
     /// replace or add to exactly that audience would meet, for dry runs.

@@ -66,12 +66,21 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/admin/campaigns/{id}/rollback/{version}",
-            get(rollback::rollback_page).post(rollback::rollback),
+            get(rollback::rollback_page),
         )
         .route("/admin/lookup", get(lookup::lookup))
         .route("/admin/audit", get(audit::audit))
         .route("/admin/assets/portal.css", get(css))
         .route("/admin/assets/portal.js", get(js))
+}
+
+/// The forms whose write can take minutes (a rollback rebuilds a whole
+/// audience): served outside the request deadline, as the API's uploads.
+pub fn long_router() -> Router<AppState> {
+    Router::new().route(
+        "/admin/campaigns/{id}/rollback/{version}",
+        axum::routing::post(rollback::rollback),
+    )
 }
 
 // ---- shared pieces -------------------------------------------------------

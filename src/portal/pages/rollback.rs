@@ -12,6 +12,8 @@ pub(super) struct RollbackPage {
     error: Option<String>,
     /// The confirming button's words.
     act: String,
+    /// The live version shown, sent back with the form.
+    expected_version: Option<u64>,
 }
 
 /// The campaign and the kept version the path names; a version the
@@ -23,14 +25,20 @@ async fn target(
 ) -> Result<(Campaign, VersionRow), PageError> {
     let c = load(state, id).await?;
     let kept = state.store.versions(&c.id).await?;
-    let wanted: Option<u64> = version.parse().ok();
-    let not_kept = || crate::store::StoreError::VersionNotKept {
-        campaign: c.id.clone(),
-        version: wanted.unwrap_or(0),
-        kept: kept.iter().map(|v| v.version).collect(),
+    let Ok(wanted) = version.parse::<u64>() else {
+        return Err(ApiError::NotFound {
+            code: "version_not_found",
+            message: format!("{version:?} is not a version number"),
+        }
+        .into());
     };
-    let Some(found) = wanted.and_then(|w| kept.iter().find(|v| v.version == w)) else {
-        return Err(ApiError::from(not_kept()).into());
+    let Some(found) = kept.iter().find(|v| v.version == wanted) else {
+        let not_kept = crate::store::StoreError::VersionNotKept {
+            campaign: c.id.clone(),
+            version: wanted,
+            kept: kept.iter().map(|v| v.version).collect(),
+        };
+        return Err(ApiError::from(not_kept).into());
     };
     let row = VersionRow::new(found.clone(), c.version);
     Ok((c, row))
@@ -46,6 +54,7 @@ pub(super) async fn rollback_page(
         chrome: Chrome::new(&s, "campaigns"),
         c: Row::new(&c, Utc::now()),
         act: format!("Roll back to version {}", v.version),
+        expected_version: Some(c.version),
         v,
         error: None,
     }
@@ -56,6 +65,9 @@ pub(super) async fn rollback_page(
 pub(super) struct RollbackForm {
     #[serde(default)]
     confirm: String,
+    /// The live version the page showed.
+    #[serde(default)]
+    expected_version: Option<u64>,
 }
 
 pub(super) async fn rollback(
@@ -70,6 +82,7 @@ pub(super) async fn rollback(
             chrome: Chrome::new(&s, "campaigns"),
             c: Row::new(&c, Utc::now()),
             act: format!("Roll back to version {}", v.version),
+            expected_version: f.expected_version.or(Some(c.version)),
             v,
             error: Some(format!(
                 "Type the campaign ID, {}, exactly to confirm. Nothing was changed.",
@@ -78,6 +91,7 @@ pub(super) async fn rollback(
         };
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
-    rollback_audience(&state, Some(Actor(s.actor.clone())), &c.id, v.version).await?;
+    let actor = Some(Actor(s.actor.clone()));
+    rollback_audience(&state, actor, &c.id, v.version, f.expected_version).await?;
     Ok(Redirect::to(&format!("/admin/campaigns/{}?done=rolled-back", c.id)).into_response())
 }

@@ -526,7 +526,13 @@ impl Store for RedisStore {
     /// Reads the kept version under the lease, from the incarnation the
     /// commit is fenced on, so a delete and re-create in between can never
     /// publish the old campaign's audience into the new one.
-    async fn rollback(&self, id: &str, version: u64, by: &str) -> StoreResult<AudienceChange> {
+    async fn rollback(
+        &self,
+        id: &str,
+        version: u64,
+        expected_live: Option<u64>,
+        by: &str,
+    ) -> StoreResult<AudienceChange> {
         let mut origin = Origin::new(by, VersionAction::RolledBack);
         origin.restored = Some(version);
         let lease = self.lease(id).await?;
@@ -534,6 +540,9 @@ impl Store for RedisStore {
         lease
             .run(async {
                 let current = self.current(&token, id).await?;
+                // The commit is fenced on this revision: the live version
+                // checked here is the one the rollback replaces.
+                super::history::check_live(id, current.campaign.version, expected_live)?;
                 let kept = self.kept(&current).await?;
                 let members = self.kept_audience(&current, &kept, version).await?;
                 Self::audience_fits(current.campaign.design, &members)?;
