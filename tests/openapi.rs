@@ -591,8 +591,17 @@ fn no_api_route_is_added_outside_the_document() {
                 for (at, _) in squeezed.match_indices(call) {
                     let route = &squeezed[at + call.len()..];
                     let route = &route[..route.find('"').unwrap()];
+                    // The portal's pages are nested under /admin, the one
+                    // place its routes are mounted; a path of its own
+                    // starting elsewhere would be another page under it.
+                    let allowed = in_portal
+                        && if call == ".nest(\"" {
+                            route == "/admin"
+                        } else {
+                            route.starts_with('/') && !route.starts_with("/v1")
+                        };
                     assert!(
-                        in_portal && route.starts_with("/admin"),
+                        allowed,
                         "{} adds {route:?} outside the OpenAPI document",
                         path.display()
                     );

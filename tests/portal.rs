@@ -132,6 +132,7 @@ async fn without_a_session_every_page_redirects_alike_and_no_form_is_accepted() 
         "/admin/campaigns/real",
         "/admin/campaigns/no-such-campaign",
         "/admin/campaigns/real/delete",
+        "/admin/campaigns/real/rollback/1",
         "/admin/audit?campaign=real",
     ] {
         let page = b.get(path).await;
@@ -141,6 +142,20 @@ async fn without_a_session_every_page_redirects_alike_and_no_form_is_accepted() 
     }
     // A real and a missing campaign answer identically: nothing leaks.
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    let page = b.get("/admin/").await;
+    assert_eq!(
+        page.location(),
+        "/admin/campaigns",
+        "the slash form of /admin"
+    );
+    let page = b
+        .post("/admin/campaigns/real/rollback/1", &[("confirm", "real")])
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::FORBIDDEN,
+        "a rollback without a session"
+    );
 
     let page = b
         .post("/admin/campaigns/real/delete", &[("confirm", "real")])
@@ -558,8 +573,7 @@ async fn rollback_needs_the_campaign_id_typed_and_a_kept_version() {
     );
     let page = b.get("/admin/campaigns/c/rollback/one").await;
     assert!(
-        page.body
-            .contains("&#34;one&#34; is not a version number"),
+        page.body.contains("&#34;one&#34; is not a version number"),
         "{}",
         page.body
     );

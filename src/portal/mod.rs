@@ -34,7 +34,12 @@ const FORM_LIMIT: usize = 64 * 1024;
 
 /// The pages and forms, for under the request deadline.
 pub fn router(state: AppState) -> Router<AppState> {
-    guarded(pages::router(), state)
+    // `/admin` itself is the nested `/`; this is the same with a slash.
+    let slash = Router::new().route(
+        "/admin/",
+        axum::routing::get(|| async { Redirect::to("/admin/campaigns") }),
+    );
+    guarded(pages::router(), state).merge(slash)
 }
 
 /// The forms whose write can take minutes ([`pages::long_router`]), for
@@ -43,8 +48,11 @@ pub fn long_router(state: AppState) -> Router<AppState> {
     guarded(pages::long_router(), state)
 }
 
+/// Mounts `routes` under `/admin` behind the session guard and the
+/// portal's headers. The layers see the whole path.
 fn guarded(routes: Router<AppState>, state: AppState) -> Router<AppState> {
-    routes
+    Router::new()
+        .nest("/admin", routes)
         .layer(middleware::from_fn_with_state(state, guard))
         .layer(middleware::from_fn(headers))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))

@@ -34,51 +34,39 @@ use crate::domain::{Campaign, CampaignPatch, NewCampaign, Status, validate_id};
 use crate::numfmt::thousands;
 use crate::store::AuditEvent;
 
+/// The pages, by path under `/admin` (see [`super::router`]).
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin", get(|| async { Redirect::to("/admin/campaigns") }))
+        .route("/", get(|| async { Redirect::to("/admin/campaigns") }))
+        .route("/signin", get(signin::signin_page).post(signin::signin))
+        .route("/signout", axum::routing::post(signin::signout))
+        .route("/campaigns", get(list::campaigns))
+        .route("/campaigns/new", get(form::new_page).post(form::create))
+        .route("/campaigns/{id}", get(campaign::campaign_page))
+        .route("/campaigns/{id}/audience.txt", get(campaign::download))
         .route(
-            "/admin/",
-            get(|| async { Redirect::to("/admin/campaigns") }),
-        )
-        .route(
-            "/admin/signin",
-            get(signin::signin_page).post(signin::signin),
-        )
-        .route("/admin/signout", axum::routing::post(signin::signout))
-        .route("/admin/campaigns", get(list::campaigns))
-        .route(
-            "/admin/campaigns/new",
-            get(form::new_page).post(form::create),
-        )
-        .route("/admin/campaigns/{id}", get(campaign::campaign_page))
-        .route(
-            "/admin/campaigns/{id}/audience.txt",
-            get(campaign::download),
-        )
-        .route(
-            "/admin/campaigns/{id}/edit",
+            "/campaigns/{id}/edit",
             get(form::edit_page).post(form::edit),
         )
         .route(
-            "/admin/campaigns/{id}/delete",
+            "/campaigns/{id}/delete",
             get(delete::delete_page).post(delete::delete),
         )
         .route(
-            "/admin/campaigns/{id}/rollback/{version}",
+            "/campaigns/{id}/rollback/{version}",
             get(rollback::rollback_page),
         )
-        .route("/admin/lookup", get(lookup::lookup))
-        .route("/admin/audit", get(audit::audit))
-        .route("/admin/assets/portal.css", get(css))
-        .route("/admin/assets/portal.js", get(js))
+        .route("/lookup", get(lookup::lookup))
+        .route("/audit", get(audit::audit))
+        .route("/assets/portal.css", get(css))
+        .route("/assets/portal.js", get(js))
 }
 
 /// The forms whose write can take minutes (a rollback rebuilds a whole
 /// audience): served outside the request deadline, as the API's uploads.
 pub fn long_router() -> Router<AppState> {
     Router::new().route(
-        "/admin/campaigns/{id}/rollback/{version}",
+        "/campaigns/{id}/rollback/{version}",
         axum::routing::post(rollback::rollback),
     )
 }
