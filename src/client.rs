@@ -25,6 +25,9 @@
 //! # }
 //! ```
 
+// Part of the library a login service embeds: every public item says what it is.
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +69,7 @@ impl Default for ClientOptions {
     }
 }
 
+/// Why a check through the client failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The Redis URL is invalid.

@@ -4,6 +4,9 @@
 //! the results of audience changes. Stores persist these values; handlers
 //! translate them to JSON.
 
+// Part of the library a login service embeds: every public item says what it is.
+#![warn(missing_docs)]
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +40,7 @@ impl Design {
     /// grouping of checks, the bench, the tests).
     pub const ALL: [Design; 3] = [Design::Set, Design::PerUser, Design::Bitmap];
 
+    /// The name the API, the CLI and Redis use: `set`, `per-user` or `bitmap`.
     pub fn as_str(self) -> &'static str {
         match self {
             Design::Set => "set",
@@ -68,6 +72,7 @@ impl Design {
         }
     }
 
+    /// The design named `s`, if any.
     pub fn parse(s: &str) -> Option<Design> {
         match s {
             "set" => Some(Design::Set),
@@ -83,8 +88,11 @@ impl Design {
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Before `starts_at`.
     Scheduled,
+    /// From `starts_at` (included) to `ends_at` (excluded).
     Active,
+    /// From `ends_at` on.
     Ended,
 }
 
@@ -93,7 +101,9 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Campaign {
+    /// The id: `^[a-z0-9][a-z0-9_-]{0,63}$`, fixed at create.
     pub id: String,
+    /// The display name.
     pub name: String,
     /// Start of the window, RFC 3339 in UTC; included.
     #[serde(with = "rfc3339")]
@@ -101,17 +111,22 @@ pub struct Campaign {
     /// End of the window, RFC 3339 in UTC; excluded.
     #[serde(with = "rfc3339")]
     pub ends_at: DateTime<Utc>,
+    /// How Redis lays out the audience.
     pub design: Design,
+    /// IDs in the live audience.
     pub audience_size: u64,
     /// Increases on every audience change, so callers can tell lists apart.
     pub version: u64,
+    /// When it was created, RFC 3339 in UTC.
     #[serde(with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// When it last changed, audience or not, RFC 3339 in UTC.
     #[serde(with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
 impl Campaign {
+    /// Where `now` falls in the window.
     pub fn status_at(&self, now: DateTime<Utc>) -> Status {
         if now < self.starts_at {
             Status::Scheduled
@@ -122,10 +137,12 @@ impl Campaign {
         }
     }
 
+    /// Whether `now` is inside the window.
     pub fn is_active_at(&self, now: DateTime<Utc>) -> bool {
         self.status_at(now) == Status::Active
     }
 
+    /// The campaign as the API shows it at `now`, with its status.
     pub fn view(&self, now: DateTime<Utc>) -> CampaignView<'_> {
         CampaignView {
             campaign: self,
@@ -138,6 +155,7 @@ impl Campaign {
 #[derive(Debug, Serialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct CampaignView<'a> {
+    /// The campaign itself.
     #[serde(flatten)]
     #[cfg_attr(feature = "server", schema(inline, value_type = Campaign))]
     pub campaign: &'a Campaign,
@@ -171,6 +189,7 @@ pub struct NewCampaign {
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CampaignPatch {
+    /// A new display name.
     #[cfg_attr(feature = "server", schema(min_length = 1, max_length = 200))]
     pub name: Option<String>,
     /// RFC 3339 with an offset.
@@ -184,7 +203,9 @@ pub struct CampaignPatch {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Invalid {
+    /// The field at fault.
     pub field: &'static str,
+    /// What is wrong with it and how to fix it.
     pub message: String,
 }
 
@@ -358,7 +379,9 @@ impl CampaignPatch {
 pub struct AudienceChange {
     /// The audience's size before the change.
     pub previous_size: u64,
+    /// The audience's size after the change.
     pub audience_size: u64,
+    /// The audience's version after the change.
     pub version: u64,
     /// IDs that were not in the audience before (add) or were and are gone (remove).
     pub changed: u64,
@@ -375,10 +398,15 @@ pub const MAX_ECHO: usize = 40;
 /// Why a text is not a user id; see [`parse_user_id`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadUserId {
+    /// Not digits.
     NotANumber,
+    /// A minus sign.
     Negative,
+    /// A plus sign.
     Signed,
+    /// A zero before other digits (`007`).
     LeadingZero,
+    /// Above 2^64-1.
     TooLarge,
 }
 

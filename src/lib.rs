@@ -49,6 +49,9 @@
 //!
 //! Without `server` the crate is the login-path library a service embeds:
 //! [`client`], [`nearcache`], [`lookup`], the Redis [`store`] and [`domain`].
+//! What it names most is also at the root: [`Client`], [`ClientOptions`],
+//! [`Membership`], [`UserCampaigns`], [`Campaign`]. Those modules are held
+//! to `missing_docs`.
 //!
 //! # Modules
 //!
@@ -91,6 +94,15 @@ pub mod openfeature;
 pub mod secret;
 pub mod store;
 pub mod tls;
+
+// What a login service names most, at the crate's root: the client and its
+// options, its answers and errors, and the campaign they are about.
+pub use client::{Client, ClientError, ClientOptions};
+pub use domain::{Campaign, Design, Status, UserId};
+pub use lookup::{CheckError, Membership, Source, UserCampaigns};
+pub use nearcache::{NearCacheOptions, StalePolicy};
+#[cfg(feature = "openfeature")]
+pub use openfeature::GuestlistProvider;
 
 // Helpers for tests and demos (`test-util`, part of `server`).
 #[cfg(feature = "test-util")]

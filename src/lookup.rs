@@ -4,6 +4,9 @@
 //! store cannot answer, and then only if the stale policy allows it. The HTTP handlers and the library [`crate::client::Client`] both
 //! go through [`Checker`], so they behave the same.
 
+// Part of the library a login service embeds: every public item says what it is.
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -32,11 +35,15 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Membership {
+    /// The campaign asked about.
     pub campaign: String,
+    /// The user asked about.
     pub user_id: UserId,
+    /// Whether the user is in the campaign's audience.
     pub member: bool,
     /// Whether the campaign is active now.
     pub active: bool,
+    /// Who answered: the near-cache or the store.
     pub source: Source,
     /// The cached answer is older than the staleness bound.
     pub stale: bool,
@@ -46,14 +53,20 @@ pub struct Membership {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct UserCampaigns {
+    /// The user asked about.
     pub user_id: UserId,
+    /// The active campaigns whose audience holds the user, sorted.
     pub campaigns: Vec<String>,
+    /// Who answered: the near-cache or the store.
     pub source: Source,
+    /// Whether the answer rests on a copy past the staleness bound.
     pub stale: bool,
 }
 
+/// Why a check could not be answered.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// The store failed (or does not know the campaign).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The near-cache's answer is past its staleness bound and the policy is
@@ -86,14 +99,17 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// Checks through `cache` when there is one, else `store`.
     pub fn new(store: Arc<dyn Store>, cache: Option<NearCache>) -> Checker {
         Checker { store, cache }
     }
 
+    /// The near-cache, when there is one.
     pub fn cache(&self) -> Option<&NearCache> {
         self.cache.as_ref()
     }
 
+    /// The store behind the cache.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -132,6 +148,7 @@ impl Checker {
                 .is_none_or(|c| c.options().on_stale == StalePolicy::Serve)
     }
 
+    /// Is `user` in `campaign`'s audience? The near-cache answers when it holds the campaign, else the store.
     pub async fn is_member(&self, campaign: &str, user: UserId) -> Result<Membership, CheckError> {
         let cached = self
             .cache
@@ -212,6 +229,7 @@ impl Checker {
         }
     }
 
+    /// The active campaigns whose audience holds `user`, sorted.
     pub async fn campaigns_for(&self, user: UserId) -> Result<UserCampaigns, CheckError> {
         let (mut lists, source, stale) = self.campaigns_for_many(&[user]).await?;
         Ok(UserCampaigns {

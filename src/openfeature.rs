@@ -41,6 +41,9 @@
 //! # }
 //! ```
 
+// Part of the library a login service embeds: every public item says what it is.
+#![warn(missing_docs)]
+
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 

@@ -7,6 +7,9 @@
 //! value out of `Debug` and `Display`, so a config struct that holds one can
 //! be logged whole.
 
+// Part of the library a login service embeds: every public item says what it is.
+#![warn(missing_docs)]
+
 use std::fmt;
 use std::path::Path;
 
@@ -18,6 +21,7 @@ use anyhow::Context;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `value`; it shows as `***` from now on.
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }

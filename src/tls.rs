@@ -6,6 +6,9 @@
 //! shares rustls with the `ring` provider; `aws-lc-rs` is kept out of the
 //! build because its C library doubles the build time.
 
+// Part of the library a login service embeds: every public item says what it is.
+#![warn(missing_docs)]
+
 use std::path::Path;
 use std::sync::Arc;
 

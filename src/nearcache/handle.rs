@@ -44,6 +44,7 @@ impl CampaignHandle {
         CampaignHandle { cache, slot }
     }
 
+    /// The campaign's id.
     pub fn id(&self) -> &str {
         &self.slot.id
     }

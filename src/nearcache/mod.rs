@@ -33,6 +33,9 @@
 //! `handle` (campaign handles), `feed` (what the cache follows: a trait the
 //! Redis store implements), `sync` (following it).
 
+// Part of the library a login service embeds: every public item says what it is.
+#![warn(missing_docs)]
+
 mod clock;
 mod feed;
 #[cfg(any(test, feature = "test-util"))]
@@ -72,12 +75,14 @@ pub enum StalePolicy {
     Error,
 }
 
+/// How the near-cache runs.
 #[derive(Debug, Clone)]
 pub struct NearCacheOptions {
     /// Upper bound on the bitmaps held, in bytes.
     pub max_bytes: u64,
     /// Age past which an unconfirmed entry is stale.
     pub max_staleness: Duration,
+    /// What a stale answer does: serve it flagged, or fail.
     pub on_stale: StalePolicy,
 }
 
@@ -94,9 +99,13 @@ impl Default for NearCacheOptions {
 /// An answer from the cache for one user and campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachedMembership {
+    /// Whether the user is in the cached audience.
     pub member: bool,
+    /// Whether the copy is past the staleness bound.
     pub stale: bool,
+    /// The campaign's window start, for whether it is active.
     pub starts_at: DateTime<Utc>,
+    /// The campaign's window end.
     pub ends_at: DateTime<Utc>,
 }
 
@@ -111,26 +120,37 @@ impl CachedMembership {
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct CachedCampaign {
+    /// The campaign's id.
     pub id: String,
+    /// The audience version held.
     pub version: u64,
+    /// IDs held.
     pub ids: u64,
+    /// Heap bytes held.
     pub bytes: u64,
+    /// Whether the copy is past the staleness bound.
     pub stale: bool,
     /// Milliseconds since this version was last confirmed against the store.
     pub confirmed_ms_ago: u64,
 }
 
+/// The near-cache's state, for `GET /v1/cache`.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct CacheStatus {
+    /// Each campaign held.
     pub campaigns: Vec<CachedCampaign>,
+    /// Heap bytes held in all.
     pub bytes: u64,
+    /// The budget (`--near-cache-max-bytes`).
     pub max_bytes: u64,
     /// Whether every scheduled or active campaign is loaded.
     pub complete: bool,
     /// Campaigns that did not fit in `max_bytes`, served by the store.
     pub skipped: u64,
+    /// The staleness bound, in milliseconds.
     pub max_staleness_ms: u64,
+    /// What a stale answer does.
     pub on_stale: StalePolicy,
 }
 
@@ -139,7 +159,9 @@ pub struct CacheStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct CacheCounts {
+    /// Campaigns held.
     pub campaigns: u64,
+    /// Of those, how many are stale.
     pub stale: u64,
 }
 
@@ -207,6 +229,7 @@ impl NearCache {
         cache
     }
 
+    /// The options it runs with.
     pub fn options(&self) -> &NearCacheOptions {
         &self.inner.options
     }
@@ -283,6 +306,7 @@ impl NearCache {
         Some((lists, stale))
     }
 
+    /// Every campaign held, with sizes and staleness.
     pub fn status(&self) -> CacheStatus {
         let state = self.inner.state.load();
         let now_ms = self.now_ms();
@@ -315,6 +339,7 @@ impl NearCache {
         self.inner.state.load().complete
     }
 
+    /// How many campaigns are held, and how many are stale.
     pub fn counts(&self) -> CacheCounts {
         let state = self.inner.state.load();
         CacheCounts {

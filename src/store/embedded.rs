@@ -176,6 +176,7 @@ impl EmbeddedStore {
         })
     }
 
+    /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
     }

@@ -22,8 +22,11 @@ pub const MAX_KEEP_VERSIONS: usize = 50;
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VersionAction {
+    /// The whole audience replaced by an upload.
     Replaced,
+    /// IDs added by an upload.
     Added,
+    /// IDs removed by an upload.
     Removed,
     /// A kept version's audience published again (`restored` says which).
     RolledBack,
@@ -48,6 +51,7 @@ impl VersionAction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct AudienceVersion {
+    /// The version number.
     pub version: u64,
     /// IDs in this version's audience.
     pub audience_size: u64,
@@ -55,6 +59,7 @@ pub struct AudienceVersion {
     pub at: String,
     /// The name of the admin token (or portal session) that made it.
     pub by: String,
+    /// How it was made.
     pub action: VersionAction,
     /// For a rollback, the version whose audience it restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,12 +70,16 @@ pub struct AudienceVersion {
 /// what the version it makes records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
+    /// Who asks (a token's name).
     pub by: String,
+    /// How the change makes its version.
     pub action: VersionAction,
+    /// For a rollback, the version it restores.
     pub restored: Option<u64>,
 }
 
 impl Origin {
+    /// A change by `by`, of kind `action`.
     pub fn new(by: &str, action: VersionAction) -> Origin {
         Origin {
             by: by.to_string(),

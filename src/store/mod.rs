@@ -10,6 +10,9 @@
 //!   the Redis data model named by its `design` (one file per design under
 //!   `store/redis/`).
 
+// Part of the library a login service embeds: every public item says what it is.
+#![warn(missing_docs)]
+
 #[cfg(feature = "server")]
 pub mod embedded;
 pub mod history;
@@ -29,13 +32,16 @@ use crate::domain::{AudienceChange, Campaign, CampaignPatch, Design, UserId};
 /// Errors a store reports. Handlers map each variant to one HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No campaign has this id.
     #[error("campaign {0:?} does not exist")]
     NotFound(String),
+    /// A campaign already has this id.
     #[error("campaign {0:?} already exists")]
     AlreadyExists(String),
     /// Another audience change for this campaign is in progress.
     #[error("campaign {0:?} has another audience change in progress; retry when it finishes")]
     Busy(String),
+    /// A field breaks a rule.
     #[error(transparent)]
     Invalid(#[from] crate::domain::Invalid),
     /// The backend did not answer within the deadline.
@@ -51,14 +57,21 @@ pub enum StoreError {
     /// The campaign's design cannot hold this audience well (`code` says
     /// why); nothing was changed.
     #[error("{message}")]
-    Unsuitable { code: &'static str, message: String },
+    Unsuitable {
+        /// The API's error code for it.
+        code: &'static str,
+        /// What is wrong, for people.
+        message: String,
+    },
     /// Data in the store could not be read back (a bug or outside tampering).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// A rollback named a version the history no longer (or never) held.
     #[error("campaign {campaign:?} keeps no version {version}; {}", kept_versions(.kept))]
     VersionNotKept {
+        /// The campaign's id.
         campaign: String,
+        /// The version asked for.
         version: u64,
         /// The versions it does keep, newest first.
         kept: Vec<u64>,
@@ -66,8 +79,11 @@ pub enum StoreError {
     /// A change made against a live version that is no longer live.
     #[error("campaign {campaign:?} is at version {live}, not {expected} as expected")]
     Moved {
+        /// The campaign's id.
         campaign: String,
+        /// The version live now.
         live: u64,
+        /// The version the caller saw live.
         expected: u64,
     },
     /// Fewer replicas than required confirmed a write in time. The message
@@ -77,6 +93,7 @@ pub enum StoreError {
     Unreplicated(String),
 }
 
+/// What every store call returns.
 pub type StoreResult<T> = Result<T, StoreError>;
 
 fn kept_versions(kept: &[u64]) -> String {
@@ -107,16 +124,31 @@ const ACCEPTED_STORES: &str = "--store takes a directory for the embedded store 
 /// Why a `--store` value was refused. Messages show the value redacted.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreSpecError {
+    /// No value at all.
     #[error("--store is empty; {ACCEPTED_STORES}")]
     Empty,
     #[error(
         "--store {0:?} starts or ends with white space (a stray space in an env file?); {ACCEPTED_STORES}"
     )]
+    /// White space around the value.
     Padded(String),
     #[error("--store {shown}: {why}; {ACCEPTED_STORES}")]
-    Cluster { shown: String, why: String },
+    /// A cluster URL whose nodes cannot be read.
+    Cluster {
+        /// The value, its password masked.
+        shown: String,
+        /// What is wrong with it.
+        why: String,
+    },
     #[error("--store {shown}: the scheme {scheme}:// is not supported; {ACCEPTED_STORES}")]
-    Scheme { shown: String, scheme: String },
+    /// A URL of a scheme no store speaks.
+    Scheme {
+        /// The value, its password masked.
+        shown: String,
+        /// Its scheme, in lower case.
+        scheme: String,
+    },
+    /// A value starting like a Redis URL but not one.
     #[error("--store {0}: a Redis URL starts with redis:// or rediss://; {ACCEPTED_STORES}")]
     Malformed(String),
 }
@@ -261,9 +293,13 @@ pub trait Store: Send + Sync + 'static {
     /// `embedded` or `redis`, for logs and `/readyz`.
     fn kind(&self) -> &'static str;
 
+    /// Creates `campaign`, empty at version 0.
     async fn create_campaign(&self, campaign: Campaign) -> StoreResult<Campaign>;
+    /// Every campaign, by id.
     async fn list_campaigns(&self) -> StoreResult<Vec<Campaign>>;
+    /// One campaign.
     async fn get_campaign(&self, id: &str) -> StoreResult<Campaign>;
+    /// Applies `patch` (name, window); the audience is untouched.
     async fn update_campaign(&self, id: &str, patch: &CampaignPatch) -> StoreResult<Campaign>;
     /// Removes the campaign and frees its audience without blocking the backend.
     async fn delete_campaign(&self, id: &str) -> StoreResult<()>;
@@ -276,12 +312,14 @@ pub trait Store: Send + Sync + 'static {
         members: RoaringTreemap,
         by: &str,
     ) -> StoreResult<AudienceChange>;
+    /// Adds `members` to the audience, as a new version when any was absent.
     async fn add_members(
         &self,
         id: &str,
         members: RoaringTreemap,
         by: &str,
     ) -> StoreResult<AudienceChange>;
+    /// Removes `members` from the audience, as a new version when any was present.
     async fn remove_members(
         &self,
         id: &str,
@@ -356,6 +394,7 @@ pub struct AuditEvent {
     pub at: String,
     /// The name of the admin token used.
     pub actor: String,
+    /// The campaign changed.
     pub campaign: String,
     /// `created`, `updated`, `deleted`, `audience_replaced`, `audience_added`,
     /// `audience_removed` or `audience_rolled_back`.
@@ -368,6 +407,7 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// An event by `actor` (filled in by the writer when empty) at the current time.
     pub fn new(
         actor: &str,
         campaign: &str,
@@ -384,6 +424,7 @@ impl AuditEvent {
         }
     }
 
+    /// The event, naming the audience version the change made.
     pub fn at_version(mut self, version: u64) -> AuditEvent {
         self.version = Some(version);
         self

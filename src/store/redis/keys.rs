@@ -31,12 +31,14 @@ impl Default for Keys {
 }
 
 impl Keys {
+    /// Key names under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Keys {
         Keys {
             prefix: prefix.into(),
         }
     }
 
+    /// The prefix every name starts with.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -162,10 +164,12 @@ pub const AUDIT_CAP: u64 = 100_000;
 pub struct Stamp(pub u64);
 
 impl Stamp {
+    /// A fresh random stamp.
     pub fn random() -> Stamp {
         Stamp(rand::random())
     }
 
+    /// A stamp from its 16 hex digits.
     pub fn parse(s: &str) -> Option<Stamp> {
         (s.len() == 16)
             .then(|| u64::from_str_radix(s, 16).ok())

@@ -15,6 +15,7 @@ use crate::store::{StoreError, StoreResult};
 /// near-cache hold it behind an `Arc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignMeta {
+    /// The campaign as the API shows it.
     pub campaign: Campaign,
     /// Set at create; a re-created campaign gets a new one, so nothing of
     /// its predecessor (snapshots, per-user fields, cache entries) can
@@ -44,6 +45,7 @@ impl CampaignMeta {
         }
     }
 
+    /// The campaign's id.
     pub fn id(&self) -> &str {
         &self.campaign.id
     }
