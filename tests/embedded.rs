@@ -109,3 +109,38 @@ async fn a_second_process_cannot_open_a_store_in_use() {
         "{err:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lower_keep_versions_trims_the_history_at_open() {
+    let mut h = Harness::new(Backend::Embedded).await;
+    h.active("c").await;
+    for v in 1..=4u64 {
+        h.replace("c", &[v]).await;
+    }
+    let dir = h.data_dir.take().unwrap();
+    drop(h);
+    let store = Arc::new(EmbeddedStore::open_keeping(dir.path(), 2).await.unwrap());
+    let h = Harness {
+        data_dir: Some(dir),
+        ..Harness::over(store, Backend::Embedded)
+    };
+    let (_, versions) = h.get("/v1/campaigns/c/versions").await;
+    let kept: Vec<u64> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [4, 3]);
+    let (status, r) = h
+        .post_json(
+            "/v1/campaigns/c/rollback",
+            serde_json::json!({"version": 2}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &r["error"]),
+        (404, &"version_not_found".into()),
+        "{r}"
+    );
+}

@@ -113,8 +113,8 @@ impl EmbeddedStore {
         tx.open_table(VERSIONS)?;
         tx.open_table(VERSION_AUDIENCES)?;
         tx.commit()?;
-        record_unrecorded_versions(&db)
-            .with_context(|| format!("recording audience history in {}", path.display()))?;
+        tidy_history(&db, keep_versions)
+            .with_context(|| format!("tidying the audience history in {}", path.display()))?;
 
         let mut live = HashMap::new();
         let tx = db.begin_read()?;
@@ -331,10 +331,12 @@ impl EmbeddedStore {
     }
 }
 
-/// Gives every campaign whose live version predates the history a record
-/// and a copy of it, so it can be rolled back to like any other. Runs at
-/// open; a store that has them changes nothing.
-fn record_unrecorded_versions(db: &Database) -> anyhow::Result<()> {
+/// Brings the history in line with the campaigns at open: a live version
+/// that predates the history gets a record and a copy (as `unrecorded`), so
+/// it can be rolled back to like any other; rows past a campaign's live
+/// version, or past the newest `keep_versions` (after `--keep-versions` was
+/// lowered), are removed. A store already in line changes nothing.
+fn tidy_history(db: &Database, keep_versions: usize) -> anyhow::Result<()> {
     let tx = db.begin_write()?;
     {
         let campaigns = tx.open_table(CAMPAIGNS)?;
@@ -345,24 +347,32 @@ fn record_unrecorded_versions(db: &Database) -> anyhow::Result<()> {
             let (id, json) = row?;
             let campaign: Campaign = serde_json::from_str(json.value())?;
             let id = id.value();
-            if campaign.version == 0 || versions.get((id, campaign.version))?.is_some() {
-                continue;
+            let live = campaign.version;
+            if live > 0 && versions.get((id, live))?.is_none() {
+                let origin = Origin::new("unknown", VersionAction::Unrecorded);
+                let record = origin.record(live, campaign.audience_size, campaign.updated_at);
+                let bytes = audiences
+                    .get(id)?
+                    .map(|b| b.value().to_vec())
+                    .unwrap_or_default();
+                versions.insert((id, live), serde_json::to_string(&record)?.as_str())?;
+                copies.insert((id, live), bytes.as_slice())?;
             }
-            let origin = Origin::new("unknown", VersionAction::Unrecorded);
-            let record = origin.record(
-                campaign.version,
-                campaign.audience_size,
-                campaign.updated_at,
-            );
-            let bytes = audiences
-                .get(id)?
-                .map(|b| b.value().to_vec())
-                .unwrap_or_default();
-            versions.insert(
-                (id, campaign.version),
-                serde_json::to_string(&record)?.as_str(),
-            )?;
-            copies.insert((id, campaign.version), bytes.as_slice())?;
+            let mut held: Vec<u64> = Vec::new();
+            for row in versions.range((id, 0)..=(id, u64::MAX))? {
+                held.push(row?.0.value().1);
+            }
+            held.sort_unstable_by(|a, b| b.cmp(a));
+            let newest_kept: Vec<u64> = held
+                .iter()
+                .copied()
+                .filter(|&v| v <= live)
+                .take(keep_versions)
+                .collect();
+            for version in held.into_iter().filter(|v| !newest_kept.contains(v)) {
+                versions.remove((id, version))?;
+                copies.remove((id, version))?;
+            }
         }
     }
     tx.commit()?;
