@@ -1,4 +1,4 @@
-//! The one error type of the HTTP layer.
+//! The one error type of the API and the portal.
 //!
 //! Every error leaves as `{"error": "<code>", "message": "<what and how to fix>",
 //! "request_id": "<the id in the logs>"}` plus context fields (`field`,
@@ -163,7 +163,7 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     ),
 ];
 
-/// The error body in the OpenAPI document (see `super::openapi`).
+/// The error body in the OpenAPI document (`crate::http::openapi` serves it).
 pub struct ErrorBody;
 
 impl utoipa::PartialSchema for ErrorBody {
