@@ -4,12 +4,37 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Backend, Harness, app_for};
+use common::{Backend, Harness};
 use guestlist::store::embedded::EmbeddedStore;
+
+/// Closes `h`'s database (every handle) and opens the same directory
+/// again, keeping `keep_versions` audience versions.
+async fn reopen(mut h: Harness, keep_versions: usize) -> Harness {
+    let dir = h.data_dir.take().unwrap();
+    drop(h);
+    let store = EmbeddedStore::open_keeping(dir.path(), keep_versions)
+        .await
+        .unwrap();
+    Harness {
+        data_dir: Some(dir),
+        ..Harness::over(Arc::new(store), Backend::Embedded)
+    }
+}
+
+/// The kept versions of `id`, newest first.
+async fn kept_versions(h: &Harness, id: &str) -> Vec<u64> {
+    let (_, versions) = h.get(&format!("/v1/campaigns/{id}/versions")).await;
+    versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn campaigns_and_audiences_survive_a_restart() {
-    let mut h = Harness::new(Backend::Embedded).await;
+    let h = Harness::new(Backend::Embedded).await;
     h.active("kept").await;
     h.create("later", 1, 2).await;
     h.replace("kept", &[1, 2, 3]).await;
@@ -18,17 +43,7 @@ async fn campaigns_and_audiences_survive_a_restart() {
     let before = h.campaign("kept").await;
     let (_, list_before) = h.get("/v1/campaigns").await;
 
-    // Close the database (every handle) and open the same directory again.
-    let dir = h.data_dir.take().unwrap();
-    drop(h);
-    let store = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
-    let h = Harness {
-        app: app_for(store.clone(), 1 << 20),
-        store,
-        backend: Backend::Embedded,
-        redis: None,
-        data_dir: Some(dir),
-    };
+    let h = reopen(h, 5).await;
     assert_eq!(h.campaign("kept").await, before);
     assert_eq!(h.get("/v1/campaigns").await.1, list_before);
     assert_eq!(h.export("kept").await, [2, 3, 4]);
@@ -37,14 +52,7 @@ async fn campaigns_and_audiences_survive_a_restart() {
     assert_eq!(h.campaigns_of(2).await, ["kept"]);
 
     // The history came back too, and its copies roll back exactly.
-    let (_, versions) = h.get("/v1/campaigns/kept/versions").await;
-    let kept: Vec<u64> = versions["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_u64().unwrap())
-        .collect();
-    assert_eq!(kept, [3, 2, 1]);
+    assert_eq!(kept_versions(&h, "kept").await, [3, 2, 1]);
     let (status, r) = h
         .post_json(
             "/v1/campaigns/kept/rollback",
@@ -112,26 +120,13 @@ async fn a_second_process_cannot_open_a_store_in_use() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lower_keep_versions_trims_the_history_at_open() {
-    let mut h = Harness::new(Backend::Embedded).await;
+    let h = Harness::new(Backend::Embedded).await;
     h.active("c").await;
     for v in 1..=4u64 {
         h.replace("c", &[v]).await;
     }
-    let dir = h.data_dir.take().unwrap();
-    drop(h);
-    let store = Arc::new(EmbeddedStore::open_keeping(dir.path(), 2).await.unwrap());
-    let h = Harness {
-        data_dir: Some(dir),
-        ..Harness::over(store, Backend::Embedded)
-    };
-    let (_, versions) = h.get("/v1/campaigns/c/versions").await;
-    let kept: Vec<u64> = versions["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_u64().unwrap())
-        .collect();
-    assert_eq!(kept, [4, 3]);
+    let h = reopen(h, 2).await;
+    assert_eq!(kept_versions(&h, "c").await, [4, 3]);
     let (status, r) = h
         .post_json(
             "/v1/campaigns/c/rollback",
