@@ -45,6 +45,7 @@ fn campaign(id: &str, size: u64) -> Campaign {
         starts_at: now - chrono::Duration::hours(1),
         ends_at: now + chrono::Duration::hours(1),
         design: Design::Set,
+        user_id_type: Default::default(),
         audience_size: size,
         version: 1,
         created_at: now,

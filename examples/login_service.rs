@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
         starts_at: now - chrono::Duration::hours(1),
         ends_at: now + chrono::Duration::days(1),
         design: Design::Set,
+        user_id_type: Default::default(),
         audience_size: 0,
         version: 0,
         created_at: now,

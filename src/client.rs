@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::domain::UserId;
+use crate::ids::User;
 use crate::lookup::{CheckError, Checker, Membership, UserCampaigns};
 use crate::nearcache::{CacheStatus, NearCache, NearCacheOptions, StalePolicy};
 use crate::store::redis::{ConnectOptions, Keys, RedisStore};
@@ -158,12 +159,27 @@ impl Client {
     /// # }
     /// ```
     pub async fn is_member(&self, campaign: &str, user: UserId) -> Result<Membership, ClientError> {
-        Ok(self.checker.is_member(campaign, user).await?)
+        Ok(self
+            .checker
+            .is_member(campaign, &User::from_int(user))
+            .await?)
     }
 
     /// The active campaigns whose audience holds `user`, sorted by id.
     pub async fn campaigns_for(&self, user: UserId) -> Result<UserCampaigns, ClientError> {
-        Ok(self.checker.campaigns_for(user).await?)
+        Ok(self.checker.campaigns_for(&User::from_int(user)).await?)
+    }
+
+    /// [`Client::is_member`] for a user named by text, read as the
+    /// campaign's ID type (integer, string or UUID).
+    pub async fn is_member_named(
+        &self,
+        campaign: &str,
+        user: &str,
+    ) -> Result<Membership, ClientError> {
+        let user =
+            User::parse(user).map_err(|why| CheckError::BadUser(why.message(user.as_bytes())))?;
+        Ok(self.checker.is_member(campaign, &user).await?)
     }
 
     /// What the near-cache holds: campaigns, versions, sizes and staleness.

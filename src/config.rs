@@ -107,6 +107,10 @@ pub enum CampaignCmd {
         /// How Redis stores the audience: set, per-user or bitmap.
         #[arg(long, default_value = "set")]
         design: String,
+        /// What the user IDs are: integer, string or uuid (fixed for the
+        /// campaign's life; bitmap takes integers only).
+        #[arg(long, default_value = "integer")]
+        user_id_type: String,
     },
     /// List campaigns.
     List,

@@ -10,6 +10,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::ids::IdType;
+
 /// The longest campaign id accepted; keeps Redis key names short and bounded.
 pub const MAX_ID_LEN: usize = 64;
 /// Names are for humans; anything longer is almost certainly a mistake.
@@ -113,6 +115,10 @@ pub struct Campaign {
     pub ends_at: DateTime<Utc>,
     /// How Redis lays out the audience.
     pub design: Design,
+    /// What the audience's user IDs are; fixed at create. Campaigns stored
+    /// before the type existed read as `integer`.
+    #[serde(default)]
+    pub user_id_type: IdType,
     /// IDs in the live audience.
     pub audience_size: u64,
     /// Increases on every audience change, so callers can tell lists apart.
@@ -182,6 +188,11 @@ pub struct NewCampaign {
     #[serde(default)]
     #[cfg_attr(feature = "server", schema(value_type = Option<Design>))]
     pub design: Option<String>,
+    /// What the user IDs are; `integer` when omitted. Fixed for the
+    /// campaign's life. The `bitmap` design takes integers only.
+    #[serde(default)]
+    #[cfg_attr(feature = "server", schema(value_type = Option<IdType>))]
+    pub user_id_type: Option<String>,
 }
 
 /// The body of `PATCH /v1/campaigns/{id}`: every field optional.
@@ -203,6 +214,9 @@ pub struct CampaignPatch {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Invalid {
+    /// The API's error code: `invalid_campaign` but for a rule that has
+    /// its own.
+    pub code: &'static str,
     /// The field at fault.
     pub field: &'static str,
     /// What is wrong with it and how to fix it.
@@ -211,6 +225,7 @@ pub struct Invalid {
 
 fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
     Invalid {
+        code: "invalid_campaign",
         field,
         message: message.into(),
     }
@@ -278,6 +293,29 @@ fn check_window(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> Result<(), 
     Ok(())
 }
 
+/// The ID type asked for, checked against the design.
+fn id_type(design: Design, asked: Option<&str>) -> Result<IdType, Invalid> {
+    let id_type = match asked {
+        None => IdType::default(),
+        Some(t) => IdType::parse(t).ok_or_else(|| {
+            invalid(
+                "user_id_type",
+                format!("user_id_type {t:?} is not one of \"integer\", \"string\", \"uuid\""),
+            )
+        })?,
+    };
+    if design == Design::Bitmap && id_type != IdType::Integer {
+        return Err(Invalid {
+            code: "design_needs_integer_ids",
+            field: "user_id_type",
+            message: format!(
+                "the bitmap design holds integer user ids only, not {id_type}; use the set or per-user design for {id_type} ids"
+            ),
+        });
+    }
+    Ok(id_type)
+}
+
 impl NewCampaign {
     /// Every rule the fields break, not just the first, for forms that show
     /// each error next to its field. Empty when [`NewCampaign::validate`]
@@ -301,6 +339,8 @@ impl NewCampaign {
                 format!("design {d:?} is not one of \"set\", \"per-user\", \"bitmap\""),
             ));
         }
+        let design = self.design.as_deref().and_then(Design::parse);
+        found.extend(id_type(design.unwrap_or_default(), self.user_id_type.as_deref()).err());
         found
     }
 
@@ -320,12 +360,14 @@ impl NewCampaign {
                 )
             })?,
         };
+        let user_id_type = id_type(design, self.user_id_type.as_deref())?;
         Ok(Campaign {
             id: self.id,
             name,
             starts_at,
             ends_at,
             design,
+            user_id_type,
             audience_size: 0,
             version: 0,
             created_at: now,
@@ -485,6 +527,7 @@ mod tests {
             starts_at: start.into(),
             ends_at: end.into(),
             design: None,
+            user_id_type: None,
         }
     }
 

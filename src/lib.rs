@@ -87,6 +87,7 @@
 // The login-path library: what a service needs to check in process.
 pub mod client;
 pub mod domain;
+pub mod ids;
 pub mod lookup;
 pub mod nearcache;
 #[cfg(feature = "openfeature")]
@@ -99,6 +100,7 @@ pub mod tls;
 // options, its answers and errors, and the campaign they are about.
 pub use client::{Client, ClientError, ClientOptions};
 pub use domain::{Campaign, Design, Status, UserId};
+pub use ids::{Audience, IdType, User, UserKey};
 pub use lookup::{CheckError, Membership, Source, UserCampaigns};
 pub use nearcache::{NearCacheOptions, StalePolicy};
 #[cfg(feature = "openfeature")]

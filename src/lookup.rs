@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::domain::UserId;
+use crate::ids::{User, UserIdValue};
 use crate::nearcache::{NearCache, StalePolicy};
 use crate::store::{Store, StoreError};
 
@@ -37,8 +37,9 @@ pub enum Source {
 pub struct Membership {
     /// The campaign asked about.
     pub campaign: String,
-    /// The user asked about.
-    pub user_id: UserId,
+    /// The user asked about, in the campaign's canonical spelling (a
+    /// number for integer campaigns).
+    pub user_id: UserIdValue,
     /// Whether the user is in the campaign's audience.
     pub member: bool,
     /// Whether the campaign is active now.
@@ -53,8 +54,8 @@ pub struct Membership {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct UserCampaigns {
-    /// The user asked about.
-    pub user_id: UserId,
+    /// The user asked about: a number when it reads as one.
+    pub user_id: UserIdValue,
     /// The active campaigns whose audience holds the user, sorted.
     pub campaigns: Vec<String>,
     /// Who answered: the near-cache or the store.
@@ -82,6 +83,24 @@ pub enum CheckError {
         "the list of campaigns has not been confirmed against the store within the staleness bound; retry shortly"
     )]
     StaleList,
+    /// The user cannot be an ID of the campaign's type (the message says
+    /// why): a caller's bug, not a "no".
+    #[error("{0}")]
+    BadUser(String),
+}
+
+/// `user` as an ID of `campaign`'s type, shown as answers show it.
+fn user_of(campaign: &crate::domain::Campaign, user: &User) -> Result<UserIdValue, CheckError> {
+    user.key_for(campaign.user_id_type)
+        .map(|key| UserIdValue::from(&key))
+        .map_err(|why| {
+            CheckError::BadUser(format!(
+                "{}; campaign {:?} takes {} user ids",
+                why.message(user.text().as_bytes()),
+                campaign.id,
+                campaign.user_id_type
+            ))
+        })
 }
 
 /// Whether the store failed to answer at all (so a stale cached answer may
@@ -149,16 +168,20 @@ impl Checker {
     }
 
     /// Is `user` in `campaign`'s audience? The near-cache answers when it holds the campaign, else the store.
-    pub async fn is_member(&self, campaign: &str, user: UserId) -> Result<Membership, CheckError> {
+    ///
+    /// The near-cache holds integer campaigns only: it answers for users
+    /// that read as integers, and the store for the others.
+    pub async fn is_member(&self, campaign: &str, user: &User) -> Result<Membership, CheckError> {
         let cached = self
             .cache
             .as_ref()
-            .and_then(|c| c.is_member(campaign, user));
+            .zip(user.as_int())
+            .and_then(|(c, id)| c.is_member(campaign, id));
         if let Some(hit) = cached.filter(|h| !h.stale) {
             let now = Utc::now();
             return Ok(Membership {
                 campaign: campaign.to_string(),
-                user_id: user,
+                user_id: user.value(),
                 member: hit.member,
                 active: hit.is_active_at(now),
                 source: Source::Cache,
@@ -171,8 +194,8 @@ impl Checker {
             Ok((c, member)) => {
                 self.observe(&c);
                 Ok(Membership {
+                    user_id: user_of(&c, user)?,
                     campaign: c.id.clone(),
-                    user_id: user,
                     member,
                     active: c.is_active_at(Utc::now()),
                     source: self.store_source(),
@@ -188,7 +211,7 @@ impl Checker {
                     let now = Utc::now();
                     Ok(Membership {
                         campaign: campaign.to_string(),
-                        user_id: user,
+                        user_id: user.value(),
                         member: hit.member,
                         active: hit.is_active_at(now),
                         source: Source::Cache,
@@ -204,18 +227,22 @@ impl Checker {
     pub async fn are_members(
         &self,
         campaign: &str,
-        users: &[UserId],
+        users: &[User],
     ) -> Result<(Vec<bool>, Source, bool), CheckError> {
         let cached = self
             .cache
             .as_ref()
-            .and_then(|c| c.are_members(campaign, users));
+            .zip(integers(users))
+            .and_then(|(c, ids)| c.are_members(campaign, &ids));
         if let Some((answers, false)) = cached {
             return Ok((answers, Source::Cache, false));
         }
         match self.store.are_members(campaign, users).await {
             Ok((c, answers)) => {
                 self.observe(&c);
+                for user in users {
+                    user_of(&c, user)?;
+                }
                 Ok((answers, self.store_source(), false))
             }
             Err(e) => match cached.filter(|_| store_unreachable(&e)) {
@@ -230,10 +257,11 @@ impl Checker {
     }
 
     /// The active campaigns whose audience holds `user`, sorted.
-    pub async fn campaigns_for(&self, user: UserId) -> Result<UserCampaigns, CheckError> {
-        let (mut lists, source, stale) = self.campaigns_for_many(&[user]).await?;
+    pub async fn campaigns_for(&self, user: &User) -> Result<UserCampaigns, CheckError> {
+        let (mut lists, source, stale) =
+            self.campaigns_for_many(std::slice::from_ref(user)).await?;
         Ok(UserCampaigns {
-            user_id: user,
+            user_id: user.value(),
             campaigns: lists.pop().unwrap_or_default(),
             source,
             stale,
@@ -244,13 +272,14 @@ impl Checker {
     /// cache answers only when it holds every campaign that could be active.
     pub async fn campaigns_for_many(
         &self,
-        users: &[UserId],
+        users: &[User],
     ) -> Result<(Vec<Vec<String>>, Source, bool), CheckError> {
         let now = Utc::now();
         let cached = self
             .cache
             .as_ref()
-            .and_then(|c| c.campaigns_for_many(users, now));
+            .zip(integers(users))
+            .and_then(|(c, ids)| c.campaigns_for_many(&ids, now));
         if let Some((lists, false)) = cached {
             return Ok((lists, Source::Cache, false));
         }
@@ -272,4 +301,10 @@ impl Checker {
             },
         }
     }
+}
+
+/// The users as integer IDs, when every one reads as one: the only users
+/// the near-cache (integer campaigns only) can answer for.
+fn integers(users: &[User]) -> Option<Vec<u64>> {
+    users.iter().map(User::as_int).collect()
 }

@@ -2,13 +2,15 @@
 //! answer to `?dry_run=true` on replace, add and remove, and what the
 //! portal shows before it publishes.
 //!
-//! Pure set arithmetic on the compact bitmaps: the counts come from
-//! roaring's `*_len` operations, which never build a difference, and the
+//! Pure set arithmetic on the compact audiences: for integers the counts
+//! come from roaring's `*_len` operations, which never build a difference, and the
 //! samples stop at [`SAMPLE`] IDs, so a preview allocates next to nothing
 //! whatever the audience's size.
 
 use roaring::RoaringTreemap;
 use serde::Serialize;
+
+use crate::ids::{Audience, UserIdValue, UserKey};
 
 /// At most this many IDs of each side of a change are shown.
 pub const SAMPLE: usize = 20;
@@ -36,9 +38,9 @@ pub struct Preview {
     /// Its size after the change.
     pub new_size: u64,
     /// Up to [`SAMPLE`] of the IDs that would join, smallest first.
-    pub would_add_sample: Vec<u64>,
+    pub would_add_sample: Vec<UserIdValue>,
     /// Up to [`SAMPLE`] of the IDs that would leave, smallest first.
-    pub would_remove_sample: Vec<u64>,
+    pub would_remove_sample: Vec<UserIdValue>,
 }
 
 impl Preview {
@@ -53,14 +55,40 @@ impl Preview {
     }
 }
 
-/// What `kind` with `upload` would do to `current`.
+/// What `kind` with `upload` would do to `current`, of any ID type (an
+/// upload of another type than the audience's joins and removes nothing
+/// it holds; the store refuses it anyway).
+///
+/// CPU work of the order of the audience: run it off the async threads.
+pub fn preview_audience(kind: ChangeKind, current: &Audience, upload: &Audience) -> Preview {
+    if let (Audience::Integers(c), Audience::Integers(u)) = (current, upload) {
+        return preview(kind, c, u);
+    }
+    let common = upload.intersection_len(current);
+    let (would_add, would_remove) = match kind {
+        ChangeKind::Replace => (upload.len() - common, current.len() - common),
+        ChangeKind::Add => (upload.len() - common, 0),
+        ChangeKind::Remove => (0, common),
+    };
+    let value = |k: UserKey| UserIdValue::from(&k);
+    Sides {
+        kind,
+        current_size: current.len(),
+        would_add,
+        would_remove,
+    }
+    .sampled(
+        || upload.keys().filter(|k| !current.contains(k)).map(value),
+        || upload.keys().filter(|k| current.contains(k)).map(value),
+        || current.keys().filter(|k| !upload.contains(k)).map(value),
+    )
+}
+
+/// What `kind` with `upload` would do to `current`, for integer audiences.
 ///
 /// CPU work of the order of the audience (a membership test per ID in the
 /// worst case): run it off the async threads.
 pub fn preview(kind: ChangeKind, current: &RoaringTreemap, upload: &RoaringTreemap) -> Preview {
-    let joining = || upload.iter().filter(|id| !current.contains(*id));
-    let leaving = || current.iter().filter(|id| !upload.contains(*id));
-    let removed = || upload.iter().filter(|id| current.contains(*id));
     let (would_add, would_remove) = match kind {
         ChangeKind::Replace => (
             upload.difference_len(current),
@@ -69,31 +97,81 @@ pub fn preview(kind: ChangeKind, current: &RoaringTreemap, upload: &RoaringTreem
         ChangeKind::Add => (upload.difference_len(current), 0),
         ChangeKind::Remove => (0, upload.intersection_len(current)),
     };
-    // A side with nothing in it is not scanned for a sample.
-    let add_sample = match would_add {
-        0 => Vec::new(),
-        _ => sample(joining()),
-    };
-    let remove_sample = match (would_remove, kind) {
-        (0, _) => Vec::new(),
-        (_, ChangeKind::Remove) => sample(removed()),
-        _ => sample(leaving()),
-    };
-    let current_size = current.len();
-    Preview {
+    Sides {
+        kind,
+        current_size: current.len(),
         would_add,
         would_remove,
-        current_size,
-        new_size: current_size + would_add - would_remove,
-        would_add_sample: add_sample,
-        would_remove_sample: remove_sample,
+    }
+    .sampled(
+        || {
+            upload
+                .iter()
+                .filter(|id| !current.contains(*id))
+                .map(UserIdValue::Int)
+        },
+        || {
+            upload
+                .iter()
+                .filter(|id| current.contains(*id))
+                .map(UserIdValue::Int)
+        },
+        || {
+            current
+                .iter()
+                .filter(|id| !upload.contains(*id))
+                .map(UserIdValue::Int)
+        },
+    )
+}
+
+/// A change's counts, before its samples are drawn.
+struct Sides {
+    kind: ChangeKind,
+    current_size: u64,
+    would_add: u64,
+    would_remove: u64,
+}
+
+impl Sides {
+    /// The preview, with samples drawn from what joins, what a remove
+    /// takes out, and what a replace leaves behind. A side with nothing in
+    /// it is not scanned.
+    fn sampled<J, R, L>(
+        self,
+        joining: impl FnOnce() -> J,
+        removed: impl FnOnce() -> R,
+        leaving: impl FnOnce() -> L,
+    ) -> Preview
+    where
+        J: Iterator<Item = UserIdValue>,
+        R: Iterator<Item = UserIdValue>,
+        L: Iterator<Item = UserIdValue>,
+    {
+        let would_add_sample = match self.would_add {
+            0 => Vec::new(),
+            _ => sample(joining()),
+        };
+        let would_remove_sample = match (self.would_remove, self.kind) {
+            (0, _) => Vec::new(),
+            (_, ChangeKind::Remove) => sample(removed()),
+            _ => sample(leaving()),
+        };
+        Preview {
+            would_add: self.would_add,
+            would_remove: self.would_remove,
+            current_size: self.current_size,
+            new_size: self.current_size + self.would_add - self.would_remove,
+            would_add_sample,
+            would_remove_sample,
+        }
     }
 }
 
 /// The first [`SAMPLE`] of `ids`. Lazy, so a sample never builds the set
 /// it is taken from (which, for what a replace removes, can be the whole
 /// current audience).
-fn sample(ids: impl Iterator<Item = u64>) -> Vec<u64> {
+fn sample(ids: impl Iterator<Item = UserIdValue>) -> Vec<UserIdValue> {
     ids.take(SAMPLE).collect()
 }
 

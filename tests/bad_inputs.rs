@@ -510,12 +510,28 @@ fn cases() -> Vec<Case> {
         .fails(S::BAD_REQUEST, "too_many_user_ids")
         .message("10001 user ids sent"),
         Case::json(
-            "a batch check with a string id is invalid json",
+            "a batch check with a fractional id is invalid json",
             M::POST,
             "/v1/check",
-            json!({"user_ids": ["1"]}),
+            json!({"user_ids": [1.5]}),
         )
         .fails(S::BAD_REQUEST, "invalid_json"),
+        Case::json(
+            "a batch check with an id no type can hold is refused with its index",
+            M::POST,
+            "/v1/check",
+            json!({"user_ids": [1, "x\u{7}"]}),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .message("user_ids[1]"),
+        Case::json(
+            "a batch check of a string id against an integer campaign is refused",
+            M::POST,
+            "/v1/check",
+            json!({"user_ids": ["abc"], "campaign": "c"}),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .message("takes integer user ids"),
         Case::new(
             "a member check for a user id that is not a number is refused",
             M::GET,

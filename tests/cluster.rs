@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::ADMIN;
 use common::serve::Serve;
+use guestlist::User;
 use guestlist::redis_cluster::RedisCluster;
 use guestlist::store::redis::{ConnectOptions, Keys, RedisStore};
 use guestlist::store::{Store, StoreError, StoreOptions};
@@ -57,6 +58,7 @@ fn active(id: &str, design: &str) -> guestlist::domain::Campaign {
         starts_at: (now - chrono::Duration::hours(1)).to_rfc3339(),
         ends_at: (now + chrono::Duration::hours(1)).to_rfc3339(),
         design: Some(design.into()),
+        user_id_type: None,
     }
     .validate(now)
     .expect("a valid campaign")
@@ -156,14 +158,20 @@ async fn a_million_id_replace_is_never_slow_on_any_node() {
         let rounds = if design == "per-user" { 1 } else { 2 };
         for (version, audience) in [(1, first), (2, second)].into_iter().take(rounds) {
             let started = Instant::now();
-            let change = store.replace_audience(&id, audience, "test").await.unwrap();
+            let change = store
+                .replace_audience(&id, audience.into(), "test")
+                .await
+                .unwrap();
             assert_eq!((change.version, change.audience_size), (version, SIZE));
             println!(
                 "{design}: replace {version} of {SIZE} IDs in {:?}",
                 started.elapsed()
             );
         }
-        let (_, answers) = store.are_members(&id, &[1, 2, 1_999_999]).await.unwrap();
+        let (_, answers) = store
+            .are_members(&id, &User::ints(&[1, 2, 1_999_999]))
+            .await
+            .unwrap();
         let expected = if rounds == 2 {
             [true, false, true]
         } else {
@@ -204,7 +212,7 @@ async fn a_publish_waits_for_its_replica_and_fails_cleanly_without_it() {
         store.create_campaign(active(&id, design)).await.unwrap();
         let v1: RoaringTreemap = (0..5_000).collect();
         store
-            .replace_audience(&id, v1.clone(), "test")
+            .replace_audience(&id, v1.clone().into(), "test")
             .await
             .unwrap();
 
@@ -214,7 +222,7 @@ async fn a_publish_waits_for_its_replica_and_fails_cleanly_without_it() {
         let replica = replicas_of(&cluster, master)[0];
         cluster.stop(replica).unwrap();
         let v2: RoaringTreemap = (10_000..20_000).collect();
-        let refused = store.replace_audience(&id, v2.clone(), "test").await;
+        let refused = store.replace_audience(&id, v2.clone().into(), "test").await;
         let added = store
             .add_members(&id, [7_000_000].into_iter().collect(), "test")
             .await;
@@ -249,7 +257,7 @@ async fn a_publish_waits_for_its_replica_and_fails_cleanly_without_it() {
         assert_eq!(store.get_campaign(&id).await.unwrap().version, 1);
 
         let change = store
-            .replace_audience(&id, v2.clone(), "test")
+            .replace_audience(&id, v2.clone().into(), "test")
             .await
             .unwrap();
         assert_eq!(
@@ -494,12 +502,18 @@ async fn the_store_runs_on_a_tls_cluster() {
         let id = format!("tls-{design}");
         store.create_campaign(active(&id, design)).await.unwrap();
         let audience: RoaringTreemap = (0..3_000).map(|i| i * 3).collect();
-        store.replace_audience(&id, audience, "test").await.unwrap();
-        let (_, answers) = store.are_members(&id, &[0, 1, 8_997]).await.unwrap();
+        store
+            .replace_audience(&id, audience.into(), "test")
+            .await
+            .unwrap();
+        let (_, answers) = store
+            .are_members(&id, &User::ints(&[0, 1, 8_997]))
+            .await
+            .unwrap();
         assert_eq!(answers, vec![true, false, true], "{design}");
     }
     let now = chrono::Utc::now();
-    let mine = store.campaigns_for(300, now).await.unwrap();
+    let mine = store.campaigns_for(&User::from(300), now).await.unwrap();
     assert_eq!(mine, vec!["tls-bitmap", "tls-per-user", "tls-set"]);
 }
 
@@ -560,8 +574,11 @@ async fn batches_follow_a_graceful_failover() {
         let id = format!("moved-{design}");
         store.create_campaign(active(&id, design)).await.unwrap();
         let audience: RoaringTreemap = users.iter().map(|u| u * 2).collect();
-        store.replace_audience(&id, audience, "test").await.unwrap();
-        let (_, answers) = store.are_members(&id, &users).await.unwrap();
+        store
+            .replace_audience(&id, audience.into(), "test")
+            .await
+            .unwrap();
+        let (_, answers) = store.are_members(&id, &User::ints(&users)).await.unwrap();
         assert_eq!(answers.iter().filter(|a| **a).count(), 100);
     }
 
@@ -585,7 +602,7 @@ async fn batches_follow_a_graceful_failover() {
         let id = format!("moved-{design}");
         let started = Instant::now();
         let answers = loop {
-            match store.are_members(&id, &users).await {
+            match store.are_members(&id, &User::ints(&users)).await {
                 Ok((_, a)) => break a,
                 // The first calls may fail while the client learns the
                 // new owners; they must not keep failing.
@@ -605,6 +622,9 @@ async fn batches_follow_a_graceful_failover() {
             .collect();
         assert_eq!(members, (0..100).map(|u| u * 2).collect::<Vec<_>>());
     }
-    let mine = store.campaigns_for(0, chrono::Utc::now()).await.unwrap();
+    let mine = store
+        .campaigns_for(&User::from(0), chrono::Utc::now())
+        .await
+        .unwrap();
     assert_eq!(mine, vec!["moved-per-user", "moved-set"]);
 }

@@ -396,8 +396,13 @@ async fn users_see_only_their_active_campaigns_sorted(h: &Harness) {
     assert_eq!(h.campaigns_of(7).await, ["alpha", "zeta"]);
     assert_eq!(h.campaigns_of(8).await, ["alpha", "other", "zeta"]);
     assert_eq!(h.campaigns_of(9).await, Vec::<String>::new());
+    // A user no integer campaign can hold is in none of them; only a
+    // user no ID type can hold is refused.
     let (status, body) = h.get("/v1/users/x/campaigns").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["campaigns"], json!([]));
+    let (status, body) = h.get("/v1/users/%07/campaigns").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "invalid_user_id");
 }
 
@@ -457,7 +462,7 @@ async fn batch_checks_are_bounded(h: &Harness) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "too_many_user_ids");
-    let (status, body) = h.post_json("/v1/check", json!({"user_ids": ["1"]})).await;
+    let (status, body) = h.post_json("/v1/check", json!({"user_ids": [true]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_json");
 }

@@ -683,13 +683,24 @@ async fn lookups_answer_in_the_page() {
     let page = b.get("/admin/campaigns/c?user=21").await;
     assert!(page.body.contains("is not a member"));
     let page = b.get("/admin/campaigns/c?user=abc").await;
-    assert!(page.body.contains("is not a user ID"));
+    assert!(page.body.contains("is not a user id"), "{}", page.body);
+    assert!(
+        page.body.contains("takes integer user ids"),
+        "{}",
+        page.body
+    );
 
     let page = b.get("/admin/lookup?user=10").await;
     assert!(page.body.contains("is in 1 active campaign"));
     assert!(page.body.contains("href=\"/admin/campaigns/c\""));
     let page = b.get("/admin/lookup?user=11").await;
     assert!(page.body.contains("is in no active campaign"));
+    // "-1" is no integer, but it may be a string campaign's user.
     let page = b.get("/admin/lookup?user=-1").await;
+    assert!(page.body.contains("is in no active campaign"));
+    let page = b
+        .get(&format!("/admin/lookup?user={}", "x".repeat(257)))
+        .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("at most 256"), "{}", page.body);
 }

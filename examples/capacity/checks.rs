@@ -63,7 +63,10 @@ pub async fn closed_loop(
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                match store.is_member(&id, x % (2 * ids)).await {
+                match store
+                    .is_member(&id, &guestlist::User::from_int(x % (2 * ids)))
+                    .await
+                {
                     Ok(_) => checks.fetch_add(1, Ordering::Relaxed),
                     Err(_) => errors.fetch_add(1, Ordering::Relaxed),
                 };

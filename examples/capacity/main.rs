@@ -139,6 +139,7 @@ fn campaign(id: &str, design: &str) -> guestlist::domain::Campaign {
         starts_at: (now - chrono::Duration::hours(1)).to_rfc3339(),
         ends_at: (now + chrono::Duration::days(1)).to_rfc3339(),
         design: Some(design.into()),
+        user_id_type: None,
     }
     .validate(now)
     .expect("a valid campaign")
@@ -155,7 +156,7 @@ impl Run<'_> {
     fn replace(&self, id: &str, members: RoaringTreemap) -> anyhow::Result<f64> {
         let started = Instant::now();
         self.rt
-            .block_on(self.store.replace_audience(id, members, "capacity"))
+            .block_on(self.store.replace_audience(id, members.into(), "capacity"))
             .with_context(|| format!("replacing the audience of {id}"))?;
         Ok(started.elapsed().as_secs_f64())
     }

@@ -76,6 +76,16 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         400,
         "the bitmap design would hold these IDs in far more memory than a set",
     ),
+    (
+        "design_needs_integer_ids",
+        400,
+        "the bitmap design holds integer user ids only",
+    ),
+    (
+        "id_type_unsupported",
+        400,
+        "the store cannot hold this campaign's user id type",
+    ),
     ("unauthorized", 401, "the token is missing or wrong"),
     (
         "csrf_token_invalid",
@@ -382,7 +392,7 @@ impl From<StoreError> for ApiError {
                 message: e.to_string(),
             },
             StoreError::Invalid(invalid) => ApiError::BadRequest {
-                code: "invalid_campaign",
+                code: invalid.code,
                 message: invalid.message,
                 field: Some(invalid.field),
                 line: None,
@@ -418,6 +428,9 @@ impl From<crate::lookup::CheckError> for ApiError {
     fn from(e: crate::lookup::CheckError) -> ApiError {
         match e {
             crate::lookup::CheckError::Store(e) => e.into(),
+            crate::lookup::CheckError::BadUser(message) => {
+                ApiError::bad_request("invalid_user_id", message)
+            }
             stale
             @ (crate::lookup::CheckError::Stale(_) | crate::lookup::CheckError::StaleList) => {
                 ApiError::Stale(stale.to_string())

@@ -1,5 +1,5 @@
 //! An audience as text, one ID per line in ascending order, streamed chunk
-//! by chunk from the compact bitmap: the API's export and the portal's
+//! by chunk from the compact audience: the API's export and the portal's
 //! one-click backup.
 
 use std::sync::Arc;
@@ -8,11 +8,11 @@ use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, stream};
-use roaring::RoaringTreemap;
 
 use super::slots::UploadSlot;
 use super::{ApiError, AppState, checked_campaign_id};
 use crate::domain::Campaign;
+use crate::ids::Audience;
 
 /// Bytes of text per streamed chunk.
 const EXPORT_CHUNK: usize = 64 * 1024;
@@ -44,7 +44,7 @@ pub async fn download(state: &AppState, id: &str) -> Result<Response, ApiError> 
 pub async fn consistent_audience(
     state: &AppState,
     id: &str,
-) -> Result<(Campaign, Arc<RoaringTreemap>), ApiError> {
+) -> Result<(Campaign, Arc<Audience>), ApiError> {
     for _ in 0..3 {
         let before = state.store.get_campaign(id).await?;
         let members = state.store.audience(id).await?;
@@ -60,7 +60,7 @@ pub async fn consistent_audience(
 
 /// The export's text, streamed; the slot is held until the stream ends or
 /// the client goes away.
-pub fn text(members: Arc<RoaringTreemap>, slot: UploadSlot) -> impl IntoResponse {
+pub fn text(members: Arc<Audience>, slot: UploadSlot) -> impl IntoResponse {
     let chunks = ExportChunks::new(members, slot);
     let body = Body::from_stream(stream::iter(chunks).map(Ok::<_, std::io::Error>));
     (
@@ -74,15 +74,28 @@ pub fn text(members: Arc<RoaringTreemap>, slot: UploadSlot) -> impl IntoResponse
 
 /// Iterates the text of an audience in chunks of about [`EXPORT_CHUNK`] bytes.
 struct ExportChunks {
-    members: Arc<RoaringTreemap>,
-    /// The next ID to emit is the smallest member ≥ this; `None` when done.
-    next: Option<u64>,
+    members: Arc<Audience>,
+    /// Where the next chunk starts; `None` when done.
+    next: Option<Cursor>,
     _slot: UploadSlot,
 }
 
+/// A place in an audience that survives between chunks without holding a
+/// borrow of it.
+#[derive(Debug, Clone, Copy)]
+enum Cursor {
+    /// The smallest integer member ≥ this (roaring seeks to it).
+    Int(u64),
+    /// The member at this index of a sorted UUID or string list.
+    Index(usize),
+}
+
 impl ExportChunks {
-    fn new(members: Arc<RoaringTreemap>, slot: UploadSlot) -> Self {
-        let next = members.min();
+    fn new(members: Arc<Audience>, slot: UploadSlot) -> Self {
+        let next = match &*members {
+            Audience::Integers(ids) => ids.min().map(Cursor::Int),
+            other => (!other.is_empty()).then_some(Cursor::Index(0)),
+        };
         ExportChunks {
             members,
             next,
@@ -96,18 +109,33 @@ impl Iterator for ExportChunks {
 
     fn next(&mut self) -> Option<Bytes> {
         let start = self.next?;
-        let mut text = String::with_capacity(EXPORT_CHUNK + 24);
+        let mut text = String::with_capacity(EXPORT_CHUNK + 300);
         let mut resume = None;
-        let mut ids = self.members.iter();
-        ids.advance_to(start);
-        let mut digits = itoa::Buffer::new();
-        for id in ids {
-            if text.len() >= EXPORT_CHUNK {
-                resume = Some(id);
-                break;
+        match (&*self.members, start) {
+            (Audience::Integers(members), Cursor::Int(start)) => {
+                let mut ids = members.iter();
+                ids.advance_to(start);
+                let mut digits = itoa::Buffer::new();
+                for id in ids {
+                    if text.len() >= EXPORT_CHUNK {
+                        resume = Some(Cursor::Int(id));
+                        break;
+                    }
+                    text.push_str(digits.format(id));
+                    text.push('\n');
+                }
             }
-            text.push_str(digits.format(id));
-            text.push('\n');
+            (members, Cursor::Index(start)) => {
+                for (i, id) in (start..).zip(members.texts_from(start)) {
+                    if text.len() >= EXPORT_CHUNK {
+                        resume = Some(Cursor::Index(i));
+                        break;
+                    }
+                    text.push_str(&id);
+                    text.push('\n');
+                }
+            }
+            _ => {}
         }
         self.next = resume;
         Some(Bytes::from(text))

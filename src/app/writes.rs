@@ -5,11 +5,11 @@
 //! off before its audit record.
 
 use chrono::Utc;
-use roaring::RoaringTreemap;
 
 use super::slots::UploadSlot;
 use super::{Actor, ApiError, AppState, detached};
 use crate::domain::{AudienceChange, Campaign, CampaignPatch, NewCampaign, fmt_time};
+use crate::ids::Audience;
 use crate::numfmt::thousands;
 use crate::preview::ChangeKind;
 use crate::store::AuditEvent;
@@ -94,7 +94,7 @@ pub async fn publish_change(
     actor: Option<Actor>,
     id: &str,
     kind: ChangeKind,
-    members: RoaringTreemap,
+    members: Audience,
     slot: UploadSlot,
 ) -> Result<AudienceChange, ApiError> {
     let (state, id) = (state.clone(), id.to_string());

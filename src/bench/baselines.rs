@@ -85,7 +85,7 @@ pub(super) async fn run(
     let id = "baseline-check";
     create(store, id).await?;
     let members: RoaringTreemap = (0..CHECK_AUDIENCE).map(|i| i * 10).collect();
-    store.replace_audience(id, members, "bench").await?;
+    store.replace_audience(id, members.into(), "bench").await?;
     let key = Keys::new(prefix).members(id);
 
     let requests = 200_000;
@@ -107,7 +107,12 @@ pub(super) async fn run(
         let store = store.clone();
         move |user| {
             let store = store.clone();
-            async move { store.is_member(id, user).await.is_ok() }
+            async move {
+                store
+                    .is_member(id, &crate::ids::User::from_int(user))
+                    .await
+                    .is_ok()
+            }
         }
     })
     .await;
@@ -138,6 +143,7 @@ async fn create(store: &RedisStore, id: &str) -> anyhow::Result<()> {
             starts_at: now - chrono::Duration::hours(1),
             ends_at: now + chrono::Duration::hours(1),
             design: Design::Set,
+            user_id_type: Default::default(),
             audience_size: 0,
             version: 0,
             created_at: now,
@@ -274,7 +280,7 @@ async fn replace_against_pipe(
     let id = "baseline-replace";
     create(store, id).await?;
     let started = Instant::now();
-    let replaced = store.replace_audience(id, ids, "bench").await;
+    let replaced = store.replace_audience(id, ids.into(), "bench").await;
     let replace_secs = started.elapsed().as_secs_f64();
     let slow: Vec<redis::Value> = admin
         .query(redis::cmd("SLOWLOG").arg("GET").arg(100))

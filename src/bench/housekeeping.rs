@@ -62,6 +62,7 @@ pub(super) async fn load(
                 starts_at: now - chrono::Duration::hours(1),
                 ends_at: now + chrono::Duration::hours(6),
                 design: d,
+                user_id_type: Default::default(),
                 audience_size: 0,
                 version: 0,
                 created_at: now,
@@ -69,7 +70,7 @@ pub(super) async fn load(
             };
             store.create_campaign(campaign).await?;
             store
-                .replace_audience(&id, audience.members.clone(), "bench")
+                .replace_audience(&id, audience.members.clone().into(), "bench")
                 .await
                 .with_context(|| format!("loading {} IDs into {id}", audience.list.len()))?;
             let cache = if design == BenchDesign::NearCache {

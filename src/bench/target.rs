@@ -72,12 +72,18 @@ impl Target {
                     serde_json::from_slice(&bytes).map_err(|_| CheckError::Failed)?;
                 Ok(ids.contains(&user))
             }
-            Path::Store { store, campaign } => match store.is_member(campaign, user).await {
+            Path::Store { store, campaign } => match store
+                .is_member(campaign, &crate::ids::User::from_int(user))
+                .await
+            {
                 Ok((_, member)) => Ok(member),
                 Err(StoreError::Timeout(_)) => Err(CheckError::Timeout),
                 Err(_) => Err(CheckError::Failed),
             },
-            Path::InProcess { lookup, campaign } => match lookup.is_member(campaign, user).await {
+            Path::InProcess { lookup, campaign } => match lookup
+                .is_member(campaign, &crate::ids::User::from_int(user))
+                .await
+            {
                 // A check the cache could not answer is not a cache check.
                 Ok(m) if m.source == Source::Cache => Ok(m.member),
                 Ok(_) => Err(CheckError::Failed),

@@ -117,7 +117,11 @@ fn dry_run_summary(campaign: &str, body: &Value) -> String {
     ] {
         let ids: Vec<String> = body[key]
             .as_array()
-            .map(|ids| ids.iter().map(Value::to_string).collect())
+            .map(|ids| {
+                ids.iter()
+                    .map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         if ids.is_empty() {
             continue;

@@ -34,10 +34,12 @@ pub async fn run(api: &Api, cmd: CampaignCmd) -> Result<Exit, CliError> {
             starts_at,
             ends_at,
             design,
+            user_id_type,
         } => {
             let body = json!({
                 "id": id, "name": name.unwrap_or_else(|| id.clone()),
                 "starts_at": starts_at, "ends_at": ends_at, "design": design,
+                "user_id_type": user_id_type,
             });
             let created = api
                 .send(api.request(Method::POST, "/v1/campaigns").json(&body))

@@ -7,13 +7,19 @@ use super::api::Api;
 use super::error::{CliError, Exit};
 use super::output::{print_json, print_table};
 
+/// `user` as one path segment: string IDs hold `/`, `?`, `#`, `%`, `+`
+/// and spaces, which must reach the server as the user, not as syntax.
+fn segment(user: &str) -> String {
+    percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// Exits [`Exit::Success`] for a member and [`Exit::NotMember`] otherwise,
 /// so a script can branch on the answer; the window state is printed.
 pub async fn check(api: &Api, campaign: &str, user: &str) -> Result<Exit, CliError> {
     let body = api
         .send(api.request(
             Method::GET,
-            &format!("/v1/campaigns/{campaign}/members/{user}"),
+            &format!("/v1/campaigns/{campaign}/members/{}", segment(user)),
         ))
         .await?;
     let member = body["member"].as_bool().unwrap_or(false);
@@ -38,7 +44,10 @@ pub async fn check(api: &Api, campaign: &str, user: &str) -> Result<Exit, CliErr
 
 pub async fn user(api: &Api, user: &str) -> Result<Exit, CliError> {
     let body = api
-        .send(api.request(Method::GET, &format!("/v1/users/{user}/campaigns")))
+        .send(api.request(
+            Method::GET,
+            &format!("/v1/users/{}/campaigns", segment(user)),
+        ))
         .await?;
     if api.json {
         print_json(&body);

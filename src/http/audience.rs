@@ -10,7 +10,6 @@ use axum::Json;
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use roaring::RoaringTreemap;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,6 +20,7 @@ use crate::app::export::consistent_audience;
 use crate::app::slots::UploadSlot;
 use crate::app::writes::publish_change;
 use crate::app::{Actor, ApiError, AppState, checked_campaign_id};
+use crate::ids::Audience;
 use crate::ingest::csv::Column;
 use crate::ingest::{self, Format, Limits, Parsed};
 use crate::preview::{self, ChangeKind, Preview};
@@ -77,7 +77,7 @@ async fn read_upload(
     };
     let (body, stalled) =
         super::limits::idle_bounded(request.into_body(), state.limits.upload_idle_timeout);
-    let parsed = match ingest::parse_body(body, format, limits).await {
+    let parsed = match ingest::parse_body(body, format, limits, campaign.user_id_type).await {
         Err(ingest::IngestError::Body(_)) if stalled.load(std::sync::atomic::Ordering::Acquire) => {
             return Err(ApiError::BodyTimeout(format!(
                 "the upload sent no data for {}; nothing was changed",
@@ -86,9 +86,12 @@ async fn read_upload(
         }
         parsed => parsed?,
     };
+    let Some(ids) = parsed.members.as_integers() else {
+        return Ok(Upload { parsed, slot });
+    };
     campaign
         .design
-        .check_ids(&parsed.members)
+        .check_ids(ids)
         .map_err(|e| ApiError::BadRequest {
             code: "user_id_out_of_range",
             message: format!("{}; nothing was changed", e.message),
@@ -421,7 +424,7 @@ async fn dry_run_answer(
     state: &AppState,
     id: &str,
     kind: ChangeKind,
-    upload: RoaringTreemap,
+    upload: Audience,
     received: u64,
     duplicates: u64,
 ) -> Result<DryRun, ApiError> {
@@ -431,11 +434,11 @@ async fn dry_run_answer(
     let preview = tokio::task::spawn_blocking(move || {
         match kind {
             ChangeKind::Replace => store.check_audience(campaign.design, &upload)?,
-            ChangeKind::Add => store.check_audience(campaign.design, &(&*current | &upload))?,
+            ChangeKind::Add => store.check_audience(campaign.design, &current.union(&upload))?,
             // Removing can only shrink what the store already holds.
             ChangeKind::Remove => {}
         }
-        Ok::<_, crate::store::StoreError>(preview::preview(kind, &current, &upload))
+        Ok::<_, crate::store::StoreError>(preview::preview_audience(kind, &current, &upload))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("the preview failed: {e}")))??;

@@ -8,10 +8,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Access, require};
-use super::{ApiJson, parse_user_id};
+use super::{ApiJson, parse_user};
 use crate::app::error::ErrorBody;
 use crate::app::{ApiError, AppState, checked_campaign_id};
-use crate::domain::UserId;
+use crate::ids::{User, UserIdValue};
 use crate::lookup::{Membership, Source, UserCampaigns};
 
 /// Most user ids accepted by one `POST /v1/check`.
@@ -45,7 +45,7 @@ fn counted<T>(
     tag = "checks",
     params(
         ("id" = String, Path, description = "The campaign's id."),
-        ("user_id" = String, Path, description = "A decimal integer from 0 to 2^64-1."),
+        ("user_id" = String, Path, description = "A user id of the campaign's type (percent-encoded): a decimal integer from 0 to 2^64-1, a string of 1 to 256 bytes, or a UUID in any standard form."),
     ),
     responses(
         (status = 200, description = "The answer.", body = Membership),
@@ -59,13 +59,13 @@ async fn member(
     Path((id, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let id = checked_campaign_id(&id)?;
-    let user = parse_user_id(&user)?;
+    let user = parse_user(&user)?;
     let answer = counted(
         &state,
         "member",
         state
             .checker
-            .is_member(id, user)
+            .is_member(id, &user)
             .await
             .map_err(ApiError::from),
     )?;
@@ -87,7 +87,7 @@ async fn member(
     path = "/v1/users/{user_id}/campaigns",
     operation_id = "user_campaigns",
     tag = "checks",
-    params(("user_id" = String, Path, description = "A decimal integer from 0 to 2^64-1.")),
+    params(("user_id" = String, Path, description = "A user id (percent-encoded), read by each campaign as its own type: `42` is the integer 42 to integer campaigns and the string \"42\" to string ones.")),
     responses(
         (status = 200, description = "The active campaigns holding the user, by id.", body = UserCampaigns),
         (status = 400, description = "The user id is not one (`invalid_user_id`).", body = ErrorBody),
@@ -98,13 +98,13 @@ async fn campaigns_for(
     State(state): State<AppState>,
     Path(user): Path<String>,
 ) -> Result<Response, ApiError> {
-    let user = parse_user_id(&user)?;
+    let user = parse_user(&user)?;
     let answer = counted(
         &state,
         "campaigns_for",
         state
             .checker
-            .campaigns_for(user)
+            .campaigns_for(&user)
             .await
             .map_err(ApiError::from),
     )?;
@@ -124,9 +124,10 @@ async fn campaigns_for(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
-    /// At most 10,000.
+    /// At most 10,000: integers, or strings read by each campaign as its
+    /// own ID type.
     #[schema(max_items = 10000)]
-    user_ids: Vec<UserId>,
+    user_ids: Vec<UserIdValue>,
     /// A campaign to check the users in; without it, each user's active
     /// campaigns are listed.
     #[serde(default)]
@@ -147,11 +148,11 @@ struct BatchAnswer {
 #[serde(untagged)]
 enum BatchResult {
     Member {
-        user_id: UserId,
+        user_id: UserIdValue,
         member: bool,
     },
     Campaigns {
-        user_id: UserId,
+        user_id: UserIdValue,
         campaigns: Vec<String>,
     },
 }
@@ -186,7 +187,20 @@ async fn batch(
             ),
         ));
     }
-    let users = &body.user_ids;
+    let users = &body
+        .user_ids
+        .iter()
+        .enumerate()
+        .map(|(i, value)| match value {
+            UserIdValue::Int(id) => Ok(User::from_int(*id)),
+            UserIdValue::Text(text) => User::parse(text).map_err(|why| {
+                ApiError::bad_request(
+                    "invalid_user_id",
+                    format!("user_ids[{i}]: {}", why.message(text.as_bytes())),
+                )
+            }),
+        })
+        .collect::<Result<Vec<User>, ApiError>>()?;
     let (results, source, stale): (Vec<BatchResult>, _, _) = match &body.campaign {
         Some(id) => {
             let id = checked_campaign_id(id)?;
@@ -202,7 +216,10 @@ async fn batch(
             let results = users
                 .iter()
                 .zip(answers)
-                .map(|(&user_id, member)| BatchResult::Member { user_id, member })
+                .map(|(user, member)| BatchResult::Member {
+                    user_id: user.value(),
+                    member,
+                })
                 .collect();
             (results, source, stale)
         }
@@ -219,7 +236,10 @@ async fn batch(
             let results = users
                 .iter()
                 .zip(lists)
-                .map(|(&user_id, campaigns)| BatchResult::Campaigns { user_id, campaigns })
+                .map(|(user, campaigns)| BatchResult::Campaigns {
+                    user_id: user.value(),
+                    campaigns,
+                })
                 .collect();
             (results, source, stale)
         }

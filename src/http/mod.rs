@@ -153,7 +153,7 @@ where
 }
 
 /// Parses a user id from a path segment, by the same rule as upload bodies.
-pub fn parse_user_id(raw: &str) -> Result<u64, ApiError> {
-    crate::domain::parse_user_id(raw.as_bytes())
+pub fn parse_user(raw: &str) -> Result<crate::ids::User, ApiError> {
+    crate::ids::User::parse(raw)
         .map_err(|why| ApiError::bad_request("invalid_user_id", why.message(raw.as_bytes())))
 }

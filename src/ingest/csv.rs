@@ -17,8 +17,9 @@ use std::num::NonZeroUsize;
 
 use csv_core::{ReadRecordResult, Reader};
 
-use super::{Bom, IngestError, Parsed};
+use super::{Bom, Collector, IngestError, Parsed};
 use crate::domain::{self, BadUserId, quoted};
+use crate::ids::IdType;
 
 /// Longest record accepted, in bytes of field text: room for a wide export
 /// row; anything longer is not a row of a user list.
@@ -104,8 +105,7 @@ enum Quotes {
 pub struct Csv {
     reader: Reader,
     options: CsvOptions,
-    parsed: Parsed,
-    max_audience: u64,
+    parsed: Collector,
     bom: Bom,
     /// The current record's field text so far and its field ends, as
     /// `csv_core` writes them.
@@ -137,7 +137,7 @@ pub struct Csv {
 }
 
 impl Csv {
-    pub fn new(options: CsvOptions, max_audience: u64) -> Csv {
+    pub fn new(options: CsvOptions, max_audience: u64, id_type: IdType) -> Csv {
         let index = match &options.column {
             Some(Column::Number(n)) => Some(n.get() - 1),
             _ => None,
@@ -145,8 +145,7 @@ impl Csv {
         Csv {
             reader: Reader::new(),
             options,
-            parsed: Parsed::default(),
-            max_audience,
+            parsed: Collector::new(id_type, max_audience),
             bom: Bom::default(),
             record: vec![0; 1024],
             ends: vec![0; 16],
@@ -175,7 +174,7 @@ impl Csv {
         let mut bom = std::mem::take(&mut self.bom);
         bom.finish(|bytes| self.feed_records(bytes, false))?;
         self.feed_records(&[], true)?;
-        Ok(self.parsed)
+        self.parsed.finish()
     }
 
     /// Reads as many records from `input` as it holds; `at_end` (with an
@@ -393,8 +392,24 @@ impl Csv {
         if text.is_empty() {
             return Err(self.invalid(format!("column {} is empty", index + 1)));
         }
+        let id_type = self.parsed.id_type();
+        if id_type != IdType::Integer {
+            // Other types have no header rule to keep: a header is declared.
+            return match id_type.read(text) {
+                Ok(key) => self.parsed.push(key),
+                Err(why) => {
+                    let mut message = why.message(text);
+                    if first && self.options.header.is_none() {
+                        message.push_str(
+                            " (if the first row is a header, declare it: ?header=true, or --header in the CLI)",
+                        );
+                    }
+                    Err(self.invalid(message))
+                }
+            };
+        }
         match domain::parse_user_id(text) {
-            Ok(id) => self.parsed.push(id, self.max_audience),
+            Ok(id) => self.parsed.push_int(id),
             // Today's rule for single-column files, kept for compatibility:
             // an undeclared, non-numeric first line is a column name.
             Err(BadUserId::NotANumber)
@@ -491,7 +506,7 @@ mod tests {
     }
 
     fn ids(p: Parsed) -> Vec<u64> {
-        p.members.iter().collect()
+        p.members.as_integers().unwrap().iter().collect()
     }
 
     fn refusal(e: IngestError) -> (u64, String) {

@@ -10,19 +10,25 @@ use std::io::{self, Read};
 
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
-use super::{IngestError, Parsed};
+use super::{Collector, IngestError, Parsed};
 use crate::domain::MAX_ECHO;
+use crate::ids::{IdType, UserKey};
 
 /// Marks our element visitor's refusals apart from serde_json's own errors.
 const NOT_A_USER_ID: &str = " is not a user id";
 
-pub fn parse(reader: &mut impl Read, max_audience: u64) -> Result<Parsed, IngestError> {
+pub fn parse(
+    reader: &mut impl Read,
+    max_audience: u64,
+    id_type: IdType,
+) -> Result<Parsed, IngestError> {
     let mut de =
         serde_json::Deserializer::from_reader(io::BufReader::with_capacity(64 * 1024, reader));
     let over_limit = Cell::new(false);
     let parsed = de
         .deserialize_seq(AudienceVisitor {
             max_audience,
+            id_type,
             over_limit: &over_limit,
         })
         .and_then(|p| de.end().map(|()| p));
@@ -58,6 +64,7 @@ pub fn parse(reader: &mut impl Read, max_audience: u64) -> Result<Parsed, Ingest
 /// Collects a JSON array of IDs straight into the bitmap, element by element.
 struct AudienceVisitor<'a> {
     max_audience: u64,
+    id_type: IdType,
     /// Set when the array outgrew the limit, so the error can say so rather
     /// than pass through serde's string-only errors.
     over_limit: &'a Cell<bool>,
@@ -71,23 +78,89 @@ impl<'de> Visitor<'de> for AudienceVisitor<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parsed, A::Error> {
-        let mut parsed = Parsed::default();
-        while let Some(id) = seq.next_element_seed(IdSeed)? {
-            if parsed.push(id, self.max_audience).is_err() {
+        let mut parsed = Collector::new(self.id_type, self.max_audience);
+        while let Some(id) = seq.next_element_seed(IdSeed(self.id_type))? {
+            let pushed = match id {
+                Element::Int(id) => parsed.push_int(id),
+                Element::Key(key) => parsed.push(key),
+            };
+            if pushed.is_err() {
                 self.over_limit.set(true);
                 return Err(de::Error::custom("too many user ids"));
             }
         }
-        Ok(parsed)
+        // Only the limit can fail here, checked when the list is compacted.
+        parsed.finish().map_err(|_| {
+            self.over_limit.set(true);
+            de::Error::custom("too many user ids")
+        })
     }
 }
 
-struct IdSeed;
+/// One element: an integer ID, or an ID of another type.
+enum Element {
+    Int(u64),
+    Key(UserKey),
+}
+
+/// Reads one element as an ID of the campaign's type.
+struct IdSeed(IdType);
 
 impl<'de> DeserializeSeed<'de> for IdSeed {
-    type Value = u64;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
-        d.deserialize_any(IdVisitor)
+    type Value = Element;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Element, D::Error> {
+        match self.0 {
+            IdType::Integer => d.deserialize_any(IdVisitor).map(Element::Int),
+            other => d.deserialize_any(KeyVisitor(other)).map(Element::Key),
+        }
+    }
+}
+
+/// String and UUID campaigns take JSON strings; a string campaign also
+/// takes a plain unsigned integer as its decimal text.
+struct KeyVisitor(IdType);
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = UserKey;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a {} user id as a JSON string", self.0)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<UserKey, E> {
+        let text = v.trim().as_bytes();
+        self.0.read(text).map_err(|why| {
+            // The marker reports it as a bad id, not a malformed document.
+            let message = why.message(text);
+            if message.contains(NOT_A_USER_ID) {
+                E::custom(message)
+            } else {
+                E::custom(format!("{message}, so it{NOT_A_USER_ID} of this campaign"))
+            }
+        })
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<UserKey, E> {
+        match self.0 {
+            IdType::String => Ok(UserKey::Str(v.to_string())),
+            _ => Err(IdVisitor::reject(v, " (send UUIDs as JSON strings)")),
+        }
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<UserKey, E> {
+        Err(IdVisitor::reject(v, " (send ids as JSON strings)"))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<UserKey, E> {
+        Err(IdVisitor::reject(v, " (send ids as JSON strings)"))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<UserKey, E> {
+        Err(IdVisitor::reject(v, ""))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<UserKey, E> {
+        Err(IdVisitor::reject("null", ""))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<UserKey, A::Error> {
+        Err(IdVisitor::reject("a nested array", ""))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<UserKey, A::Error> {
+        Err(IdVisitor::reject("an object", ""))
     }
 }
 

@@ -6,8 +6,9 @@
 //! is read; its length is bounded ([`MAX_LINE`]) so a body without newlines
 //! cannot grow the line buffer past that.
 
-use super::{Bom, IngestError, Parsed};
+use super::{Bom, Collector, IngestError, Parsed};
 use crate::domain::{self, BadUserId};
+use crate::ids::IdType;
 
 /// Longest line accepted, its `\n` or `\r\n` excluded. Room for an id with
 /// generous padding; anything longer is not one id per line.
@@ -15,8 +16,7 @@ pub const MAX_LINE: usize = 1024;
 
 /// Reads the lines of one body. Feed it chunks, then [`Lines::finish`].
 pub struct Lines {
-    parsed: Parsed,
-    max_audience: u64,
+    parsed: Collector,
     /// The current line so far (a trailing `\r` included), at most
     /// `MAX_LINE + 1` bytes.
     line: Vec<u8>,
@@ -25,10 +25,9 @@ pub struct Lines {
 }
 
 impl Lines {
-    pub fn new(max_audience: u64) -> Lines {
+    pub fn new(max_audience: u64, id_type: IdType) -> Lines {
         Lines {
-            parsed: Parsed::default(),
-            max_audience,
+            parsed: Collector::new(id_type, max_audience),
             line: Vec::with_capacity(64),
             line_no: 1,
             bom: Bom::default(),
@@ -71,7 +70,7 @@ impl Lines {
         let mut bom = std::mem::take(&mut self.bom);
         bom.finish(|bytes| self.feed_lines(bytes))?;
         self.finish_line()?;
-        Ok(self.parsed)
+        self.parsed.finish()
     }
 
     fn finish_line(&mut self) -> Result<(), IngestError> {
@@ -80,11 +79,18 @@ impl Lines {
             return Err(self.too_long());
         }
         let text = raw.trim_ascii();
+        let id_type = self.parsed.id_type();
         let result = if text.is_empty() {
             Ok(())
+        } else if id_type != IdType::Integer {
+            // Every line is an ID: only the integer type guesses a header.
+            match id_type.read(text) {
+                Ok(key) => self.parsed.push(key),
+                Err(why) => Err(self.invalid(why.message(text))),
+            }
         } else {
             match domain::parse_user_id(text) {
-                Ok(id) => self.parsed.push(id, self.max_audience),
+                Ok(id) => self.parsed.push_int(id),
                 Err(BadUserId::NotANumber) if looks_like_header(text) => {
                     if self.line_no == 1 {
                         Ok(())

@@ -24,6 +24,8 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use roaring::RoaringTreemap;
+
+use crate::ids::{Audience, IdType, UserKey};
 use tokio::sync::mpsc;
 
 /// Body formats accepted for audiences.
@@ -131,28 +133,124 @@ impl Bom {
 }
 
 /// A parsed audience and what it took to get there.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Parsed {
-    pub members: RoaringTreemap,
+    /// The distinct IDs, of the campaign's type.
+    pub members: Audience,
     /// Every ID read, duplicates included.
     pub received: u64,
     /// IDs that repeated an earlier one.
     pub duplicates: u64,
 }
 
-impl Parsed {
-    /// Counts `id` in, refusing it when it would be distinct id number
-    /// `max_audience + 1`.
-    fn push(&mut self, id: u64, max_audience: u64) -> Result<(), IngestError> {
+/// Gathers IDs as a parser reads them, holding at most about twice
+/// `max_audience` of them: integers go straight into a bitmap (which
+/// counts repeats as they come); UUIDs and strings are appended, then
+/// sorted and de-duplicated whenever the list doubles, which is where the
+/// limit is checked.
+pub(crate) struct Collector {
+    id_type: IdType,
+    max_audience: u64,
+    received: u64,
+    ints: RoaringTreemap,
+    int_duplicates: u64,
+    uuids: Vec<u128>,
+    strings: Vec<Box<str>>,
+    /// Length after the last compaction: the distinct count so far.
+    compacted: usize,
+}
+
+/// IDs gathered before the first compaction.
+const FIRST_COMPACTION: usize = 1 << 16;
+
+impl Collector {
+    pub(crate) fn new(id_type: IdType, max_audience: u64) -> Collector {
+        Collector {
+            id_type,
+            max_audience,
+            received: 0,
+            ints: RoaringTreemap::new(),
+            int_duplicates: 0,
+            uuids: Vec::new(),
+            strings: Vec::new(),
+            compacted: 0,
+        }
+    }
+
+    pub(crate) fn id_type(&self) -> IdType {
+        self.id_type
+    }
+
+    fn too_many(&self) -> IngestError {
+        IngestError::TooManyIds {
+            limit: self.max_audience,
+        }
+    }
+
+    /// Counts in an integer ID, refusing it when it would be distinct id
+    /// number `max_audience + 1`.
+    pub(crate) fn push_int(&mut self, id: u64) -> Result<(), IngestError> {
         self.received += 1;
-        if !self.members.insert(id) {
-            self.duplicates += 1;
-        } else if self.received - self.duplicates > max_audience {
-            return Err(IngestError::TooManyIds {
-                limit: max_audience,
-            });
+        if !self.ints.insert(id) {
+            self.int_duplicates += 1;
+        } else if self.received - self.int_duplicates > self.max_audience {
+            return Err(self.too_many());
         }
         Ok(())
+    }
+
+    /// Counts in an ID of the collector's type.
+    pub(crate) fn push(&mut self, key: UserKey) -> Result<(), IngestError> {
+        let len = match key {
+            UserKey::Int(id) => return self.push_int(id),
+            UserKey::Uuid(u) => {
+                self.uuids.push(u);
+                self.uuids.len()
+            }
+            UserKey::Str(s) => {
+                self.strings.push(s.into_boxed_str());
+                self.strings.len()
+            }
+        };
+        self.received += 1;
+        if len >= (2 * self.compacted).max(FIRST_COMPACTION) {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self) -> Result<(), IngestError> {
+        self.uuids.sort_unstable();
+        self.uuids.dedup();
+        self.strings.sort_unstable();
+        self.strings.dedup();
+        self.compacted = self.uuids.len() + self.strings.len();
+        if self.compacted as u64 > self.max_audience {
+            return Err(self.too_many());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(mut self) -> Result<Parsed, IngestError> {
+        if self.id_type == IdType::Integer {
+            return Ok(Parsed {
+                members: Audience::Integers(self.ints),
+                received: self.received,
+                duplicates: self.int_duplicates,
+            });
+        }
+        self.compact()?;
+        let members = match self.id_type {
+            IdType::Uuid => Audience::Uuids(self.uuids),
+            _ => Audience::Strings(crate::ids::Strings::from_sorted_iter(
+                self.strings.iter().map(|s| &**s),
+            )),
+        };
+        Ok(Parsed {
+            duplicates: self.received - members.len(),
+            received: self.received,
+            members,
+        })
     }
 }
 
@@ -205,7 +303,12 @@ pub enum IngestError {
 
 /// Parses an audience body as it streams in. The CPU-heavy part runs on a
 /// blocking thread so a million-line upload does not stall login checks.
-pub async fn parse_body(body: Body, format: Format, limits: Limits) -> Result<Parsed, IngestError> {
+pub async fn parse_body(
+    body: Body,
+    format: Format,
+    limits: Limits,
+    id_type: IdType,
+) -> Result<Parsed, IngestError> {
     // A few chunks of slack lets the network and the parser overlap without
     // letting a fast client buffer the body in memory.
     let (tx, rx) = mpsc::channel::<Result<Bytes, IngestError>>(8);
@@ -214,7 +317,7 @@ pub async fn parse_body(body: Body, format: Format, limits: Limits) -> Result<Pa
             rx,
             current: Bytes::new(),
         };
-        parse_reader(reader, format, limits.max_audience)
+        parse_reader_typed(reader, format, limits.max_audience, id_type)
     });
 
     let mut stream = body.into_data_stream();
@@ -245,24 +348,35 @@ pub async fn parse_body(body: Body, format: Format, limits: Limits) -> Result<Pa
         .map_err(|e| IngestError::Body(format!("parser task failed: {e}")))?
 }
 
-/// Parses a complete audience from any reader (used by tests and tools).
+/// Parses a complete audience of integer IDs from any reader (used by
+/// tests and tools).
 pub fn parse_reader(
     reader: impl Read,
     format: Format,
     max_audience: u64,
 ) -> Result<Parsed, IngestError> {
+    parse_reader_typed(reader, format, max_audience, IdType::Integer)
+}
+
+/// Parses a complete audience of `id_type` IDs from any reader.
+pub fn parse_reader_typed(
+    reader: impl Read,
+    format: Format,
+    max_audience: u64,
+    id_type: IdType,
+) -> Result<Parsed, IngestError> {
     let mut reader = TrackedReader::new(reader);
     let text = format != Format::Json;
     let result = match format {
         Format::Lines => {
-            let lines = lines::Lines::new(max_audience);
+            let lines = lines::Lines::new(max_audience, id_type);
             feed(&mut reader, lines, lines::Lines::feed, lines::Lines::finish)
         }
         Format::Csv(options) => {
-            let csv = csv::Csv::new(options, max_audience);
+            let csv = csv::Csv::new(options, max_audience, id_type);
             feed(&mut reader, csv, csv::Csv::feed, csv::Csv::finish)
         }
-        Format::Json => json::parse(&mut reader, max_audience),
+        Format::Json => json::parse(&mut reader, max_audience, id_type),
     };
     // An error raised by the transport (too large, client hung up) explains a
     // parse failure better than the truncated text the parser saw.
@@ -397,7 +511,10 @@ mod tests {
     #[test]
     fn lines_accept_header_crlf_bom_blanks_and_duplicates() {
         let p = lines("\u{feff}user_id\r\n1\r\n 2 \r\n\r\n2\n3").unwrap();
-        assert_eq!(p.members.iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            p.members.as_integers().unwrap().iter().collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert_eq!((p.received, p.duplicates), (4, 1));
     }
 
@@ -415,7 +532,12 @@ mod tests {
         let (_, msg) = err_line(lines("18446744073709551616").unwrap_err());
         assert!(msg.contains("larger than"), "{msg}");
         assert_eq!(
-            lines("18446744073709551615").unwrap().members.max(),
+            lines("18446744073709551615")
+                .unwrap()
+                .members
+                .as_integers()
+                .unwrap()
+                .max(),
             Some(u64::MAX)
         );
     }
@@ -444,7 +566,14 @@ mod tests {
     #[test]
     fn json_arrays_parse_and_bad_elements_name_their_line() {
         let p = json("[1, 2, 2, 18446744073709551615]").unwrap();
-        assert_eq!((p.received, p.duplicates, p.members.len()), (4, 1, 3));
+        assert_eq!(
+            (
+                p.received,
+                p.duplicates,
+                p.members.as_integers().unwrap().len()
+            ),
+            (4, 1, 3)
+        );
         let (line, msg) = err_line(json("[1,\n2,\n\"abc\"]").unwrap_err());
         assert_eq!(line, 3);
         assert!(msg.starts_with("\"abc\" is not a user id"), "{msg}");
@@ -457,7 +586,7 @@ mod tests {
     #[test]
     fn an_empty_json_array_is_an_explicit_empty_audience() {
         let p = json("[]").unwrap();
-        assert_eq!(p.members.len(), 0);
+        assert_eq!(p.members.as_integers().unwrap().len(), 0);
     }
 
     #[test]
@@ -470,7 +599,10 @@ mod tests {
                 format!("1\n\t{spaces}12345\n"),
             ] {
                 let p = lines(&body).unwrap_or_else(|e| panic!("padding {pad}: {e}"));
-                assert!(p.members.contains(12345), "padding {pad}: {body:?}");
+                assert!(
+                    p.members.as_integers().unwrap().contains(12345),
+                    "padding {pad}: {body:?}"
+                );
             }
         }
     }
@@ -480,7 +612,10 @@ mod tests {
         let fits = format!("{}12345", " ".repeat(1024 - 5));
         assert_eq!(fits.len(), 1024);
         let p = lines(&format!("1\n{fits}\r\n{fits}\n{fits}")).unwrap();
-        assert_eq!(p.members.iter().collect::<Vec<_>>(), vec![1, 12345]);
+        assert_eq!(
+            p.members.as_integers().unwrap().iter().collect::<Vec<_>>(),
+            vec![1, 12345]
+        );
         for too_long in [format!(" {fits}"), format!("{fits} \r"), "7".repeat(5000)] {
             let e = lines(&format!("1\n2\n{too_long}\n3\n")).unwrap_err();
             assert_eq!(
@@ -500,17 +635,26 @@ mod tests {
                 .map(|c| Ok(Bytes::copy_from_slice(c)))
                 .collect();
             let body = Body::from_stream(futures_util::stream::iter(chunks));
-            let p = parse_body(body, Format::Lines, Limits::NONE)
+            let p = parse_body(body, Format::Lines, Limits::NONE, IdType::Integer)
                 .await
                 .unwrap_or_else(|e| panic!("chunks of {size}: {e}"));
-            assert_eq!(p.members.iter().collect::<Vec<_>>(), vec![7, 8]);
+            assert_eq!(
+                p.members.as_integers().unwrap().iter().collect::<Vec<_>>(),
+                vec![7, 8]
+            );
         }
     }
 
     #[test]
     fn leading_zeros_and_signs_are_refused() {
         assert_eq!(
-            lines("0").unwrap().members.iter().collect::<Vec<_>>(),
+            lines("0")
+                .unwrap()
+                .members
+                .as_integers()
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
             vec![0]
         );
         let (line, msg) = err_line(lines("1\n007\n").unwrap_err());
@@ -563,7 +707,14 @@ mod tests {
             ("[1,2,3,3,1]", Format::Json),
         ] {
             let p = parse_reader(body.as_bytes(), format, 3).unwrap();
-            assert_eq!((p.members.len(), p.received, p.duplicates), (3, 5, 2));
+            assert_eq!(
+                (
+                    p.members.as_integers().unwrap().len(),
+                    p.received,
+                    p.duplicates
+                ),
+                (3, 5, 2)
+            );
         }
     }
 
@@ -574,14 +725,21 @@ mod tests {
             max_bytes: 5,
             ..Limits::NONE
         };
-        let e = parse_body(body, Format::Lines, limits).await.unwrap_err();
+        let e = parse_body(body, Format::Lines, limits, IdType::Integer)
+            .await
+            .unwrap_err();
         assert!(matches!(e, IngestError::TooLarge { limit: 5 }), "{e:?}");
     }
 
     #[tokio::test]
     async fn streamed_bodies_parse_like_readers() {
         let body = Body::from("user_id\n7\n8\n");
-        let p = parse_body(body, Format::Lines, Limits::NONE).await.unwrap();
-        assert_eq!(p.members.iter().collect::<Vec<_>>(), vec![7, 8]);
+        let p = parse_body(body, Format::Lines, Limits::NONE, IdType::Integer)
+            .await
+            .unwrap();
+        assert_eq!(
+            p.members.as_integers().unwrap().iter().collect::<Vec<_>>(),
+            vec![7, 8]
+        );
     }
 }

@@ -395,6 +395,7 @@ mod tests {
             starts_at: now + chrono::Duration::hours(start_h),
             ends_at: now + chrono::Duration::hours(end_h),
             design: Design::Set,
+            user_id_type: Default::default(),
             audience_size: 0,
             version,
             created_at: now,

@@ -1,7 +1,8 @@
 //! The embedded store: one process, no setup, durable.
 //!
-//! Every audience lives in memory as a `RoaringTreemap` (a few bytes per ID,
-//! ~10 ns lookups) and on disk in a redb database, which commits with fsync and
+//! Every audience lives in memory in its compact [`Audience`] form (integer
+//! IDs as a `RoaringTreemap`, a few bytes per ID and ~10 ns lookups; UUIDs
+//! as sorted 128-bit values; strings in one sorted byte arena) and on disk in a redb database, which commits with fsync and
 //! is crash-safe: an interrupted write leaves the previous committed state.
 //! Writes go to disk first and become visible in memory only once committed,
 //! so what a check sees has always been persisted.
@@ -17,15 +18,15 @@ use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use roaring::RoaringTreemap;
 
 use super::history::{self, AudienceVersion, Origin, VersionAction};
-use super::{AuditEvent, Store, StoreError, StoreResult};
-use crate::domain::{AudienceChange, Campaign, CampaignPatch, UserId};
+use super::{AuditEvent, Store, StoreError, StoreResult, check_id_type};
+use crate::domain::{AudienceChange, Campaign, CampaignPatch};
+use crate::ids::{Audience, User};
 
 /// Campaign id → campaign metadata as JSON.
 const CAMPAIGNS: TableDefinition<&str, &str> = TableDefinition::new("campaigns");
-/// Campaign id → audience in roaring's portable serialization.
+/// Campaign id → audience in [`Audience::to_bytes`]'s form for its ID type.
 const AUDIENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("audiences");
 /// (campaign id, version) → that version's record as JSON, for each kept version.
 const VERSIONS: TableDefinition<(&str, u64), &str> = TableDefinition::new("versions");
@@ -63,9 +64,17 @@ struct Inner {
 
 struct Entry {
     campaign: Campaign,
-    members: Arc<RoaringTreemap>,
+    members: Arc<Audience>,
     /// The kept versions' records, newest first.
     versions: Arc<Vec<AudienceVersion>>,
+}
+
+impl Entry {
+    /// Whether the audience holds `user`, read as the campaign's ID type.
+    fn holds(&self, user: &User) -> bool {
+        user.key(self.campaign.user_id_type)
+            .is_some_and(|key| self.members.contains(&key))
+    }
 }
 
 /// What a commit writes besides the campaign's metadata.
@@ -126,9 +135,10 @@ impl EmbeddedStore {
             let campaign: Campaign = serde_json::from_str(json.value())
                 .with_context(|| format!("campaign {:?} in {}", id.value(), path.display()))?;
             let members = match audiences.get(id.value())? {
-                Some(bytes) => RoaringTreemap::deserialize_from(bytes.value())
+                Some(bytes) => Audience::from_bytes(campaign.user_id_type, bytes.value())
+                    .map_err(anyhow::Error::msg)
                     .with_context(|| format!("audience of {:?}", id.value()))?,
-                None => RoaringTreemap::new(),
+                None => Audience::empty(campaign.user_id_type),
             };
             let mut kept = Vec::new();
             for row in versions.range((id.value(), 0)..=(id.value(), u64::MAX))? {
@@ -222,10 +232,7 @@ impl EmbeddedStore {
                 match (&what, &entry) {
                     (Commit::Metadata, _) => {}
                     (Commit::Created | Commit::Audience { .. }, Some(e)) => {
-                        let mut bytes = Vec::with_capacity(e.members.serialized_size());
-                        e.members
-                            .serialize_into(&mut bytes)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        let bytes = e.members.to_bytes();
                         audiences
                             .insert(id, bytes.as_slice())
                             .map_err(unavailable)?;
@@ -279,7 +286,7 @@ impl EmbeddedStore {
         &self,
         id: &str,
         origin: Origin,
-        change: impl FnOnce(&Entry, &Inner) -> StoreResult<(RoaringTreemap, u64)> + Send + 'static,
+        change: impl FnOnce(&Entry, &Inner) -> StoreResult<(Audience, u64)> + Send + 'static,
     ) -> StoreResult<AudienceChange> {
         let incremental = matches!(origin.action, VersionAction::Added | VersionAction::Removed);
         let _writer = self.inner.writer.lock().await;
@@ -380,7 +387,7 @@ fn tidy_history(db: &Database, keep_versions: usize) -> anyhow::Result<()> {
 }
 
 /// The audience of kept version `version`, read from the history.
-fn kept_audience(inner: &Inner, entry: &Entry, version: u64) -> StoreResult<RoaringTreemap> {
+fn kept_audience(inner: &Inner, entry: &Entry, version: u64) -> StoreResult<Audience> {
     let id = entry.campaign.id.as_str();
     let not_kept = || StoreError::VersionNotKept {
         campaign: id.to_string(),
@@ -396,7 +403,7 @@ fn kept_audience(inner: &Inner, entry: &Entry, version: u64) -> StoreResult<Roar
         .get((id, version))
         .map_err(unavailable)?
         .ok_or_else(not_kept)?;
-    RoaringTreemap::deserialize_from(bytes.value())
+    Audience::from_bytes(entry.campaign.user_id_type, bytes.value())
         .map_err(|e| StoreError::Corrupt(format!("version {version} of {id:?}: {e}")))
 }
 
@@ -436,7 +443,7 @@ impl Store for EmbeddedStore {
         }
         let entry = Entry {
             campaign: campaign.clone(),
-            members: Arc::new(RoaringTreemap::new()),
+            members: Arc::new(Audience::empty(campaign.user_id_type)),
             versions: Arc::new(Vec::new()),
         };
         self.commit(&campaign.id, Some(entry), Commit::Created)
@@ -476,25 +483,29 @@ impl Store for EmbeddedStore {
     async fn replace_audience(
         &self,
         id: &str,
-        members: RoaringTreemap,
+        members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange> {
         let received = members.len();
         let origin = Origin::new(by, VersionAction::Replaced);
-        self.change_audience(id, origin, move |_, _| Ok((members, received)))
-            .await
+        self.change_audience(id, origin, move |current, _| {
+            check_id_type(&current.campaign, &members)?;
+            Ok((members, received))
+        })
+        .await
     }
 
     async fn add_members(
         &self,
         id: &str,
-        members: RoaringTreemap,
+        members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange> {
         let origin = Origin::new(by, VersionAction::Added);
         self.change_audience(id, origin, move |current, _| {
+            check_id_type(&current.campaign, &members)?;
             let old = &*current.members;
-            let next = old | &members;
+            let next = old.union(&members);
             let added = next.len() - old.len();
             Ok((next, added))
         })
@@ -504,13 +515,14 @@ impl Store for EmbeddedStore {
     async fn remove_members(
         &self,
         id: &str,
-        members: RoaringTreemap,
+        members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange> {
         let origin = Origin::new(by, VersionAction::Removed);
         self.change_audience(id, origin, move |current, _| {
+            check_id_type(&current.campaign, &members)?;
             let old = &*current.members;
-            let next = old - &members;
+            let next = old.difference(&members);
             let removed = old.len() - next.len();
             Ok((next, removed))
         })
@@ -544,29 +556,32 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn audience(&self, id: &str) -> StoreResult<Arc<RoaringTreemap>> {
+    async fn audience(&self, id: &str) -> StoreResult<Arc<Audience>> {
         Ok(self.entry(id)?.members.clone())
     }
 
-    async fn is_member(&self, id: &str, user: UserId) -> StoreResult<(Campaign, bool)> {
+    async fn is_member(&self, id: &str, user: &User) -> StoreResult<(Campaign, bool)> {
         let entry = self.entry(id)?;
-        let member = entry.members.contains(user);
+        let member = entry.holds(user);
         Ok((entry.campaign.clone(), member))
     }
 
-    async fn are_members(&self, id: &str, users: &[UserId]) -> StoreResult<(Campaign, Vec<bool>)> {
+    async fn are_members(&self, id: &str, users: &[User]) -> StoreResult<(Campaign, Vec<bool>)> {
         let entry = self.entry(id)?;
-        let answers = users.iter().map(|u| entry.members.contains(*u)).collect();
+        let answers = users.iter().map(|u| entry.holds(u)).collect();
         Ok((entry.campaign.clone(), answers))
     }
 
-    async fn campaigns_for(&self, user: UserId, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
-        Ok(self.campaigns_for_many(&[user], now).await?.remove(0))
+    async fn campaigns_for(&self, user: &User, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        Ok(self
+            .campaigns_for_many(std::slice::from_ref(user), now)
+            .await?
+            .remove(0))
     }
 
     async fn campaigns_for_many(
         &self,
-        users: &[UserId],
+        users: &[User],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Vec<String>>> {
         let mut active: Vec<Arc<Entry>> = self
@@ -580,7 +595,7 @@ impl Store for EmbeddedStore {
             .map(|u| {
                 active
                     .iter()
-                    .filter(|e| e.members.contains(*u))
+                    .filter(|e| e.holds(u))
                     .map(|e| e.campaign.id.clone())
                     .collect()
             })

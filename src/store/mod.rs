@@ -25,9 +25,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use roaring::RoaringTreemap;
 
-use crate::domain::{AudienceChange, Campaign, CampaignPatch, Design, UserId};
+use crate::domain::{AudienceChange, Campaign, CampaignPatch, Design};
+use crate::ids::{Audience, User};
 
 /// Errors a store reports. Handlers map each variant to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +104,25 @@ fn kept_versions(kept: &[u64]) -> String {
             format!("the kept versions are {}", list.join(", "))
         }
     }
+}
+
+/// Refuses an audience whose IDs are not of `campaign`'s type: a caller
+/// parsed the upload against another campaign (or an older one of that id).
+#[cfg(feature = "server")]
+pub(crate) fn check_id_type(campaign: &Campaign, members: &Audience) -> StoreResult<()> {
+    if members.id_type() == campaign.user_id_type {
+        return Ok(());
+    }
+    Err(StoreError::Invalid(crate::domain::Invalid {
+        code: "invalid_user_id",
+        field: "user_id_type",
+        message: format!(
+            "campaign {:?} takes {} user ids, not {}",
+            campaign.id,
+            campaign.user_id_type,
+            members.id_type()
+        ),
+    }))
 }
 
 /// Which store the service runs on, parsed from `--store`.
@@ -309,25 +328,25 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_audience(
         &self,
         id: &str,
-        members: RoaringTreemap,
+        members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange>;
     /// Adds `members` to the audience, as a new version when any was absent.
     async fn add_members(
         &self,
         id: &str,
-        members: RoaringTreemap,
+        members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange>;
     /// Removes `members` from the audience, as a new version when any was present.
     async fn remove_members(
         &self,
         id: &str,
-        members: RoaringTreemap,
+        members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange>;
-    /// The whole audience as a compact bitmap, for export.
-    async fn audience(&self, id: &str) -> StoreResult<Arc<RoaringTreemap>>;
+    /// The whole audience in its compact form, for export.
+    async fn audience(&self, id: &str) -> StoreResult<Arc<Audience>>;
 
     /// The kept audience versions, newest first: at most
     /// [`StoreOptions::keep_versions`], the live one first once there is one.
@@ -347,22 +366,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether `design` may hold `members` in this store: the refusal a
     /// replace or add to exactly that audience would meet, for dry runs.
-    fn check_audience(&self, design: Design, members: &RoaringTreemap) -> StoreResult<()> {
-        design.check_ids(members)?;
+    fn check_audience(&self, design: Design, members: &Audience) -> StoreResult<()> {
+        if let Some(ids) = members.as_integers() {
+            design.check_ids(ids)?;
+        }
         Ok(())
     }
 
     /// Is `user` in campaign `id`'s audience? Returns the campaign too so the
-    /// caller can report whether it is active.
-    async fn is_member(&self, id: &str, user: UserId) -> StoreResult<(Campaign, bool)>;
+    /// caller can report whether it is active. A user that cannot be an ID
+    /// of the campaign's type is not a member (callers that must refuse it
+    /// check with [`User::key_for`]).
+    async fn is_member(&self, id: &str, user: &User) -> StoreResult<(Campaign, bool)>;
     /// The batch form of [`Store::is_member`], one answer per user in order.
-    async fn are_members(&self, id: &str, users: &[UserId]) -> StoreResult<(Campaign, Vec<bool>)>;
-    /// IDs of the campaigns active at `now` whose audience holds `user`, sorted.
-    async fn campaigns_for(&self, user: UserId, now: DateTime<Utc>) -> StoreResult<Vec<String>>;
+    async fn are_members(&self, id: &str, users: &[User]) -> StoreResult<(Campaign, Vec<bool>)>;
+    /// IDs of the campaigns active at `now` whose audience holds `user`,
+    /// sorted: each campaign reads `user` as its own ID type.
+    async fn campaigns_for(&self, user: &User, now: DateTime<Utc>) -> StoreResult<Vec<String>>;
     /// The batch form of [`Store::campaigns_for`], one list per user in order.
     async fn campaigns_for_many(
         &self,
-        users: &[UserId],
+        users: &[User],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Vec<String>>>;
 

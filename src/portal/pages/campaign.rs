@@ -41,7 +41,7 @@ pub(super) async fn campaign_page(
     let (mut answer, mut lookup_error, mut status) = (None, None, StatusCode::OK);
     if !user.trim().is_empty() {
         match typed_user(&user) {
-            Ok(u) => match state.checker.is_member(&c.id, u).await {
+            Ok(u) => match state.checker.is_member(&c.id, &u).await {
                 Ok(m) => {
                     answer = Some(MemberAnswer {
                         member: m.member,

@@ -13,6 +13,7 @@ pub(super) struct CampaignForm {
     starts_at: String,
     ends_at: String,
     design: String,
+    user_id_type: String,
     errors: HashMap<&'static str, String>,
 }
 
@@ -34,6 +35,8 @@ pub(super) struct CampaignFields {
     ends_at: String,
     #[serde(default)]
     design: String,
+    #[serde(default)]
+    user_id_type: String,
 }
 
 pub(super) async fn new_page(axum::Extension(s): Signed) -> Response {
@@ -46,6 +49,7 @@ pub(super) async fn new_page(axum::Extension(s): Signed) -> Response {
         starts_at: input_time(now),
         ends_at: input_time(now + chrono::Duration::days(7)),
         design: "set".into(),
+        user_id_type: "integer".into(),
         errors: HashMap::new(),
     }
     .into_response()
@@ -70,6 +74,8 @@ pub(super) async fn create(
         starts_at: form_time(&f.starts_at),
         ends_at: form_time(&f.ends_at),
         design: Some(f.design.clone()),
+        // An old form without the field creates an integer campaign.
+        user_id_type: Some(f.user_id_type.clone()).filter(|t| !t.is_empty()),
     };
     let form = CampaignForm {
         chrome: Chrome::new(&s, "new"),
@@ -79,6 +85,7 @@ pub(super) async fn create(
         starts_at: f.starts_at,
         ends_at: f.ends_at,
         design: f.design,
+        user_id_type: f.user_id_type,
         errors: HashMap::new(),
     };
     let problems = body.problems();
@@ -111,6 +118,7 @@ pub(super) async fn edit_page(
         starts_at: input_time(c.starts_at),
         ends_at: input_time(c.ends_at),
         design: c.design.as_str().into(),
+        user_id_type: c.user_id_type.as_str().into(),
         errors: HashMap::new(),
     }
     .into_response())
@@ -142,6 +150,7 @@ pub(super) async fn edit(
         starts_at: f.starts_at,
         ends_at: f.ends_at,
         design: current.design.as_str().into(),
+        user_id_type: current.user_id_type.as_str().into(),
         errors: HashMap::new(),
     };
     let problems = patch.problems(&current);

@@ -33,7 +33,7 @@ pub(super) async fn lookup(
     let mut status = StatusCode::OK;
     if !user.trim().is_empty() {
         match typed_user(&user) {
-            Ok(u) => match state.checker.campaigns_for(u).await {
+            Ok(u) => match state.checker.campaigns_for(&u).await {
                 Ok(answer) => {
                     page.campaigns = Some(answer.campaigns);
                     page.stale = answer.stale;

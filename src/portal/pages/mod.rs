@@ -101,6 +101,7 @@ struct Row {
     ends_at: String,
     ends_label: String,
     design: &'static str,
+    user_id_type: &'static str,
     size: String,
     version: u64,
     updated_at: String,
@@ -118,6 +119,7 @@ impl Row {
             ends_at: iso(c.ends_at),
             ends_label: label(c.ends_at),
             design: c.design.as_str(),
+            user_id_type: c.user_id_type.as_str(),
             size: thousands(c.audience_size),
             version: c.version,
             updated_at: iso(c.updated_at),
@@ -304,13 +306,8 @@ fn flash(done: Option<&str>) -> Option<&'static str> {
 }
 
 /// Parses a user id typed into a lookup form.
-fn typed_user(raw: &str) -> Result<u64, String> {
-    raw.trim().parse().map_err(|_| {
-        format!(
-            "{:?} is not a user ID (a whole number from 0 to 2^64-1)",
-            raw.trim()
-        )
-    })
+fn typed_user(raw: &str) -> Result<crate::ids::User, String> {
+    crate::ids::User::parse(raw).map_err(|why| why.message(raw.trim().as_bytes()))
 }
 
 /// Looks a campaign up by a path id; a malformed id is simply not found.

@@ -713,6 +713,7 @@ mod tests {
             starts_at: (now - chrono::Duration::hours(1)).to_rfc3339(),
             ends_at: (now + chrono::Duration::hours(1)).to_rfc3339(),
             design: Some("per-user".into()),
+            user_id_type: None,
         }
         .validate(now)
         .unwrap();
@@ -747,6 +748,7 @@ mod tests {
             starts_at: (now - chrono::Duration::hours(1)).to_rfc3339(),
             ends_at: (now + chrono::Duration::hours(1)).to_rfc3339(),
             design: Some("per-user".into()),
+            user_id_type: None,
         }
         .validate(now)
         .unwrap();

@@ -205,6 +205,9 @@ pub const FIELD_NAME: &str = "name";
 pub const FIELD_STARTS_AT: &str = "starts_at";
 pub const FIELD_ENDS_AT: &str = "ends_at";
 pub const FIELD_DESIGN: &str = "design";
+/// `integer`, `string` or `uuid`; absent (integer) on campaigns created
+/// before the field existed.
+pub const FIELD_ID_TYPE: &str = "user_id_type";
 pub const FIELD_SIZE: &str = "audience_size";
 pub const FIELD_VERSION: &str = "version";
 /// Random name of the campaign's life: set at create, never changed, so a

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::keys::{self, Stamp};
 use crate::domain::{Campaign, Design, fmt_time};
+use crate::ids::IdType;
 use crate::store::{StoreError, StoreResult};
 
 /// One campaign as stored in Redis. Cheap to share: the catalog and the
@@ -58,6 +59,7 @@ impl CampaignMeta {
             (keys::FIELD_STARTS_AT, fmt_time(c.starts_at)),
             (keys::FIELD_ENDS_AT, fmt_time(c.ends_at)),
             (keys::FIELD_DESIGN, c.design.as_str().to_string()),
+            (keys::FIELD_ID_TYPE, c.user_id_type.as_str().to_string()),
             (keys::FIELD_SIZE, c.audience_size.to_string()),
             (keys::FIELD_VERSION, c.version.to_string()),
             (keys::FIELD_CREATED_AT, fmt_time(c.created_at)),
@@ -98,6 +100,10 @@ impl CampaignMeta {
                 starts_at: time(keys::FIELD_STARTS_AT)?,
                 ends_at: time(keys::FIELD_ENDS_AT)?,
                 design: Design::parse(design).ok_or_else(|| bad(keys::FIELD_DESIGN, &design))?,
+                user_id_type: match meta.get(keys::FIELD_ID_TYPE) {
+                    None => IdType::Integer,
+                    Some(t) => IdType::parse(t).ok_or_else(|| bad(keys::FIELD_ID_TYPE, t))?,
+                },
                 audience_size: number(keys::FIELD_SIZE)?,
                 version: number(keys::FIELD_VERSION)?,
                 created_at: time(keys::FIELD_CREATED_AT)?,
@@ -173,6 +179,7 @@ mod tests {
             starts_at: now,
             ends_at: now,
             design: Design::PerUser,
+            user_id_type: Default::default(),
             audience_size: 0,
             version: 0,
             created_at: now,

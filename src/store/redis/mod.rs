@@ -72,6 +72,7 @@ use roaring::RoaringTreemap;
 use super::history::{AudienceVersion, Origin, VersionAction};
 use super::{AuditEvent, Store, StoreError, StoreOptions, StoreResult};
 use crate::domain::{AudienceChange, Campaign, CampaignPatch, Design, UserId};
+use crate::ids::{Audience, IdType, User};
 use catalog::Catalog;
 use conn::Conn;
 use design::{Delta, Designs, RedisDesign};
@@ -385,11 +386,20 @@ impl Store for RedisStore {
         "redis"
     }
 
-    fn check_audience(&self, design: Design, members: &RoaringTreemap) -> StoreResult<()> {
-        Self::audience_fits(design, members)
+    fn check_audience(&self, design: Design, members: &Audience) -> StoreResult<()> {
+        Self::audience_fits(design, integers(members)?)
     }
 
     async fn create_campaign(&self, campaign: Campaign) -> StoreResult<Campaign> {
+        if campaign.user_id_type != IdType::Integer {
+            return Err(StoreError::Unsuitable {
+                code: "id_type_unsupported",
+                message: format!(
+                    "the Redis store holds integer user ids only so far, not {}; the embedded store takes {} ids",
+                    campaign.user_id_type, campaign.user_id_type
+                ),
+            });
+        }
         let admin = &self.inner.admin;
         let meta = CampaignMeta::new(campaign);
         let id = meta.id();
@@ -483,9 +493,10 @@ impl Store for RedisStore {
     async fn replace_audience(
         &self,
         id: &str,
-        members: RoaringTreemap,
+        members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange> {
+        let members = into_integers(members)?;
         let origin = Origin::new(by, VersionAction::Replaced);
         let lease = self.lease(id).await?;
         let token = lease.token.clone();
@@ -503,19 +514,19 @@ impl Store for RedisStore {
     async fn add_members(
         &self,
         id: &str,
-        members: RoaringTreemap,
+        members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange> {
-        self.change(id, members, true, by).await
+        self.change(id, into_integers(members)?, true, by).await
     }
 
     async fn remove_members(
         &self,
         id: &str,
-        members: RoaringTreemap,
+        members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange> {
-        self.change(id, members, false, by).await
+        self.change(id, into_integers(members)?, false, by).await
     }
 
     async fn versions(&self, id: &str) -> StoreResult<Vec<AudienceVersion>> {
@@ -552,29 +563,51 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn audience(&self, id: &str) -> StoreResult<Arc<RoaringTreemap>> {
-        Ok(Arc::new(self.current_audience(id).await?.1))
+    async fn audience(&self, id: &str) -> StoreResult<Arc<Audience>> {
+        Ok(Arc::new(Audience::Integers(
+            self.current_audience(id).await?.1,
+        )))
     }
 
-    async fn is_member(&self, id: &str, user: UserId) -> StoreResult<(Campaign, bool)> {
-        let (campaign, mut answers) = self.probe(id, &[user]).await?;
+    async fn is_member(&self, id: &str, user: &User) -> StoreResult<(Campaign, bool)> {
+        let (campaign, mut answers) = self.are_members(id, std::slice::from_ref(user)).await?;
         Ok((campaign, answers.pop().unwrap_or(false)))
     }
 
-    async fn are_members(&self, id: &str, users: &[UserId]) -> StoreResult<(Campaign, Vec<bool>)> {
-        self.probe(id, users).await
+    /// Users that are no integer are in no campaign here; they are left out
+    /// of the probe and answered `false`.
+    async fn are_members(&self, id: &str, users: &[User]) -> StoreResult<(Campaign, Vec<bool>)> {
+        let ints: Vec<UserId> = users.iter().filter_map(User::as_int).collect();
+        let (campaign, answers) = self.probe(id, &ints).await?;
+        let mut answers = answers.into_iter();
+        let all = users
+            .iter()
+            .map(|u| u.as_int().is_some() && answers.next().unwrap_or(false))
+            .collect();
+        Ok((campaign, all))
     }
 
-    async fn campaigns_for(&self, user: UserId, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
-        Ok(self.campaigns_for_many(&[user], now).await?.remove(0))
+    async fn campaigns_for(&self, user: &User, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        Ok(self
+            .campaigns_for_many(std::slice::from_ref(user), now)
+            .await?
+            .remove(0))
     }
 
     async fn campaigns_for_many(
         &self,
-        users: &[UserId],
+        users: &[User],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Vec<String>>> {
-        self.campaigns_for_many_at(users, now).await
+        let ints: Vec<UserId> = users.iter().filter_map(User::as_int).collect();
+        let mut lists = self.campaigns_for_many_at(&ints, now).await?.into_iter();
+        Ok(users
+            .iter()
+            .map(|u| match u.as_int() {
+                Some(_) => lists.next().unwrap_or_default(),
+                None => Vec::new(),
+            })
+            .collect())
     }
 
     fn catalog_is_stale(&self) -> bool {
@@ -610,5 +643,27 @@ impl Store for RedisStore {
 
     async fn audit(&self, campaign: Option<&str>, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         self.read_audit(campaign, limit).await
+    }
+}
+
+/// The integer IDs of an audience; the only type this store holds so far.
+fn integers(members: &Audience) -> StoreResult<&RoaringTreemap> {
+    members.as_integers().ok_or_else(|| not_integers(members))
+}
+
+fn into_integers(members: Audience) -> StoreResult<RoaringTreemap> {
+    match members {
+        Audience::Integers(ids) => Ok(ids),
+        other => Err(not_integers(&other)),
+    }
+}
+
+fn not_integers(members: &Audience) -> StoreError {
+    StoreError::Unsuitable {
+        code: "id_type_unsupported",
+        message: format!(
+            "the Redis store holds integer user ids only so far, not {}",
+            members.id_type()
+        ),
     }
 }

@@ -52,6 +52,7 @@ pub(crate) fn check_cost(members: &RoaringTreemap) -> Result<(), crate::domain::
         return Ok(());
     }
     Err(crate::domain::Invalid {
+        code: "invalid_campaign",
         field: "design",
         message: format!(
             "a bitmap for these {} IDs would take {} (one bit per ID up to the largest, {max}), \
