@@ -308,6 +308,84 @@ async fn a_csv_export_loads_exactly_its_chosen_column_through_the_api_and_the_cl
     assert_eq!(export(server.clone()).await, vec![7, 17, 42]);
 }
 
+/// A campaign of string IDs through the CLI alone: created with
+/// `--user-id-type string`, loaded from the export's email column with
+/// `--header --column`, checked by email (`+` and `@` reach the server as
+/// the user), and the export is exactly that column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_string_campaign_loads_an_email_column_and_answers_by_email() {
+    guestlist::tls::install_crypto_provider();
+    let (dir, server) = embedded_server().await;
+    let t = Some(ADMIN);
+    let out = create_active(&server, "vip", &["--user-id-type", "string", "--json"]).await;
+    let created: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(created["user_id_type"], "string", "{created}");
+    let file = dir.path().join("crm-export.csv");
+    std::fs::write(&file, EXPORT).unwrap();
+    let file = file.to_str().unwrap();
+    let out = cli(
+        &server,
+        t,
+        &[
+            "audience", "replace", "vip", file, "--header", "--column", "email",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (user, member) in [
+        ("bob+vip@example.com", true),
+        ("zed@example.com", true),
+        ("Bob+vip@example.com", false),
+        ("17", false),
+    ] {
+        let out = cli(&server, t, &["check", "vip", user]).await;
+        assert_eq!(out.status.success(), member, "{user}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains(&format!("user {user} is ")),
+            "{}",
+            stdout(&out)
+        );
+    }
+    let out = cli(&server, t, &["user", "ann@example.com"]).await;
+    assert!(stdout(&out).contains("is in: vip"), "{}", stdout(&out));
+    let out = cli(&server, t, &["audience", "export", "vip"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        [
+            "ann@example.com",
+            "bob+vip@example.com",
+            "jane@example.com",
+            "zed@example.com"
+        ]
+    );
+    // The bitmap design is refused for string IDs, with its code.
+    let out = cli(
+        &server,
+        t,
+        &[
+            "campaign",
+            "create",
+            "bm",
+            "--starts-at",
+            "2020-01-01T00:00:00Z",
+            "--ends-at",
+            "2099-01-01T00:00:00Z",
+            "--design",
+            "bitmap",
+            "--user-id-type",
+            "string",
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("design_needs_integer_ids"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_lists_versions_and_rolls_back_on_a_server_keeping_two() {
     let dir = tempfile::tempdir().unwrap();

@@ -55,6 +55,9 @@ async fn typed(h: &Harness, id: &str, id_type: &str) {
     let (status, body) = create_typed(h, id, id_type, h.design()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["user_id_type"], id_type);
+    let (_, audit) = h.get(&format!("/v1/audit?campaign={id}&limit=1")).await;
+    let summary = audit["events"][0]["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains(&format!("{id_type} IDs")), "{audit}");
 }
 
 /// `GET /v1/campaigns/{id}/members/{user}` with the user percent-encoded.

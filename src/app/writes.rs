@@ -24,8 +24,13 @@ pub async fn create_campaign(
     let state = state.clone();
     detached(async move {
         let created = state.store.create_campaign(campaign).await?;
+        // Integer IDs are the default and go unsaid, as before the type existed.
+        let ids = match created.user_id_type {
+            crate::ids::IdType::Integer => String::new(),
+            other => format!("{other} IDs, "),
+        };
         let summary = format!(
-            "created {:?} ({} design, {} → {})",
+            "created {:?} ({} design, {ids}{} → {})",
             created.name,
             created.design.as_str(),
             fmt_time(created.starts_at),

@@ -299,6 +299,19 @@ async fn export(api: &Api, campaign: &str, format: Option<ExportFormat>) -> Resu
         (None, true) => ExportFormat::Json,
         (None, false) => ExportFormat::Lines,
     };
+    // String and UUID IDs are written as JSON strings and, when they hold
+    // a comma or a quote, as quoted CSV fields; integers stay bare.
+    let quoted = match format {
+        ExportFormat::Lines => false,
+        _ => {
+            let meta = api
+                .send(api.request(Method::GET, &format!("/v1/campaigns/{campaign}")))
+                .await?;
+            meta["user_id_type"]
+                .as_str()
+                .is_some_and(|t| t != "integer")
+        }
+    };
     let path = format!("/v1/campaigns/{campaign}/audience");
     let (response, what) = api
         .fetch(api.request(Method::GET, &path).timeout(TRANSFER_TIMEOUT))
@@ -312,7 +325,11 @@ async fn export(api: &Api, campaign: &str, format: Option<ExportFormat>) -> Resu
         return Err(api.not_guestlist(response.status(), &what));
     }
     let mut stdout = tokio::io::stdout();
-    let mut json = JsonArray::default();
+    let mut json = JsonArray {
+        quoted,
+        ..JsonArray::default()
+    };
+    let mut csv = CsvLines::default();
     let written = async {
         match format {
             ExportFormat::Lines => {}
@@ -322,15 +339,16 @@ async fn export(api: &Api, campaign: &str, format: Option<ExportFormat>) -> Resu
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| api.transport(&e, Some(TRANSFER_TIMEOUT)))?;
-            if format == ExportFormat::Json {
-                let text = json.push(&chunk);
-                stdout.write_all(&text).await?;
-            } else {
-                stdout.write_all(&chunk).await?;
+            match format {
+                ExportFormat::Json => stdout.write_all(&json.push(&chunk)).await?,
+                ExportFormat::Csv if quoted => stdout.write_all(&csv.push(&chunk)).await?,
+                _ => stdout.write_all(&chunk).await?,
             }
         }
-        if format == ExportFormat::Json {
-            stdout.write_all(b"]\n").await?;
+        match format {
+            ExportFormat::Json => stdout.write_all(&json.finish()).await?,
+            ExportFormat::Csv if quoted => stdout.write_all(&csv.finish()).await?,
+            _ => {}
         }
         stdout.flush().await?;
         Ok::<_, ExportError>(())
@@ -375,28 +393,104 @@ fn format_name(f: ExportFormat) -> &'static str {
 }
 
 /// Turns the export's lines into the inside of a JSON array, chunk by
-/// chunk; a chunk may end in the middle of an ID.
+/// chunk; a chunk may end in the middle of an ID. `quoted` writes each ID
+/// as a JSON string (string and UUID campaigns): the export's IDs hold no
+/// control character, so only `"` and `\` need escaping.
 #[derive(Default)]
 struct JsonArray {
+    quoted: bool,
     started: bool,
     in_id: bool,
 }
 
 impl JsonArray {
     fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(chunk.len() + 1);
+        let mut out = Vec::with_capacity(chunk.len() + 2);
         for &b in chunk {
             match b {
-                b'\n' | b'\r' => self.in_id = false,
+                b'\n' | b'\r' => self.end_id(&mut out),
                 _ => {
-                    if !self.in_id && self.started {
-                        out.push(b',');
+                    if !self.in_id {
+                        if self.started {
+                            out.push(b',');
+                        }
+                        if self.quoted {
+                            out.push(b'"');
+                        }
                     }
                     self.in_id = true;
                     self.started = true;
+                    if self.quoted && (b == b'"' || b == b'\\') {
+                        out.push(b'\\');
+                    }
                     out.push(b);
                 }
             }
+        }
+        out
+    }
+
+    fn end_id(&mut self, out: &mut Vec<u8>) {
+        if self.in_id && self.quoted {
+            out.push(b'"');
+        }
+        self.in_id = false;
+    }
+
+    /// The end of the last ID, if the export did not end its line, and of
+    /// the array.
+    fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.end_id(&mut out);
+        out.extend_from_slice(b"]\n");
+        out
+    }
+}
+
+/// Quotes the export's lines that need it as CSV fields (RFC 4180: a field
+/// holding a comma or a quote is quoted, its quotes doubled), chunk by
+/// chunk, holding back only a partial last line.
+#[derive(Default)]
+struct CsvLines {
+    partial: Vec<u8>,
+}
+
+impl CsvLines {
+    fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len() + 16);
+        for &b in chunk {
+            if b == b'\n' {
+                let line = std::mem::take(&mut self.partial);
+                Self::field(&line, &mut out);
+                out.push(b'\n');
+            } else {
+                self.partial.push(b);
+            }
+        }
+        out
+    }
+
+    fn field(line: &[u8], out: &mut Vec<u8>) {
+        if line.iter().any(|&b| b == b',' || b == b'"') {
+            out.push(b'"');
+            for &b in line {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            Self::field(&line, &mut out);
+            out.push(b'\n');
         }
         out
     }
@@ -414,12 +508,38 @@ mod tests {
             let mut out = b"[".to_vec();
             out.extend(json.push(&text[..cut]));
             out.extend(json.push(&text[cut..]));
-            out.extend(b"]");
+            out.extend(json.finish());
             let ids: Vec<u64> = serde_json::from_slice(&out).unwrap();
             assert_eq!(ids, [1, 22, 333], "cut at {cut}");
         }
         let mut empty = JsonArray::default();
         assert!(empty.push(b"").is_empty());
+    }
+
+    #[test]
+    fn string_ids_become_json_strings_and_quoted_csv_fields_wherever_cut() {
+        let text = "a\"b\nc,d\nback\\slash\né\n".as_bytes();
+        for cut in 0..=text.len() {
+            let mut json = JsonArray {
+                quoted: true,
+                ..JsonArray::default()
+            };
+            let mut out = b"[".to_vec();
+            out.extend(json.push(&text[..cut]));
+            out.extend(json.push(&text[cut..]));
+            out.extend(json.finish());
+            let ids: Vec<String> = serde_json::from_slice(&out).unwrap();
+            assert_eq!(ids, ["a\"b", "c,d", "back\\slash", "é"], "cut at {cut}");
+            let mut csv = CsvLines::default();
+            let mut out = csv.push(&text[..cut]);
+            out.extend(csv.push(&text[cut..]));
+            out.extend(csv.finish());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "\"a\"\"b\"\n\"c,d\"\nback\\slash\né\n",
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]
