@@ -339,14 +339,22 @@ impl Strings {
         Strings::from_sorted_iter(items.iter().map(AsRef::as_ref))
     }
 
-    /// From strings already ascending and distinct.
+    /// From strings already ascending and distinct, held in exactly the
+    /// memory they need (a growing arena would keep up to twice that).
     pub fn from_sorted_iter<'a>(items: impl Iterator<Item = &'a str>) -> Strings {
         let mut out = Strings::default();
         for s in items {
             debug_assert!(out.last().is_none_or(|last| last < s));
             out.push_sorted(s);
         }
-        out
+        out.shrunk()
+    }
+
+    /// The same strings in exactly the memory they need.
+    fn shrunk(mut self) -> Strings {
+        self.bytes.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self
     }
 
     fn push_sorted(&mut self, s: &str) {
@@ -663,7 +671,7 @@ impl Audience {
                         out.push_sorted(s);
                     }
                 }
-                Ok(Audience::Strings(out))
+                Ok(Audience::Strings(out.shrunk()))
             }
         }
     }
@@ -705,6 +713,7 @@ fn merge(a: &[u128], b: &[u128]) -> Vec<u128> {
         };
         out.push(next);
     }
+    out.shrink_to_fit();
     out
 }
 
@@ -740,7 +749,7 @@ fn merge_strings(a: &Strings, b: &Strings, union: bool) -> Strings {
             j += 1;
         }
     }
-    out
+    out.shrunk()
 }
 
 impl Strings {

@@ -240,6 +240,7 @@ impl Collector {
             });
         }
         self.compact()?;
+        self.uuids.shrink_to_fit();
         let members = match self.id_type {
             IdType::Uuid => Audience::Uuids(self.uuids),
             _ => Audience::Strings(crate::ids::Strings::from_sorted_iter(

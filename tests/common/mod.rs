@@ -391,15 +391,17 @@ impl SlowEntry {
         }
     }
 
-    /// Whether the command's work is bounded by its own arguments, so that
-    /// past 10 ms (and under 50 ms) it measured a wait for a CPU, not the
-    /// command: a member chunk of at most 1,000 IDs (`SADD`, `SREM`,
-    /// `SMISMEMBER`, `BITFIELD`), or a one-field command on a `per-user`
-    /// hash. SLOWLOG times commands on the wall clock, and these tests run
-    /// several Redis processes and the writer on two cores. The commands
-    /// the checks exist for (`DEL`, `RENAME`, `SMEMBERS` of a big key, an
-    /// unbounded chunk) stay failures at any duration.
-    pub fn waited_for_a_cpu(&self) -> bool {
+    /// Whether the command's work is bounded by its own arguments and it
+    /// stayed under 50 ms: a member chunk of at most 1,000 IDs (`SADD`,
+    /// `SREM`, `SMISMEMBER`, `BITFIELD`), or a one-field command on a
+    /// `per-user` hash. Past 10 ms such a command measured a wait for a CPU
+    /// (SLOWLOG times on the wall clock, and these tests run several Redis
+    /// processes and the writer on two cores), or a staging SET doubling
+    /// its hash table inside that one `SADD` (a known miss, in
+    /// docs/BENCHMARKS.md): reported, not failed. The commands the checks
+    /// exist for (`DEL`, `RENAME`, `SMEMBERS` of a big key, an unbounded
+    /// chunk) stay failures at any duration.
+    pub fn bounded_by_its_arguments(&self) -> bool {
         let command = self.args.first().map(|c| c.to_ascii_uppercase());
         let bounded = match command.as_deref() {
             Some("SADD" | "SREM" | "SMISMEMBER") => self.arg_count() <= 2 + 1_000,
