@@ -138,7 +138,9 @@ impl User {
     /// when no type can hold it; the error is the one the integer type
     /// gives when the text looks numeric, else the string type's.
     pub fn parse(text: &str) -> Result<User, BadId> {
-        let text = text.trim();
+        // The same trim as uploads: ASCII white space. Any other white
+        // space at an edge is refused as a string ID (see `check_string`).
+        let text = text.trim_ascii();
         let int = domain::parse_user_id(text.as_bytes());
         let string = check_string(text.as_bytes());
         let uuid = parse_uuid(text.as_bytes());
@@ -269,6 +271,9 @@ pub enum BadId {
     Control,
     /// Not UTF-8.
     NotUtf8,
+    /// Starts or ends with white space that trimming left (such as a
+    /// no-break space), which would make two spellings of one user.
+    Padded,
 }
 
 impl BadId {
@@ -286,6 +291,7 @@ impl BadId {
             }
             BadId::Control => format!("{quoted} holds a control character"),
             BadId::NotUtf8 => format!("{quoted} is not UTF-8"),
+            BadId::Padded => format!("{quoted} starts or ends with white space"),
         }
     }
 }
@@ -301,6 +307,9 @@ fn check_string(text: &[u8]) -> Result<&str, BadId> {
     let s = std::str::from_utf8(text).map_err(|_| BadId::NotUtf8)?;
     if s.chars().any(char::is_control) {
         return Err(BadId::Control);
+    }
+    if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return Err(BadId::Padded);
     }
     Ok(s)
 }
@@ -800,6 +809,9 @@ mod tests {
         assert_eq!(ok(&"x".repeat(256)).map(|k| k.text().len()), Ok(256));
         assert_eq!(ok(&"x".repeat(257)), Err(BadId::TooLong(257)));
         assert_eq!(ok("a\tb"), Err(BadId::Control));
+        assert_eq!(ok("alice\u{a0}"), Err(BadId::Padded));
+        assert_eq!(User::parse("\u{a0}bob"), Err(BadId::Padded));
+        assert_eq!(User::parse(" bob\t").unwrap().text(), "bob");
         assert_eq!(ok(""), Err(BadId::Empty));
         assert_eq!(IdType::String.read(b"\xff"), Err(BadId::NotUtf8));
         assert_ne!(ok("Ab"), ok("ab"));

@@ -221,19 +221,26 @@ impl GuestlistProvider {
         self.state.load(Ordering::Relaxed) == READY
     }
 
-    async fn check(&self, campaign: &str, user: u64) -> EvaluationResult<Answer> {
+    async fn check(&self, campaign: &str, user: &crate::ids::User) -> EvaluationResult<Answer> {
         match &self.backend {
-            Backend::Library(client) => match client.is_member(campaign, user).await {
-                Ok(m) => Ok(m.into()),
-                Err(ClientError::Check(CheckError::Store(StoreError::NotFound(_)))) => Err(error(
-                    EvaluationErrorCode::FlagNotFound,
-                    format!("no campaign {campaign:?}"),
-                )),
-                Err(e) => Err(error(
-                    EvaluationErrorCode::General(e.to_string()),
-                    e.to_string(),
-                )),
-            },
+            Backend::Library(client) => {
+                match client.is_member_named(campaign, &user.text()).await {
+                    Ok(m) => Ok(m.into()),
+                    Err(ClientError::Check(CheckError::Store(StoreError::NotFound(_)))) => {
+                        Err(error(
+                            EvaluationErrorCode::FlagNotFound,
+                            format!("no campaign {campaign:?}"),
+                        ))
+                    }
+                    Err(ClientError::Check(CheckError::BadUser(message))) => {
+                        Err(error(EvaluationErrorCode::InvalidContext, message))
+                    }
+                    Err(e) => Err(error(
+                        EvaluationErrorCode::General(e.to_string()),
+                        e.to_string(),
+                    )),
+                }
+            }
             Backend::Http(http) => {
                 let (answer, reached) = http.check(campaign, user, self.is_ready()).await;
                 if reached {
@@ -259,7 +266,7 @@ impl Http {
     async fn check(
         &self,
         campaign: &str,
-        user: u64,
+        user: &crate::ids::User,
         reached: bool,
     ) -> (EvaluationResult<Answer>, bool) {
         let general =
@@ -278,7 +285,8 @@ impl Http {
         };
         match url.path_segments_mut() {
             Ok(mut path) => {
-                path.extend(["v1", "campaigns", campaign, "members", &user.to_string()]);
+                // Each segment is percent-encoded: a string ID may hold `/`.
+                path.extend(["v1", "campaigns", campaign, "members", &user.text()]);
             }
             Err(()) => {
                 return (
@@ -412,13 +420,14 @@ impl FeatureProvider for GuestlistProvider {
                 "the targeting key is the user's id",
             )
         })?;
-        let user = crate::domain::parse_user_id(key.trim().as_bytes()).map_err(|why| {
+        // Read as the campaign's ID type: an integer, a string or a UUID.
+        let user = crate::ids::User::parse(key).map_err(|why| {
             error(
                 EvaluationErrorCode::InvalidContext,
-                why.message(key.as_bytes()),
+                why.message(key.trim().as_bytes()),
             )
         })?;
-        let answer = self.check(flag_key, user).await?;
+        let answer = self.check(flag_key, &user).await?;
         Ok(resolution(&answer))
     }
 

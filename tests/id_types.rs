@@ -404,6 +404,15 @@ async fn add_remove_and_dry_run_work_on_strings(h: &Harness) {
 }
 
 async fn rollback_restores_a_string_audience_exactly(h: &Harness) {
+    typed(h, "s", "string").await;
+    h.upload("s", "replace", "text/plain", "b@x\na,\"q\"@x\n")
+        .await;
+    h.upload("s", "replace", "text/plain", "other\n").await;
+    let (status, r) = h
+        .post_json("/v1/campaigns/s/rollback", json!({"version": 1}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(export_text(h, "s").await, ["a,\"q\"@x", "b@x"]);
     typed(h, "r", "uuid").await;
     let v1 = "11111111-1111-1111-1111-111111111111\n22222222-2222-2222-2222-222222222222\n";
     h.upload("r", "replace", "text/plain", v1).await;
@@ -439,7 +448,8 @@ async fn the_bad_input_table_refuses_and_changes_nothing(h: &Harness) {
         "44444444-4444-4444-4444-444444444444\n",
     )
     .await;
-    let cases: [(&str, &str, &str, u64, &str); 6] = [
+    let cases: [(&str, &str, &str, u64, &str); 7] = [
+        ("s", "text/plain", "ok\nalice\u{a0}\n", 2, "white space"),
         (
             "s",
             "text/plain",

@@ -124,6 +124,38 @@ async fn over_http_each_answer_and_failure_has_its_reason_or_code() {
         code(ask("spring-sale", "forty-two").await),
         EvaluationErrorCode::InvalidContext
     );
+    // A campaign of string IDs: the targeting key as it is, a `/` and a
+    // `+` included, compared exactly.
+    let http = reqwest::Client::new();
+    let now = chrono::Utc::now();
+    let r = http
+        .post(format!("{}/v1/campaigns", serve.base))
+        .bearer_auth(ADMIN)
+        .json(
+            &json!({"id": "vip", "name": "vip", "user_id_type": "string",
+            "starts_at": (now - chrono::Duration::hours(1)).to_rfc3339(),
+            "ends_at": (now + chrono::Duration::days(1)).to_rfc3339()}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http
+        .put(format!("{}/v1/campaigns/vip/audience", serve.base))
+        .bearer_auth(ADMIN)
+        .header("content-type", "text/plain")
+        .body("bob+vip@example.com\nteam/ops\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (key, member) in [
+        ("bob+vip@example.com", true),
+        ("team/ops", true),
+        ("Bob+vip@example.com", false),
+    ] {
+        assert_eq!(said(ask("vip", key).await).0, member, "{key}");
+    }
     assert_eq!(
         code(
             p.resolve_bool_value("spring-sale", &EvaluationContext::default())

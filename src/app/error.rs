@@ -404,10 +404,14 @@ impl From<StoreError> for ApiError {
                     "the store is unavailable or too slow right now; retry shortly".into(),
                 )
             }
-            StoreError::Unsuitable { code, message } => ApiError::BadRequest {
+            StoreError::Unsuitable {
+                code,
+                field,
+                message,
+            } => ApiError::BadRequest {
                 code,
                 message: format!("{message}; nothing was changed"),
-                field: Some("design"),
+                field: Some(field),
                 line: None,
             },
             StoreError::Moved { .. } => ApiError::Conflict {

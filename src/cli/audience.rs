@@ -333,6 +333,10 @@ async fn export(api: &Api, campaign: &str, format: Option<ExportFormat>) -> Resu
     let written = async {
         match format {
             ExportFormat::Lines => {}
+            // Integer campaigns read a non-numeric first line as a header;
+            // string and UUID ones read every line as an ID, so their CSV
+            // has none and loads back as it is.
+            ExportFormat::Csv if quoted => {}
             ExportFormat::Csv => stdout.write_all(b"user_id\n").await?,
             ExportFormat::Json => stdout.write_all(b"[").await?,
         }

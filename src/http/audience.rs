@@ -434,7 +434,12 @@ async fn dry_run_answer(
     let preview = tokio::task::spawn_blocking(move || {
         match kind {
             ChangeKind::Replace => store.check_audience(campaign.design, &upload)?,
-            ChangeKind::Add => store.check_audience(campaign.design, &current.union(&upload))?,
+            // Only integer audiences meet a design's limits; the union is
+            // not built for the others.
+            ChangeKind::Add if upload.as_integers().is_some() => {
+                store.check_audience(campaign.design, &current.union(&upload))?
+            }
+            ChangeKind::Add => {}
             // Removing can only shrink what the store already holds.
             ChangeKind::Remove => {}
         }

@@ -127,7 +127,7 @@ impl<'de> Visitor<'de> for KeyVisitor {
         write!(f, "a {} user id as a JSON string", self.0)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<UserKey, E> {
-        let text = v.trim().as_bytes();
+        let text = v.trim_ascii().as_bytes();
         self.0.read(text).map_err(|why| {
             // The marker reports it as a bad id, not a malformed document.
             let message = why.message(text);

@@ -222,6 +222,11 @@ impl NearCache {
         // No form holds an ID in less than a bit (a full bitset); a
         // campaign that cannot fit even so is not fetched at all.
         let floor = campaign.audience_size / 8;
+        // The cache's forms hold integer IDs; a campaign of another type is
+        // not held, and the store answers for it.
+        if campaign.user_id_type != crate::ids::IdType::Integer {
+            return Load::TooBig;
+        }
         let known_too_big = self
             .inner
             .too_big

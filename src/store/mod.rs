@@ -60,6 +60,8 @@ pub enum StoreError {
     Unsuitable {
         /// The API's error code for it.
         code: &'static str,
+        /// The campaign field that makes it unsuitable.
+        field: &'static str,
         /// What is wrong, for people.
         message: String,
     },

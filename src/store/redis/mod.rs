@@ -299,6 +299,7 @@ impl RedisStore {
         if design == Design::Bitmap {
             design::check_bitmap_cost(members).map_err(|e| StoreError::Unsuitable {
                 code: "bitmap_too_sparse",
+                field: "design",
                 message: e.message,
             })?;
         }
@@ -394,6 +395,7 @@ impl Store for RedisStore {
         if campaign.user_id_type != IdType::Integer {
             return Err(StoreError::Unsuitable {
                 code: "id_type_unsupported",
+                field: "user_id_type",
                 message: format!(
                     "the Redis store holds integer user ids only so far, not {}; the embedded store takes {} ids",
                     campaign.user_id_type, campaign.user_id_type
@@ -661,6 +663,7 @@ fn into_integers(members: Audience) -> StoreResult<RoaringTreemap> {
 fn not_integers(members: &Audience) -> StoreError {
     StoreError::Unsuitable {
         code: "id_type_unsupported",
+        field: "user_id_type",
         message: format!(
             "the Redis store holds integer user ids only so far, not {}",
             members.id_type()
