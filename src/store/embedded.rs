@@ -572,13 +572,6 @@ impl Store for EmbeddedStore {
         Ok((entry.campaign.clone(), answers))
     }
 
-    async fn campaigns_for(&self, user: &User, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
-        Ok(self
-            .campaigns_for_many(std::slice::from_ref(user), now)
-            .await?
-            .remove(0))
-    }
-
     async fn campaigns_for_many(
         &self,
         users: &[User],

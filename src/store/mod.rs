@@ -383,8 +383,14 @@ pub trait Store: Send + Sync + 'static {
     /// The batch form of [`Store::is_member`], one answer per user in order.
     async fn are_members(&self, id: &str, users: &[User]) -> StoreResult<(Campaign, Vec<bool>)>;
     /// IDs of the campaigns active at `now` whose audience holds `user`,
-    /// sorted: each campaign reads `user` as its own ID type.
-    async fn campaigns_for(&self, user: &User, now: DateTime<Utc>) -> StoreResult<Vec<String>>;
+    /// sorted: each campaign reads `user` as its own ID type. The batch
+    /// form with one user, unless a backend has a faster way.
+    async fn campaigns_for(&self, user: &User, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        Ok(self
+            .campaigns_for_many(std::slice::from_ref(user), now)
+            .await?
+            .remove(0))
+    }
     /// The batch form of [`Store::campaigns_for`], one list per user in order.
     async fn campaigns_for_many(
         &self,

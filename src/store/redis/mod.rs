@@ -589,13 +589,6 @@ impl Store for RedisStore {
         Ok((campaign, all))
     }
 
-    async fn campaigns_for(&self, user: &User, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
-        Ok(self
-            .campaigns_for_many(std::slice::from_ref(user), now)
-            .await?
-            .remove(0))
-    }
-
     async fn campaigns_for_many(
         &self,
         users: &[User],
