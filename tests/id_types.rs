@@ -3,9 +3,10 @@
 //! users, cross-type "which campaigns", batch checks, the export, previews,
 //! history, and the bad-input table for each type.
 //!
-//! Each case runs on every backend that holds the type. Today that is the
-//! embedded store; the Redis store refuses such campaigns at create
-//! (`id_type_unsupported`), which the last test pins.
+//! Each case runs on every backend that holds the type: the embedded store
+//! and Redis with the `set` and `per-user` designs (`bitmap` takes integers
+//! only, which the bad-input table pins). The last tests read the Redis
+//! layout itself with `redis-cli`.
 
 mod common;
 
@@ -19,6 +20,14 @@ macro_rules! suite {
         mod embedded {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() { super::$case(&super::Harness::new(super::Backend::Embedded).await).await })*
+        }
+        mod redis_set {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisSet).await).await })*
+        }
+        mod redis_per_user {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisPerUser).await).await })*
         }
     };
 }
@@ -499,17 +508,96 @@ async fn the_bad_input_table_refuses_and_changes_nothing(h: &Harness) {
     );
 }
 
-/// Pins today's limit: the Redis store refuses string and UUID campaigns
-/// at create, with a code saying so, and creates nothing.
+/// The Redis layout is a public contract: the `set` design's members are
+/// the canonical texts, so another application's `SISMEMBER` answers for
+/// a UUID in its lowercase form and for a string exactly as uploaded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_refuses_other_id_types_until_it_holds_them() {
+async fn redis_set_members_are_the_canonical_texts() {
     let h = Harness::new(Backend::RedisSet).await;
-    for id_type in ["string", "uuid"] {
-        let (status, e) = create_typed(&h, "s", id_type, "set").await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
-        assert_eq!(e["error"], "id_type_unsupported");
-        assert_eq!(h.get("/v1/campaigns/s").await.0, StatusCode::NOT_FOUND);
+    typed(&h, "devices", "uuid").await;
+    let body =
+        "3F2A6C1E-8B7D-4C2A-9E1F-0A1B2C3D4E5F\nurn:uuid:0b8f7c44-1d2e-4f3a-8b9c-aabbccddeeff\n";
+    let (status, r) = h.upload("devices", "replace", "text/plain", body).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let sismember = |key: &str, member: &str| h.redis().cli(&["SISMEMBER", key, member]);
+    let devices = "guestlist:{devices}:members";
+    for canonical in [
+        "3f2a6c1e-8b7d-4c2a-9e1f-0a1b2c3d4e5f",
+        "0b8f7c44-1d2e-4f3a-8b9c-aabbccddeeff",
+    ] {
+        assert_eq!(sismember(devices, canonical).trim(), "1", "{canonical}");
     }
-    let (status, body) = create_typed(&h, "n", "integer", "set").await;
+    assert_eq!(
+        sismember(devices, "3F2A6C1E-8B7D-4C2A-9E1F-0A1B2C3D4E5F").trim(),
+        "0",
+        "only the canonical form is stored"
+    );
+    assert_eq!(h.redis().cli(&["SCARD", devices]).trim(), "2");
+
+    typed(&h, "emails", "string").await;
+    let body = "a+b@example.com\n\u{c9}lodie/\u{fc}?#%\n42\n";
+    let (status, r) = h.upload("emails", "replace", "text/plain", body).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let emails = "guestlist:{emails}:members";
+    for exact in ["a+b@example.com", "\u{c9}lodie/\u{fc}?#%", "42"] {
+        assert_eq!(sismember(emails, exact).trim(), "1", "{exact}");
+    }
+    assert_eq!(sismember(emails, "A+B@example.com").trim(), "0");
+    // An in-place change writes the same texts.
+    let (status, r) = h
+        .upload("emails", "remove", "text/plain", "a+b@example.com\n")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(sismember(emails, "a+b@example.com").trim(), "0");
+    assert_eq!(h.redis().cli(&["SCARD", emails]).trim(), "2");
+}
+
+/// `per-user` keys are tagged by the user's exact text: the integer 42 and
+/// the string "42" share a key, and each campaign's field answers for its
+/// own type only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_keys_are_tagged_by_the_exact_text() {
+    let h = Harness::new(Backend::RedisPerUser).await;
+    let (status, body) = create_typed(&h, "ints", "integer", "per-user").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    typed(&h, "strs", "string").await;
+    typed(&h, "devices", "uuid").await;
+    for (id, body) in [
+        ("ints", "42\n7\n"),
+        ("strs", "42\na+b@example.com\n"),
+        ("devices", "3F2A6C1E-8B7D-4C2A-9E1F-0A1B2C3D4E5F\n"),
+    ] {
+        let (status, r) = h.upload(id, "replace", "text/plain", body).await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+    }
+    let fields = |user: &str| -> Vec<String> {
+        let out = h
+            .redis()
+            .cli(&["HKEYS", &format!("guestlist:user:{{{user}}}:campaigns")]);
+        let mut campaigns: Vec<String> = out
+            .lines()
+            .map(|f| f.split(':').next().unwrap_or_default().to_string())
+            .collect();
+        campaigns.sort();
+        campaigns
+    };
+    assert_eq!(fields("42"), ["ints", "strs"]);
+    assert_eq!(fields("a+b@example.com"), ["strs"]);
+    assert_eq!(fields("3f2a6c1e-8b7d-4c2a-9e1f-0a1b2c3d4e5f"), ["devices"]);
+    assert_eq!(
+        h.get("/v1/users/42/campaigns").await.1["campaigns"],
+        json!(["ints", "strs"])
+    );
+
+    // Removing the string "42" leaves the integer 42 where it was.
+    let (status, r) = h.upload("strs", "remove", "text/plain", "42\n").await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(member(&h, "strs", "42").await.1["member"], false);
+    assert_eq!(member(&h, "ints", "42").await.1["member"], true);
+    assert_eq!(
+        h.get("/v1/users/42/campaigns").await.1["campaigns"],
+        json!(["ints"])
+    );
+    let (_, answer) = member(&h, "devices", "3F2A6C1E8B7D4C2A9E1F0A1B2C3D4E5F").await;
+    assert_eq!(answer["member"], true, "{answer}");
 }

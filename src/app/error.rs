@@ -81,11 +81,6 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         400,
         "the bitmap design holds integer user ids only",
     ),
-    (
-        "id_type_unsupported",
-        400,
-        "the store cannot hold this campaign's user id type",
-    ),
     ("unauthorized", 401, "the token is missing or wrong"),
     (
         "csrf_token_invalid",

@@ -110,7 +110,6 @@ fn kept_versions(kept: &[u64]) -> String {
 
 /// Refuses an audience whose IDs are not of `campaign`'s type: a caller
 /// parsed the upload against another campaign (or an older one of that id).
-#[cfg(feature = "server")]
 pub(crate) fn check_id_type(campaign: &Campaign, members: &Audience) -> StoreResult<()> {
     if members.id_type() == campaign.user_id_type {
         return Ok(());

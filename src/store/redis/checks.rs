@@ -13,8 +13,29 @@ use super::batch::Batch;
 use super::coalesce::Read;
 use super::design;
 use super::meta::{self, CampaignMeta, Identity};
-use crate::domain::{Campaign, Design, UserId};
+use crate::domain::{Campaign, Design};
+use crate::ids::{IdType, User};
 use crate::store::{StoreError, StoreResult};
+
+/// The users that can be IDs of `id_type`, as the canonical texts Redis
+/// holds, with each one's place in `users`. The others are in no campaign
+/// of that type and are never sent to Redis.
+fn keyed(users: &[User], id_type: IdType) -> (Vec<usize>, Vec<String>) {
+    users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| Some((i, u.key(id_type)?.text().into_owned())))
+        .unzip()
+}
+
+/// Spreads the answers for the keyed users back over all of `count` users.
+fn spread(count: usize, places: &[usize], answers: Vec<bool>) -> Vec<bool> {
+    let mut all = vec![false; count];
+    for (&i, answer) in places.iter().zip(answers) {
+        all[i] = answer;
+    }
+    all
+}
 
 impl RedisStore {
     /// Probes `users` in campaign `id` together with its metadata, so the
@@ -25,7 +46,7 @@ impl RedisStore {
     pub(crate) async fn probe(
         &self,
         id: &str,
-        users: &[UserId],
+        users: &[User],
     ) -> StoreResult<(Campaign, Vec<bool>)> {
         let mut guess = match self.catalog().campaigns.get(id).cloned() {
             Some(m) => m,
@@ -33,6 +54,9 @@ impl RedisStore {
         };
         for _ in 0..3 {
             let design = self.design(guess.campaign.design);
+            // The type is fixed for the incarnation, which the probe's
+            // identity read confirms below.
+            let (places, texts) = keyed(users, guess.campaign.user_id_type);
             let check = &self.inner.check;
             let mut pipe = Batch::new();
             if design.probe_in_campaign_slot() {
@@ -52,7 +76,7 @@ impl RedisStore {
                     pipe.add_command(identify);
                     None
                 };
-            design.queue_probe(&mut pipe, id, users);
+            design.queue_probe(&mut pipe, id, &texts);
             let replies: Vec<Value> = check.pipe("check", &pipe).await?;
             let mut replies = replies.into_iter();
             let identity = match ahead {
@@ -65,7 +89,8 @@ impl RedisStore {
                 return Err(StoreError::NotFound(id.to_string()));
             };
             if identity.incarnation == guess.incarnation {
-                let answers = design.read_probe(&mut replies, id, &identity, users)?;
+                let answers = design.read_probe(&mut replies, id, &identity, &texts)?;
+                let answers = spread(users.len(), &places, answers);
                 let campaign = if identity.revision == guess.revision {
                     guess.campaign.clone()
                 } else {
@@ -120,7 +145,7 @@ impl RedisStore {
     /// active campaign probed in one batch against the catalog's states.
     pub(crate) async fn campaigns_for_many_at(
         &self,
-        users: &[UserId],
+        users: &[User],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Vec<String>>> {
         let catalog = self.catalog();
@@ -141,25 +166,30 @@ impl RedisStore {
             return Ok(result);
         }
         // One round trip for every campaign and every user, grouped by design
-        // so a design can answer for all its campaigns at once.
-        let groups: Vec<(Design, Vec<&CampaignMeta>)> = Design::ALL
+        // so a design can answer for all its campaigns at once, and by ID
+        // type, since each type reads the users as its own texts.
+        let groups: Vec<Group> = Design::ALL
             .into_iter()
-            .map(|d| {
-                (
-                    d,
-                    active
-                        .iter()
-                        .copied()
-                        .filter(|m| m.campaign.design == d)
-                        .collect(),
-                )
+            .flat_map(|d| IdType::ALL.into_iter().map(move |t| (d, t)))
+            .filter_map(|(design, id_type)| {
+                let campaigns: Vec<&CampaignMeta> = active
+                    .iter()
+                    .copied()
+                    .filter(|m| m.campaign.design == design && m.campaign.user_id_type == id_type)
+                    .collect();
+                let (places, texts) = keyed(users, id_type);
+                (!campaigns.is_empty() && !texts.is_empty()).then_some(Group {
+                    design,
+                    campaigns,
+                    places,
+                    texts,
+                })
             })
-            .filter(|(_, ms): &(Design, Vec<&CampaignMeta>)| !ms.is_empty())
             .collect();
         let mut pipe = Batch::new();
-        for (design, campaigns) in &groups {
-            self.design(*design)
-                .queue_campaigns_for(&mut pipe, campaigns, users);
+        for g in &groups {
+            self.design(g.design)
+                .queue_campaigns_for(&mut pipe, &g.campaigns, &g.texts);
         }
         // Designs that probe live keys answer from the newest state, which
         // the catalog may not know yet. Their identities are read after the
@@ -168,8 +198,8 @@ impl RedisStore {
         // this instance answers next (the near-cache included) goes back.
         let live: Vec<&CampaignMeta> = groups
             .iter()
-            .filter(|(d, _)| self.design(*d).probe_in_campaign_slot())
-            .flat_map(|(_, ms)| ms.iter().copied())
+            .filter(|g| self.design(g.design).probe_in_campaign_slot())
+            .flat_map(|g| g.campaigns.iter().copied())
             .collect();
         for m in &live {
             pipe.cmd("HMGET")
@@ -183,11 +213,14 @@ impl RedisStore {
         };
         let mut replies = replies.into_iter();
         let mut hits: Vec<(&str, Vec<bool>)> = Vec::new();
-        for (design, campaigns) in &groups {
-            let rows = self
-                .design(*design)
-                .read_campaigns_for(&mut replies, campaigns, users)?;
-            hits.extend(campaigns.iter().map(|m| m.id()).zip(rows));
+        for g in &groups {
+            let rows =
+                self.design(g.design)
+                    .read_campaigns_for(&mut replies, &g.campaigns, &g.texts)?;
+            let rows = rows
+                .into_iter()
+                .map(|row| spread(users.len(), &g.places, row));
+            hits.extend(g.campaigns.iter().map(|m| m.id()).zip(rows));
         }
         for m in live {
             let reply = design::parse(design::next_reply(&mut replies)?)?;
@@ -213,4 +246,13 @@ impl RedisStore {
         }
         Ok(result)
     }
+}
+
+/// Active campaigns of one design and one ID type, and the users that can
+/// be IDs of that type.
+struct Group<'a> {
+    design: Design,
+    campaigns: Vec<&'a CampaignMeta>,
+    places: Vec<usize>,
+    texts: Vec<String>,
 }

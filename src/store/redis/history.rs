@@ -175,7 +175,7 @@ impl RedisStore {
         meta: &CampaignMeta,
         kept: &[Kept],
         version: u64,
-    ) -> StoreResult<roaring::RoaringTreemap> {
+    ) -> StoreResult<crate::ids::Audience> {
         let not_kept = || StoreError::VersionNotKept {
             campaign: meta.id().to_string(),
             version,
@@ -188,9 +188,10 @@ impl RedisStore {
             .ok_or_else(not_kept)?;
         let key = self.keys().snapshot(meta.id(), meta.incarnation, stamp);
         // Gone only if it expired with the campaign's retention.
-        snapshot::read(&self.inner.admin, &key, snapshot::decode)
+        let audience = snapshot::read(&self.inner.admin, &key, snapshot::decode)
             .await?
-            .ok_or_else(not_kept)
+            .ok_or_else(not_kept)?;
+        super::same_type(meta, audience)
     }
 }
 

@@ -13,8 +13,6 @@
 //! the benchmark uses a private prefix so it can remove exactly what it wrote
 //! from a shared server.
 
-use crate::domain::UserId;
-
 /// The default key prefix. `guestlist:{<id>}:members` is a public contract.
 pub const PREFIX: &str = "guestlist";
 
@@ -122,8 +120,11 @@ impl Keys {
     }
 
     /// HASH per user, `per-user` design: one field per campaign generation that
-    /// holds the user (see [`per_user_field`]); value `1`.
-    pub fn user(&self, user: UserId) -> String {
+    /// holds the user (see [`per_user_field`]); value: its version ranges.
+    /// `user` is the canonical text of the user's ID (decimal, lowercase
+    /// UUID, or the exact string), so the integer 42 and the string "42"
+    /// share a key and are told apart by their campaigns' fields.
+    pub fn user(&self, user: &str) -> String {
         format!("{}:user:{{{user}}}:campaigns", self.prefix)
     }
 

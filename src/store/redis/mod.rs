@@ -67,12 +67,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use roaring::RoaringTreemap;
 
 use super::history::{AudienceVersion, Origin, VersionAction};
-use super::{AuditEvent, Store, StoreError, StoreOptions, StoreResult};
-use crate::domain::{AudienceChange, Campaign, CampaignPatch, Design, UserId};
-use crate::ids::{Audience, IdType, User};
+use super::{AuditEvent, Store, StoreError, StoreOptions, StoreResult, check_id_type};
+use crate::domain::{AudienceChange, Campaign, CampaignPatch, Design};
+use crate::ids::{Audience, User};
 use catalog::Catalog;
 use conn::Conn;
 use design::{Delta, Designs, RedisDesign};
@@ -227,28 +226,33 @@ impl RedisStore {
     /// The audience of `meta` at its version, from its compact snapshot:
     /// a few bytes per ID, never a scan of the live data. `Busy` when the
     /// snapshot is gone because a newer version replaced it.
-    pub async fn snapshot(&self, meta: &CampaignMeta) -> StoreResult<RoaringTreemap> {
+    pub async fn snapshot(&self, meta: &CampaignMeta) -> StoreResult<Audience> {
         self.read_audience(meta).await
     }
 
-    /// The audience `meta` names, as its IDs in ascending order: what the
-    /// near-cache builds its own form from, without a treemap in between.
+    /// The integer audience `meta` names, as its IDs in ascending order:
+    /// what the near-cache builds its own form from, without a treemap in
+    /// between.
     pub async fn snapshot_ids(&self, meta: &CampaignMeta) -> StoreResult<Vec<u64>> {
+        if meta.campaign.version == 0 {
+            return Ok(Vec::new());
+        }
         self.read_snapshot(meta, snapshot::decode_sorted).await
     }
 
-    async fn read_audience(&self, meta: &CampaignMeta) -> StoreResult<RoaringTreemap> {
-        self.read_snapshot(meta, snapshot::decode).await
+    async fn read_audience(&self, meta: &CampaignMeta) -> StoreResult<Audience> {
+        if meta.campaign.version == 0 {
+            return Ok(Audience::empty(meta.campaign.user_id_type));
+        }
+        let audience = self.read_snapshot(meta, snapshot::decode).await?;
+        same_type(meta, audience)
     }
 
-    async fn read_snapshot<T: Default + Send + 'static>(
+    async fn read_snapshot<T: Send + 'static>(
         &self,
         meta: &CampaignMeta,
         decode: fn(&[u8]) -> Result<T, String>,
     ) -> StoreResult<T> {
-        if meta.campaign.version == 0 {
-            return Ok(T::default());
-        }
         let key = self
             .keys()
             .snapshot(meta.id(), meta.incarnation, meta.snapshot);
@@ -270,7 +274,7 @@ impl RedisStore {
 
     /// The current audience, retrying if a concurrent change retired the
     /// snapshot between reading the version and the data.
-    async fn current_audience(&self, id: &str) -> StoreResult<(CampaignMeta, RoaringTreemap)> {
+    async fn current_audience(&self, id: &str) -> StoreResult<(CampaignMeta, Audience)> {
         let mut attempt = 0;
         loop {
             let meta = self.load(&self.inner.admin, id).await?;
@@ -294,7 +298,12 @@ impl RedisStore {
     }
 
     /// Refuses an audience the campaign's design cannot hold well.
-    fn audience_fits(design: Design, members: &RoaringTreemap) -> StoreResult<()> {
+    fn audience_fits(design: Design, members: &Audience) -> StoreResult<()> {
+        let Some(members) = members.as_integers() else {
+            // Only integer designs limit IDs; bitmap campaigns take no
+            // other type (refused at create).
+            return Ok(());
+        };
         design.check_ids(members)?;
         if design == Design::Bitmap {
             design::check_bitmap_cost(members).map_err(|e| StoreError::Unsuitable {
@@ -311,7 +320,7 @@ impl RedisStore {
     async fn change(
         &self,
         id: &str,
-        ids: RoaringTreemap,
+        ids: Audience,
         adding: bool,
         by: &str,
     ) -> StoreResult<AudienceChange> {
@@ -326,28 +335,21 @@ impl RedisStore {
         lease
             .run(async {
                 let current = self.current(&token, id).await?;
+                check_id_type(&current.campaign, &ids)?;
                 let old = self.read_audience(&current).await?;
                 let design = current.campaign.design;
-                if adding {
-                    design.check_ids(&ids)?;
+                if adding && let Some(ids) = ids.as_integers() {
+                    design.check_ids(ids)?;
                 }
+                let id_type = current.campaign.user_id_type;
                 let (next, delta) = tokio::task::spawn_blocking(move || {
-                    let changed = if adding { &ids - &old } else { &ids & &old };
+                    let mut delta = Delta::none(id_type);
                     let next = if adding {
-                        &old | &changed
+                        delta.add = ids.difference(&old);
+                        old.union(&delta.add)
                     } else {
-                        &old - &changed
-                    };
-                    let delta = if adding {
-                        Delta {
-                            add: changed,
-                            remove: RoaringTreemap::new(),
-                        }
-                    } else {
-                        Delta {
-                            add: RoaringTreemap::new(),
-                            remove: changed,
-                        }
+                        delta.remove = ids.difference(&ids.difference(&old));
+                        old.difference(&delta.remove)
                     };
                     (next, delta)
                 })
@@ -388,20 +390,10 @@ impl Store for RedisStore {
     }
 
     fn check_audience(&self, design: Design, members: &Audience) -> StoreResult<()> {
-        Self::audience_fits(design, integers(members)?)
+        Self::audience_fits(design, members)
     }
 
     async fn create_campaign(&self, campaign: Campaign) -> StoreResult<Campaign> {
-        if campaign.user_id_type != IdType::Integer {
-            return Err(StoreError::Unsuitable {
-                code: "id_type_unsupported",
-                field: "user_id_type",
-                message: format!(
-                    "the Redis store holds integer user ids only so far, not {}; the embedded store takes {} ids",
-                    campaign.user_id_type, campaign.user_id_type
-                ),
-            });
-        }
         let admin = &self.inner.admin;
         let meta = CampaignMeta::new(campaign);
         let id = meta.id();
@@ -498,13 +490,13 @@ impl Store for RedisStore {
         members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange> {
-        let members = into_integers(members)?;
         let origin = Origin::new(by, VersionAction::Replaced);
         let lease = self.lease(id).await?;
         let token = lease.token.clone();
         lease
             .run(async {
                 let current = self.current(&token, id).await?;
+                check_id_type(&current.campaign, &members)?;
                 Self::audience_fits(current.campaign.design, &members)?;
                 let received = members.len();
                 self.rebuild(&token, &current, members, received, &origin)
@@ -519,7 +511,7 @@ impl Store for RedisStore {
         members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange> {
-        self.change(id, into_integers(members)?, true, by).await
+        self.change(id, members, true, by).await
     }
 
     async fn remove_members(
@@ -528,7 +520,7 @@ impl Store for RedisStore {
         members: Audience,
         by: &str,
     ) -> StoreResult<AudienceChange> {
-        self.change(id, into_integers(members)?, false, by).await
+        self.change(id, members, false, by).await
     }
 
     async fn versions(&self, id: &str) -> StoreResult<Vec<AudienceVersion>> {
@@ -566,9 +558,7 @@ impl Store for RedisStore {
     }
 
     async fn audience(&self, id: &str) -> StoreResult<Arc<Audience>> {
-        Ok(Arc::new(Audience::Integers(
-            self.current_audience(id).await?.1,
-        )))
+        Ok(Arc::new(self.current_audience(id).await?.1))
     }
 
     async fn is_member(&self, id: &str, user: &User) -> StoreResult<(Campaign, bool)> {
@@ -576,17 +566,10 @@ impl Store for RedisStore {
         Ok((campaign, answers.pop().unwrap_or(false)))
     }
 
-    /// Users that are no integer are in no campaign here; they are left out
-    /// of the probe and answered `false`.
+    /// Users that cannot be IDs of the campaign's type are left out of the
+    /// probe and answered `false`.
     async fn are_members(&self, id: &str, users: &[User]) -> StoreResult<(Campaign, Vec<bool>)> {
-        let ints: Vec<UserId> = users.iter().filter_map(User::as_int).collect();
-        let (campaign, answers) = self.probe(id, &ints).await?;
-        let mut answers = answers.into_iter();
-        let all = users
-            .iter()
-            .map(|u| u.as_int().is_some() && answers.next().unwrap_or(false))
-            .collect();
-        Ok((campaign, all))
+        self.probe(id, users).await
     }
 
     async fn campaigns_for_many(
@@ -594,15 +577,7 @@ impl Store for RedisStore {
         users: &[User],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Vec<String>>> {
-        let ints: Vec<UserId> = users.iter().filter_map(User::as_int).collect();
-        let mut lists = self.campaigns_for_many_at(&ints, now).await?.into_iter();
-        Ok(users
-            .iter()
-            .map(|u| match u.as_int() {
-                Some(_) => lists.next().unwrap_or_default(),
-                None => Vec::new(),
-            })
-            .collect())
+        self.campaigns_for_many_at(users, now).await
     }
 
     fn catalog_is_stale(&self) -> bool {
@@ -641,25 +616,16 @@ impl Store for RedisStore {
     }
 }
 
-/// The integer IDs of an audience; the only type this store holds so far.
-fn integers(members: &Audience) -> StoreResult<&RoaringTreemap> {
-    members.as_integers().ok_or_else(|| not_integers(members))
-}
-
-fn into_integers(members: Audience) -> StoreResult<RoaringTreemap> {
-    match members {
-        Audience::Integers(ids) => Ok(ids),
-        other => Err(not_integers(&other)),
+/// `audience`, if it is of `meta`'s ID type: a snapshot of another type
+/// is damage (or a key written by something else), never an answer.
+pub(crate) fn same_type(meta: &CampaignMeta, audience: Audience) -> StoreResult<Audience> {
+    if audience.id_type() == meta.campaign.user_id_type {
+        return Ok(audience);
     }
-}
-
-fn not_integers(members: &Audience) -> StoreError {
-    StoreError::Unsuitable {
-        code: "id_type_unsupported",
-        field: "user_id_type",
-        message: format!(
-            "the Redis store holds integer user ids only so far, not {}",
-            members.id_type()
-        ),
-    }
+    Err(StoreError::Corrupt(format!(
+        "campaign {:?} takes {} IDs, but its snapshot holds {} IDs",
+        meta.id(),
+        meta.campaign.user_id_type,
+        audience.id_type()
+    )))
 }

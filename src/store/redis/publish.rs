@@ -17,9 +17,9 @@
 use super::batch::Batch;
 use std::time::Duration;
 
+use crate::ids::Audience;
 use chrono::Utc;
 use redis::ToRedisArgs;
-use roaring::RoaringTreemap;
 
 use super::RedisStore;
 use super::design::{CHUNK, Delta};
@@ -263,7 +263,7 @@ impl RedisStore {
         &self,
         token: &str,
         current: &CampaignMeta,
-        members: RoaringTreemap,
+        members: Audience,
         changed: u64,
         origin: &Origin,
     ) -> StoreResult<AudienceChange> {
@@ -333,7 +333,7 @@ impl RedisStore {
         &self,
         token: &str,
         current: &CampaignMeta,
-        members: &RoaringTreemap,
+        members: &Audience,
         delta: Delta,
         origin: &Origin,
     ) -> StoreResult<AudienceChange> {
@@ -355,7 +355,7 @@ impl RedisStore {
             pending.revision += 1;
             pending.pending = Some(version);
             let mut tx = Fenced::new(self.keys(), current, token);
-            tx.op("SET", &[&self.keys().pending(id)], delta.encode()?);
+            tx.op("SET", &[&self.keys().pending(id)], delta.encode());
             tx.op("EXPIREAT", &[&self.keys().pending(id)], expire_at);
             tx.meta(
                 self.keys(),
@@ -421,8 +421,8 @@ impl RedisStore {
             .cmd("recover", redis::cmd("GET").arg(self.keys().pending(id)))
             .await?;
         let delta = match bytes {
-            Some(b) => Delta::decode(&b)?,
-            None => Delta::default(),
+            Some(b) => Delta::decode(&b, meta.campaign.user_id_type)?,
+            None => Delta::none(meta.campaign.user_id_type),
         };
         self.design(meta.campaign.design)
             .undo_delta(admin, meta, version, &delta)
@@ -480,7 +480,7 @@ impl RedisStore {
             let members = if design.keys_per_member() {
                 self.read_audience(current).await?
             } else {
-                RoaringTreemap::new()
+                Audience::empty(c.user_id_type)
             };
             design
                 .expire(admin, &mut tx, current, &members, expire_at)
@@ -535,7 +535,7 @@ impl RedisStore {
 
     /// Frees an old generation in the background once no instance can still
     /// be reading it; login never depends on this finishing.
-    fn retire_later(&self, meta: CampaignMeta, generation: Stamp, members: Option<RoaringTreemap>) {
+    fn retire_later(&self, meta: CampaignMeta, generation: Stamp, members: Option<Audience>) {
         let store = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(store.retire_delay()).await;
@@ -560,7 +560,7 @@ impl RedisStore {
     }
 
     /// Drops closed per-user ranges once no instance can still read them.
-    fn prune_later(&self, meta: CampaignMeta, removed: RoaringTreemap) {
+    fn prune_later(&self, meta: CampaignMeta, removed: Audience) {
         let store = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(store.retire_delay()).await;

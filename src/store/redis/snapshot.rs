@@ -4,8 +4,8 @@
 //! Export, the add/remove diff, `per-user` clean-up and every near-cache
 //! read a snapshot instead of the live data, which is never read whole.
 //!
-//! A snapshot is in one of two encodings, whichever is smaller for the
-//! audience (see [`encode`]):
+//! An integer audience's snapshot is in one of two encodings, whichever is
+//! smaller for the audience (see [`encode`]):
 //!
 //! - **roaring**: a serialized `RoaringTreemap`, compact for IDs that
 //!   cluster (dense or 32-bit ranges);
@@ -14,16 +14,22 @@
 //!   itself). Sparse 64-bit IDs such as snowflakes, which roaring stores in
 //!   one tiny bitmap each (about 22 bytes per ID), take 5 to 7 here.
 //!
+//! UUID and string audiences start with their own magic ([`UUIDS_MAGIC`],
+//! [`STRINGS_MAGIC`]) followed by [`Audience::to_bytes`]'s form: 16
+//! big-endian bytes per UUID, or each string ID and a newline, ascending.
+//! The magic says the type, and a reader checks it against the campaign's.
+//!
 //! Encoding runs on the async worker that writes, yielding to other tasks
 //! every 65,536 IDs ([`Pace`]).
 //!
 //! A roaring treemap's first 8 bytes are its bitmap count, and a count that
-//! starts with the magic's bytes would need gigabytes of bitmaps, far past
-//! Redis's 512 MB strings: the two cannot be confused.
+//! starts with a magic's bytes would need gigabytes of bitmaps, far past
+//! Redis's 512 MB strings: they cannot be confused.
 
 use std::io::Read;
 
 use super::batch::Batch;
+use crate::ids::{Audience, IdType};
 use roaring::{RoaringBitmap, RoaringTreemap};
 
 use super::conn::{Conn, PIPELINE_DEPTH};
@@ -36,6 +42,10 @@ pub(crate) const STAGING_TTL_SECS: i64 = 3_600;
 
 /// The first bytes of a snapshot in the deltas encoding.
 pub(crate) const DELTAS_MAGIC: &[u8; 4] = b"GLD1";
+/// The first bytes of a snapshot of UUIDs.
+pub(crate) const UUIDS_MAGIC: &[u8; 4] = b"GLU1";
+/// The first bytes of a snapshot of string IDs.
+pub(crate) const STRINGS_MAGIC: &[u8; 4] = b"GLS1";
 
 /// IDs (or bitmaps) encoded between two yields to the scheduler: about a
 /// millisecond of work.
@@ -57,8 +67,36 @@ impl Pace {
     }
 }
 
-/// Encodes `members` in whichever encoding is smaller.
-pub(crate) async fn encode(members: &RoaringTreemap) -> Vec<u8> {
+/// Encodes `members`: integers in whichever encoding is smaller, UUIDs and
+/// strings behind their magic.
+pub(crate) async fn encode(members: &Audience) -> Vec<u8> {
+    let mut pace = Pace(0);
+    match members {
+        Audience::Integers(ids) => encode_integers(ids).await,
+        Audience::Uuids(ids) => {
+            let mut out = Vec::with_capacity(UUIDS_MAGIC.len() + 16 * ids.len());
+            out.extend_from_slice(UUIDS_MAGIC);
+            for id in ids {
+                out.extend_from_slice(&id.to_be_bytes());
+                pace.step(1).await;
+            }
+            out
+        }
+        Audience::Strings(ids) => {
+            let body: usize = ids.iter().map(|s| s.len() + 1).sum();
+            let mut out = Vec::with_capacity(STRINGS_MAGIC.len() + body);
+            out.extend_from_slice(STRINGS_MAGIC);
+            for id in ids.iter() {
+                out.extend_from_slice(id.as_bytes());
+                out.push(b'\n');
+                pace.step(1).await;
+            }
+            out
+        }
+    }
+}
+
+async fn encode_integers(members: &RoaringTreemap) -> Vec<u8> {
     let mut pace = Pace(0);
     // Roaring's size, bitmap by bitmap (`serialized_size` walks them all
     // at once), and the deltas' size.
@@ -202,19 +240,33 @@ fn decode_counted(
     Ok(count)
 }
 
-/// Decodes a snapshot into a treemap (export, diffs, clean-up).
-pub(crate) fn decode(bytes: &[u8]) -> Result<RoaringTreemap, String> {
+/// Decodes a snapshot into an audience of the type its magic says
+/// (export, diffs, clean-up).
+pub(crate) fn decode(bytes: &[u8]) -> Result<Audience, String> {
+    if let Some(body) = bytes.strip_prefix(UUIDS_MAGIC) {
+        return Audience::from_bytes(IdType::Uuid, body);
+    }
+    if let Some(body) = bytes.strip_prefix(STRINGS_MAGIC) {
+        return Audience::from_bytes(IdType::String, body);
+    }
     if !bytes.starts_with(DELTAS_MAGIC) {
-        return RoaringTreemap::deserialize_from(bytes).map_err(|e| e.to_string());
+        return RoaringTreemap::deserialize_from(bytes)
+            .map(Audience::Integers)
+            .map_err(|e| e.to_string());
     }
     let mut ids = Vec::new();
     decode_each(bytes, |id| ids.push(id))?;
-    RoaringTreemap::from_sorted_iter(ids).map_err(|e| e.to_string())
+    RoaringTreemap::from_sorted_iter(ids)
+        .map(Audience::Integers)
+        .map_err(|e| e.to_string())
 }
 
 /// Decodes a snapshot into its IDs, ascending: 8 bytes per ID, whatever
 /// their spread (the near-cache builds its own form from this).
 pub(crate) fn decode_sorted(bytes: &[u8]) -> Result<Vec<u64>, String> {
+    if bytes.starts_with(UUIDS_MAGIC) || bytes.starts_with(STRINGS_MAGIC) {
+        return Err("the snapshot holds UUIDs or strings, not integers".into());
+    }
     // Room is reserved for each run of IDs as it is announced: growing by
     // doubling alone could hold up to twice the list for a moment. (`reserve`,
     // not `reserve_exact`: a snowflake audience in roaring announces a run
@@ -230,7 +282,7 @@ pub(crate) fn decode_sorted(bytes: &[u8]) -> Result<Vec<u64>, String> {
 
 /// Writes `members` under `key` with the staging TTL; the commit that
 /// publishes it gives it the campaign's expiry.
-pub(crate) async fn write(conn: &Conn, key: &str, members: &RoaringTreemap) -> StoreResult<()> {
+pub(crate) async fn write(conn: &Conn, key: &str, members: &Audience) -> StoreResult<()> {
     let bytes = encode(members).await;
     // One round trip per PIPELINE_DEPTH pieces, built as it goes, so the
     // bytes are never copied whole into commands.
@@ -298,10 +350,42 @@ mod tests {
     use super::*;
 
     fn encode_now(ids: &RoaringTreemap) -> Vec<u8> {
+        encode_audience(&Audience::Integers(ids.clone()))
+    }
+
+    fn encode_audience(members: &Audience) -> Vec<u8> {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(encode(ids))
+            .block_on(encode(members))
+    }
+
+    #[test]
+    fn uuid_and_string_snapshots_say_their_type_and_read_back_exactly() {
+        let uuids = Audience::Uuids(vec![1, 2 << 64, u128::MAX]);
+        let strings = Audience::Strings(crate::ids::Strings::from_unsorted(vec![
+            "b@example.com",
+            "a+b@example.com",
+            "Élodie/ü?#%",
+        ]));
+        for (audience, magic) in [(&uuids, UUIDS_MAGIC), (&strings, STRINGS_MAGIC)] {
+            let bytes = encode_audience(audience);
+            assert_eq!(&bytes[..4], magic);
+            assert_eq!(bytes[4..], audience.to_bytes()[..]);
+            assert_eq!(&decode(&bytes).unwrap(), audience);
+            assert!(decode_sorted(&bytes).unwrap_err().contains("not integers"));
+        }
+        for empty in [IdType::Uuid, IdType::String] {
+            let bytes = encode_audience(&Audience::empty(empty));
+            assert_eq!(bytes.len(), 4, "the magic alone: never an empty key");
+            assert_eq!(decode(&bytes).unwrap(), Audience::empty(empty));
+        }
+        let mut unordered = STRINGS_MAGIC.to_vec();
+        unordered.extend(b"b\na\n");
+        assert!(decode(&unordered).is_err());
+        let mut ragged = UUIDS_MAGIC.to_vec();
+        ragged.extend([0; 17]);
+        assert!(decode(&ragged).is_err());
     }
 
     fn round_trip(ids: &RoaringTreemap) -> Vec<u8> {

@@ -18,6 +18,7 @@
 use async_trait::async_trait;
 use redis::Value;
 
+use crate::ids::Audience;
 use crate::store::redis::batch::Batch;
 use roaring::RoaringTreemap;
 
@@ -80,6 +81,22 @@ fn in_range(user: UserId) -> bool {
     Design::Bitmap.max_user_id().is_some_and(|max| user <= max)
 }
 
+/// The bit of a probed user (its decimal text), if the bitmap can hold it.
+fn bit_of(user: &str) -> Option<u64> {
+    user.parse().ok().filter(|u| in_range(*u))
+}
+
+/// The integer IDs of an audience; a bitmap campaign holds no other type
+/// (refused when the campaign is created).
+fn integers(members: &Audience) -> StoreResult<&RoaringTreemap> {
+    members.as_integers().ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "{} IDs reached the bitmap design; it should have been refused",
+            members.id_type()
+        ))
+    })
+}
+
 /// A BITFIELD command setting each of `ids` to `bit`.
 fn bitfield_set(key: &str, ids: &[u64], bit: u8) -> redis::Cmd {
     let mut cmd = redis::cmd("BITFIELD");
@@ -98,9 +115,10 @@ impl RedisDesign for BitmapDesign {
         meta: &CampaignMeta,
         attempt: Stamp,
         _version: u64,
-        members: &RoaringTreemap,
+        members: &Audience,
         _expire_at: i64,
     ) -> StoreResult<()> {
+        let members = integers(members)?;
         if let Some(max) = members.max().filter(|m| !in_range(*m)) {
             return Err(StoreError::Corrupt(format!(
                 "user id {max} reached the bitmap design; it should have been refused"
@@ -112,7 +130,7 @@ impl RedisDesign for BitmapDesign {
         // string is grown to it in GROW_STEP pieces first instead.
         let len = std::sync::atomic::AtomicU64::new(0);
         let relaxed = std::sync::atomic::Ordering::Relaxed;
-        stage_in_chunks(conn, &key, members, |key, chunk| {
+        stage_in_chunks(conn, &key, members.iter(), |key, chunk: &[u64]| {
             let mut cmds = Vec::new();
             let needed = chunk.last().map_or(0, |max| max / 8 + 1);
             while needed > len.load(relaxed) + GROW_STEP {
@@ -151,7 +169,7 @@ impl RedisDesign for BitmapDesign {
         conn: &Conn,
         meta: &CampaignMeta,
         generation: Stamp,
-        _members: &RoaringTreemap,
+        _members: &Audience,
     ) -> StoreResult<()> {
         conn.unlink("retire", &self.keys.bitmap_staging(meta.id(), generation))
             .await
@@ -170,12 +188,15 @@ impl RedisDesign for BitmapDesign {
         let set = |ids: &mut dyn Iterator<Item = u64>, bit: u8| -> Vec<(&str, &str, u64, u8)> {
             ids.map(|id| ("SET", "u1", id, bit)).collect()
         };
-        let add = set(&mut delta.add.iter(), 1);
+        let add = set(&mut integers(&delta.add)?.iter(), 1);
         if !add.is_empty() {
             tx.op("BITFIELD", &[&key], add);
         }
         // Removed IDs beyond the limit cannot be members; skip them.
-        let remove = set(&mut delta.remove.iter().filter(|u| in_range(*u)), 0);
+        let remove = set(
+            &mut integers(&delta.remove)?.iter().filter(|u| in_range(*u)),
+            0,
+        );
         if !remove.is_empty() {
             tx.op("BITFIELD", &[&key], remove);
         }
@@ -192,7 +213,7 @@ impl RedisDesign for BitmapDesign {
         _conn: &Conn,
         tx: &mut Fenced,
         meta: &CampaignMeta,
-        _members: &RoaringTreemap,
+        _members: &Audience,
         expire_at: i64,
     ) -> StoreResult<()> {
         tx.op("EXPIREAT", &[&self.keys.bitmap(meta.id())], expire_at);
@@ -207,11 +228,11 @@ impl RedisDesign for BitmapDesign {
         true
     }
 
-    fn queue_probe(&self, pipe: &mut Batch, id: &str, users: &[UserId]) {
+    fn queue_probe(&self, pipe: &mut Batch, id: &str, users: &[String]) {
         let key = self.keys.bitmap(id);
         // Users beyond the limit are answered "no" without asking Redis
         // (GETBIT would reject the offset).
-        let queued: Vec<u64> = users.iter().copied().filter(|u| in_range(*u)).collect();
+        let queued: Vec<u64> = users.iter().filter_map(|u| bit_of(u)).collect();
         if let [user] = queued.as_slice() {
             pipe.cmd("GETBIT").arg(&key).arg(user);
         } else {
@@ -231,9 +252,9 @@ impl RedisDesign for BitmapDesign {
         replies: &mut dyn Iterator<Item = Value>,
         _id: &str,
         _at: &Identity,
-        users: &[UserId],
+        users: &[String],
     ) -> StoreResult<Vec<bool>> {
-        let queued = users.iter().filter(|u| in_range(**u)).count();
+        let queued = users.iter().filter_map(|u| bit_of(u)).count();
         let mut answers = Vec::with_capacity(queued);
         if queued == 1 {
             answers.push(parse::<bool>(next_reply(replies)?)?);
@@ -246,7 +267,7 @@ impl RedisDesign for BitmapDesign {
         let mut answers = answers.into_iter();
         Ok(users
             .iter()
-            .map(|u| in_range(*u) && answers.next().unwrap_or(false))
+            .map(|u| bit_of(u).is_some() && answers.next().unwrap_or(false))
             .collect())
     }
 }

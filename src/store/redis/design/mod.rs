@@ -4,6 +4,11 @@
 //! design only says how its audience is staged, changed, probed and freed.
 //! Adding a design is one file here, one arm in [`for_design`] and one in
 //! `Design::ALL`.
+//!
+//! Users reach Redis as their canonical text ([`crate::ids::UserKey::text`]):
+//! an integer's decimal digits (what Redis would write for the number
+//! itself), a UUID's lowercase hyphenated form, a string ID's exact bytes.
+//! So another application's `SISMEMBER` with the same text answers.
 
 mod bitmap;
 mod per_user;
@@ -12,6 +17,7 @@ mod set;
 use async_trait::async_trait;
 use redis::Value;
 
+use crate::ids::{Audience, IdType};
 use crate::store::redis::batch::Batch;
 use roaring::RoaringTreemap;
 
@@ -19,7 +25,7 @@ use super::conn::Conn;
 use super::keys::{Keys, Stamp};
 use super::meta::{CampaignMeta, Identity};
 use super::publish::Fenced;
-use crate::domain::{Design, UserId};
+use crate::domain::Design;
 use crate::store::{StoreError, StoreResult};
 
 /// Members per command for bulk writes and batch probes: big enough to
@@ -41,7 +47,7 @@ pub(crate) trait RedisDesign: Send + Sync {
         meta: &CampaignMeta,
         attempt: Stamp,
         version: u64,
-        members: &RoaringTreemap,
+        members: &Audience,
         expire_at: i64,
     ) -> StoreResult<()>;
 
@@ -55,7 +61,7 @@ pub(crate) trait RedisDesign: Send + Sync {
         conn: &Conn,
         meta: &CampaignMeta,
         generation: Stamp,
-        members: &RoaringTreemap,
+        members: &Audience,
     ) -> StoreResult<()>;
 
     /// Applies an in-place change of at most [`CHUNK`] IDs making `version`.
@@ -95,7 +101,7 @@ pub(crate) trait RedisDesign: Send + Sync {
         _conn: &Conn,
         _meta: &CampaignMeta,
         _version: u64,
-        _removed: &RoaringTreemap,
+        _removed: &Audience,
     ) -> StoreResult<()> {
         Ok(())
     }
@@ -110,7 +116,7 @@ pub(crate) trait RedisDesign: Send + Sync {
         conn: &Conn,
         tx: &mut Fenced,
         meta: &CampaignMeta,
-        members: &RoaringTreemap,
+        members: &Audience,
         expire_at: i64,
     ) -> StoreResult<()>;
 
@@ -122,8 +128,9 @@ pub(crate) trait RedisDesign: Send + Sync {
     /// MULTI: one answer, one version.
     fn probe_in_campaign_slot(&self) -> bool;
 
-    /// Queues commands answering "is each of `users` in campaign `id`?".
-    fn queue_probe(&self, pipe: &mut Batch, id: &str, users: &[UserId]);
+    /// Queues commands answering "is each of `users` (canonical texts of
+    /// the campaign's ID type) in campaign `id`?".
+    fn queue_probe(&self, pipe: &mut Batch, id: &str, users: &[String]);
 
     /// Reads [`RedisDesign::queue_probe`]'s replies, for the state `at`.
     fn read_probe(
@@ -131,12 +138,12 @@ pub(crate) trait RedisDesign: Send + Sync {
         replies: &mut dyn Iterator<Item = Value>,
         id: &str,
         at: &Identity,
-        users: &[UserId],
+        users: &[String],
     ) -> StoreResult<Vec<bool>>;
 
     /// Queues commands answering "which of `campaigns` (all of this design)
     /// hold each of `users`". By default, one probe per campaign.
-    fn queue_campaigns_for(&self, pipe: &mut Batch, campaigns: &[&CampaignMeta], users: &[UserId]) {
+    fn queue_campaigns_for(&self, pipe: &mut Batch, campaigns: &[&CampaignMeta], users: &[String]) {
         for c in campaigns {
             self.queue_probe(pipe, c.id(), users);
         }
@@ -148,7 +155,7 @@ pub(crate) trait RedisDesign: Send + Sync {
         &self,
         replies: &mut dyn Iterator<Item = Value>,
         campaigns: &[&CampaignMeta],
-        users: &[UserId],
+        users: &[String],
     ) -> StoreResult<Vec<Vec<bool>>> {
         campaigns
             .iter()
@@ -157,39 +164,50 @@ pub(crate) trait RedisDesign: Send + Sync {
     }
 }
 
-/// An in-place change: IDs that join and IDs that leave.
-#[derive(Debug, Default, Clone)]
+/// An in-place change: IDs that join and IDs that leave, of one type.
+#[derive(Debug, Clone)]
 pub(crate) struct Delta {
-    pub add: RoaringTreemap,
-    pub remove: RoaringTreemap,
+    pub add: Audience,
+    pub remove: Audience,
 }
 
 impl Delta {
+    /// No change, for a campaign of `id_type`.
+    pub(crate) fn none(id_type: IdType) -> Delta {
+        Delta {
+            add: Audience::empty(id_type),
+            remove: Audience::empty(id_type),
+        }
+    }
+
     pub(crate) fn len(&self) -> u64 {
         self.add.len() + self.remove.len()
     }
 
-    /// Both sets as one string (two length-prefixed roaring blobs), for the
-    /// pending key.
-    pub(crate) fn encode(&self) -> StoreResult<Vec<u8>> {
+    /// Both sets as one string (each [`Audience::to_bytes`] behind its
+    /// length), for the pending key. At most [`CHUNK`] IDs: small.
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for part in [&self.add, &self.remove] {
-            out.extend((part.serialized_size() as u64).to_le_bytes());
-            part.serialize_into(&mut out)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let bytes = part.to_bytes();
+            out.extend((bytes.len() as u64).to_le_bytes());
+            out.extend(bytes);
         }
-        Ok(out)
+        out
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> StoreResult<Delta> {
-        let bad = || StoreError::Corrupt("malformed pending change".into());
+    /// Reads [`Delta::encode`]'s form for a campaign of `id_type`.
+    pub(crate) fn decode(bytes: &[u8], id_type: IdType) -> StoreResult<Delta> {
+        let bad = |why: String| StoreError::Corrupt(format!("malformed pending change: {why}"));
         let mut rest = bytes;
-        let mut part = || -> StoreResult<RoaringTreemap> {
-            let (len, tail) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
-            let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| bad())?;
-            let body = tail.get(..len).ok_or_else(bad)?;
+        let mut part = || -> StoreResult<Audience> {
+            let (len, tail) = rest
+                .split_first_chunk::<8>()
+                .ok_or_else(|| bad("cut short".into()))?;
+            let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|e| bad(e.to_string()))?;
+            let body = tail.get(..len).ok_or_else(|| bad("cut short".into()))?;
             rest = &tail[len..];
-            RoaringTreemap::deserialize_from(body).map_err(|_| bad())
+            Audience::from_bytes(id_type, body).map_err(bad)
         };
         Ok(Delta {
             add: part()?,
@@ -230,6 +248,11 @@ pub(crate) fn check_bitmap_cost(members: &RoaringTreemap) -> Result<(), crate::d
     bitmap::check_cost(members)
 }
 
+/// Every member as the argument Redis stores: its canonical text.
+fn member_args(members: &Audience) -> Vec<String> {
+    members.texts().map(std::borrow::Cow::into_owned).collect()
+}
+
 pub(crate) fn next_reply(replies: &mut dyn Iterator<Item = Value>) -> StoreResult<Value> {
     replies
         .next()
@@ -241,18 +264,18 @@ pub(crate) fn parse<T: redis::FromRedisValue>(v: Value) -> StoreResult<T> {
 }
 
 /// Fills a single staging key with `members`, one command per [`CHUNK`]
-/// members built by `chunk_cmd`, pipelined, streaming from the bitmap so
+/// members built by `chunk_cmd`, pipelined, streaming from the audience so
 /// only one round trip's commands are in memory. Starts from nothing; the
 /// staging TTL goes on with the first chunk and is refreshed every 16, so
 /// staging never outlives a crash and never expires under a long build.
-pub(crate) async fn stage_in_chunks(
+pub(crate) async fn stage_in_chunks<T: Send>(
     conn: &Conn,
     key: &str,
-    members: &RoaringTreemap,
-    chunk_cmd: impl Fn(&str, &[u64]) -> Vec<redis::Cmd>,
+    members: impl Iterator<Item = T> + Send,
+    chunk_cmd: impl Fn(&str, &[T]) -> Vec<redis::Cmd> + Send,
 ) -> StoreResult<()> {
     conn.unlink("stage", key).await?;
-    let mut ids = members.iter();
+    let mut ids = members;
     let mut buf = Vec::with_capacity(CHUNK);
     let mut index = 0usize;
     let cmds = std::iter::from_fn(move || {
@@ -286,7 +309,53 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::ids::{Strings, User};
     use crate::store::redis::conn::PIPELINE_DEPTH;
+
+    /// A pending change reads back exactly for every type, and a damaged
+    /// one is refused, never half-read.
+    #[test]
+    fn pending_changes_read_back_exactly_for_every_type() {
+        let strings = |items: Vec<&str>| Audience::Strings(Strings::from_unsorted(items));
+        let deltas = [
+            Delta {
+                add: Audience::from_iter([1u64, 1 << 40]),
+                remove: Audience::from_iter([7u64]),
+            },
+            Delta {
+                add: Audience::Uuids(vec![3, u128::MAX]),
+                remove: Audience::empty(IdType::Uuid),
+            },
+            Delta {
+                add: strings(vec!["a+b@example.com", "42"]),
+                remove: strings(vec!["\u{c9}lodie"]),
+            },
+        ];
+        for delta in deltas {
+            let id_type = delta.add.id_type();
+            let bytes = delta.encode();
+            let back = Delta::decode(&bytes, id_type).unwrap();
+            assert_eq!((&back.add, &back.remove), (&delta.add, &delta.remove));
+            for cut in 0..bytes.len() {
+                assert!(
+                    Delta::decode(&bytes[..cut], id_type).is_err(),
+                    "cut at {cut}"
+                );
+            }
+        }
+        assert_eq!(
+            member_args(&strings(vec!["b", "a"])),
+            ["a", "b"],
+            "members go to Redis as their exact text"
+        );
+        let uuid = User::parse("3F2A6C1E-8B7D-4C2A-9E1F-0A1B2C3D4E5F").unwrap();
+        let key = uuid.key(IdType::Uuid).unwrap();
+        assert_eq!(
+            member_args(&Audience::from_keys(IdType::Uuid, [key]).unwrap()),
+            ["3f2a6c1e-8b7d-4c2a-9e1f-0a1b2c3d4e5f"]
+        );
+        assert_eq!(member_args(&Audience::from_iter([42u64])), ["42"]);
+    }
 
     /// Staging streams: when the k-th chunk's command is built, all but the
     /// last round trip or two of earlier chunks are already in Redis. A
@@ -306,7 +375,7 @@ mod tests {
         let members: RoaringTreemap = (0..(CHUNK * PIPELINE_DEPTH * 4) as u64).collect();
         let built = AtomicUsize::new(0);
         let probe = std::sync::Mutex::new(client.get_connection().unwrap());
-        stage_in_chunks(&conn, "s", &members, |key, chunk| {
+        stage_in_chunks(&conn, "s", members.iter(), |key, chunk| {
             let k = built.fetch_add(1, Ordering::Relaxed);
             let landed: usize = tokio::task::block_in_place(|| {
                 redis::cmd("SCARD")

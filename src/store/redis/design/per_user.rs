@@ -25,11 +25,10 @@
 use async_trait::async_trait;
 use redis::Value;
 
+use crate::ids::Audience;
 use crate::store::redis::batch::Batch;
-use roaring::RoaringTreemap;
 
 use super::{CHUNK, Delta, RedisDesign, next_reply, parse};
-use crate::domain::UserId;
 use crate::store::StoreResult;
 use crate::store::redis::conn::Conn;
 use crate::store::redis::keys::{self, Keys, Stamp};
@@ -69,17 +68,18 @@ fn queue_expiry(pipe: &mut Batch, key: &str, expire_at: i64) {
         .ignore();
 }
 
-/// Runs `queue` for every member, [`CHUNK`] members per round trip.
+/// Runs `queue` for every member (as its canonical text), [`CHUNK`]
+/// members per round trip.
 async fn for_members(
     conn: &Conn,
     op: &'static str,
-    members: impl IntoIterator<Item = u64>,
-    queue: impl Fn(&mut Batch, u64),
+    members: &Audience,
+    queue: impl Fn(&mut Batch, &str),
 ) -> StoreResult<()> {
     let mut pipe = Batch::new();
     let mut queued = 0;
-    for user in members {
-        queue(&mut pipe, user);
+    for user in members.texts() {
+        queue(&mut pipe, &user);
         queued += 1;
         if queued == CHUNK {
             conn.pipe::<()>(op, &pipe).await?;
@@ -99,7 +99,7 @@ impl PerUserDesign {
         &self,
         conn: &Conn,
         meta: &CampaignMeta,
-        users: &RoaringTreemap,
+        users: &Audience,
         op: &str,
         version: u64,
         expire_at: i64,
@@ -128,7 +128,7 @@ impl RedisDesign for PerUserDesign {
         meta: &CampaignMeta,
         attempt: Stamp,
         version: u64,
-        members: &RoaringTreemap,
+        members: &Audience,
         expire_at: i64,
     ) -> StoreResult<()> {
         let field = keys::per_user_field(meta.id(), meta.incarnation, attempt);
@@ -150,7 +150,7 @@ impl RedisDesign for PerUserDesign {
         conn: &Conn,
         meta: &CampaignMeta,
         generation: Stamp,
-        members: &RoaringTreemap,
+        members: &Audience,
     ) -> StoreResult<()> {
         let field = keys::per_user_field(meta.id(), meta.incarnation, generation);
         for_members(conn, "retire", members, |pipe, user| {
@@ -199,7 +199,7 @@ impl RedisDesign for PerUserDesign {
         conn: &Conn,
         meta: &CampaignMeta,
         version: u64,
-        removed: &RoaringTreemap,
+        removed: &Audience,
     ) -> StoreResult<()> {
         self.ranges(conn, meta, removed, "prune", version, 0).await
     }
@@ -214,7 +214,7 @@ impl RedisDesign for PerUserDesign {
         conn: &Conn,
         _tx: &mut Fenced,
         _meta: &CampaignMeta,
-        members: &RoaringTreemap,
+        members: &Audience,
         expire_at: i64,
     ) -> StoreResult<()> {
         // Ahead of the commit, and only ever later: an earlier end cannot
@@ -235,10 +235,10 @@ impl RedisDesign for PerUserDesign {
         false
     }
 
-    fn queue_probe(&self, pipe: &mut Batch, _id: &str, users: &[UserId]) {
+    fn queue_probe(&self, pipe: &mut Batch, _id: &str, users: &[String]) {
         // The whole (small) hash: which field counts depends on the metadata
         // read in the same round trip.
-        for &user in users {
+        for user in users {
             pipe.cmd("HGETALL").arg(self.keys.user(user));
         }
     }
@@ -248,7 +248,7 @@ impl RedisDesign for PerUserDesign {
         replies: &mut dyn Iterator<Item = Value>,
         id: &str,
         at: &Identity,
-        users: &[UserId],
+        users: &[String],
     ) -> StoreResult<Vec<bool>> {
         let field = keys::per_user_field(id, at.incarnation, at.generation);
         users
@@ -260,7 +260,7 @@ impl RedisDesign for PerUserDesign {
             .collect()
     }
 
-    fn queue_campaigns_for(&self, pipe: &mut Batch, _: &[&CampaignMeta], users: &[UserId]) {
+    fn queue_campaigns_for(&self, pipe: &mut Batch, _: &[&CampaignMeta], users: &[String]) {
         // One read per user answers for every per-user campaign at once.
         self.queue_probe(pipe, "", users);
     }
@@ -269,7 +269,7 @@ impl RedisDesign for PerUserDesign {
         &self,
         replies: &mut dyn Iterator<Item = Value>,
         campaigns: &[&CampaignMeta],
-        users: &[UserId],
+        users: &[String],
     ) -> StoreResult<Vec<Vec<bool>>> {
         let mut rows = vec![vec![false; users.len()]; campaigns.len()];
         #[allow(clippy::needless_range_loop)] // `rows` is indexed by campaign first

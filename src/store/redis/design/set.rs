@@ -8,11 +8,10 @@
 use async_trait::async_trait;
 use redis::Value;
 
+use crate::ids::Audience;
 use crate::store::redis::batch::Batch;
-use roaring::RoaringTreemap;
 
-use super::{CHUNK, Delta, RedisDesign, next_reply, parse, stage_in_chunks};
-use crate::domain::UserId;
+use super::{CHUNK, Delta, RedisDesign, member_args, next_reply, parse, stage_in_chunks};
 use crate::store::redis::conn::Conn;
 use crate::store::redis::keys::{Keys, Stamp};
 use crate::store::redis::meta::{CampaignMeta, Identity};
@@ -31,13 +30,16 @@ impl RedisDesign for SetDesign {
         meta: &CampaignMeta,
         attempt: Stamp,
         _version: u64,
-        members: &RoaringTreemap,
+        members: &Audience,
         _expire_at: i64,
     ) -> StoreResult<()> {
         let key = self.keys.staging(meta.id(), attempt);
-        stage_in_chunks(conn, &key, members, |key, chunk| {
+        stage_in_chunks(conn, &key, members.texts(), |key, chunk| {
             let mut sadd = redis::cmd("SADD");
-            sadd.arg(key).arg(chunk);
+            sadd.arg(key);
+            for member in chunk {
+                sadd.arg(member.as_ref());
+            }
             vec![sadd]
         })
         .await?;
@@ -67,7 +69,7 @@ impl RedisDesign for SetDesign {
         conn: &Conn,
         meta: &CampaignMeta,
         generation: Stamp,
-        _members: &RoaringTreemap,
+        _members: &Audience,
     ) -> StoreResult<()> {
         // A published generation was unlinked by the swap; this only
         // matters for one staged and never published.
@@ -86,10 +88,10 @@ impl RedisDesign for SetDesign {
     ) -> StoreResult<()> {
         let key = self.keys.members(meta.id());
         if !delta.add.is_empty() {
-            tx.op("SADD", &[&key], delta.add.iter().collect::<Vec<_>>());
+            tx.op("SADD", &[&key], member_args(&delta.add));
         }
         if !delta.remove.is_empty() {
-            tx.op("SREM", &[&key], delta.remove.iter().collect::<Vec<_>>());
+            tx.op("SREM", &[&key], member_args(&delta.remove));
         }
         tx.op("EXPIREAT", &[&key], expire_at);
         Ok(())
@@ -104,7 +106,7 @@ impl RedisDesign for SetDesign {
         _conn: &Conn,
         tx: &mut Fenced,
         meta: &CampaignMeta,
-        _members: &RoaringTreemap,
+        _members: &Audience,
         expire_at: i64,
     ) -> StoreResult<()> {
         tx.op("EXPIREAT", &[&self.keys.members(meta.id())], expire_at);
@@ -119,7 +121,7 @@ impl RedisDesign for SetDesign {
         true
     }
 
-    fn queue_probe(&self, pipe: &mut Batch, id: &str, users: &[UserId]) {
+    fn queue_probe(&self, pipe: &mut Batch, id: &str, users: &[String]) {
         let key = self.keys.members(id);
         if let [user] = users {
             pipe.cmd("SISMEMBER").arg(&key).arg(user);
@@ -135,7 +137,7 @@ impl RedisDesign for SetDesign {
         replies: &mut dyn Iterator<Item = Value>,
         _id: &str,
         _at: &Identity,
-        users: &[UserId],
+        users: &[String],
     ) -> StoreResult<Vec<bool>> {
         if users.len() == 1 {
             return Ok(vec![parse(next_reply(replies)?)?]);
