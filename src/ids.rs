@@ -185,6 +185,16 @@ impl User {
         self.int
     }
 
+    /// The UUID, when the text is one in any standard form.
+    pub fn as_uuid(&self) -> Option<u128> {
+        self.uuid
+    }
+
+    /// The text as a string ID, when it can be one.
+    pub fn as_string(&self) -> Option<Cow<'_, str>> {
+        self.string_ok.then(|| self.text())
+    }
+
     /// This user as an ID of `id_type`, or `None` when the text cannot be one.
     pub fn key(&self, id_type: IdType) -> Option<UserKey> {
         match id_type {

@@ -103,6 +103,14 @@ fn user_of(campaign: &crate::domain::Campaign, user: &User) -> Result<UserIdValu
         })
 }
 
+/// `user` as a cached answer shows it: as read by the campaign's type (a
+/// UUID in canonical form), like the store's answers.
+fn cached_user(user: &User, hit: &crate::nearcache::CachedMembership) -> UserIdValue {
+    user.key(hit.user_id_type)
+        .map(|key| UserIdValue::from(&key))
+        .unwrap_or_else(|| user.value())
+}
+
 /// Whether the store failed to answer at all (so a stale cached answer may
 /// stand in), rather than answering something definite such as "no such
 /// campaign", which an old cached copy must never contradict.
@@ -169,19 +177,18 @@ impl Checker {
 
     /// Is `user` in `campaign`'s audience? The near-cache answers when it holds the campaign, else the store.
     ///
-    /// The near-cache holds integer campaigns only: it answers for users
-    /// that read as integers, and the store for the others.
+    /// The near-cache reads the user as the campaign's type; a user that
+    /// cannot be of that type is sent to the store, which refuses it.
     pub async fn is_member(&self, campaign: &str, user: &User) -> Result<Membership, CheckError> {
         let cached = self
             .cache
             .as_ref()
-            .zip(user.as_int())
-            .and_then(|(c, id)| c.is_member(campaign, id));
+            .and_then(|c| c.is_member_named(campaign, user));
         if let Some(hit) = cached.filter(|h| !h.stale) {
             let now = Utc::now();
             return Ok(Membership {
                 campaign: campaign.to_string(),
-                user_id: user.value(),
+                user_id: cached_user(user, &hit),
                 member: hit.member,
                 active: hit.is_active_at(now),
                 source: Source::Cache,
@@ -211,7 +218,7 @@ impl Checker {
                     let now = Utc::now();
                     Ok(Membership {
                         campaign: campaign.to_string(),
-                        user_id: user.value(),
+                        user_id: cached_user(user, &hit),
                         member: hit.member,
                         active: hit.is_active_at(now),
                         source: Source::Cache,
@@ -232,8 +239,7 @@ impl Checker {
         let cached = self
             .cache
             .as_ref()
-            .zip(integers(users))
-            .and_then(|(c, ids)| c.are_members(campaign, &ids));
+            .and_then(|c| c.are_members(campaign, users));
         if let Some((answers, false)) = cached {
             return Ok((answers, Source::Cache, false));
         }
@@ -275,11 +281,10 @@ impl Checker {
         users: &[User],
     ) -> Result<(Vec<Vec<String>>, Source, bool), CheckError> {
         let now = Utc::now();
-        let cached = self.cache.as_ref().and_then(|c| match users {
-            // The login path's one user: no list built for it.
-            [one] => c.campaigns_for_many(&[one.as_int()?], now),
-            _ => c.campaigns_for_many(&integers(users)?, now),
-        });
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.campaigns_for_many(users, now));
         if let Some((lists, false)) = cached {
             return Ok((lists, Source::Cache, false));
         }
@@ -301,10 +306,4 @@ impl Checker {
             },
         }
     }
-}
-
-/// The users as integer IDs, when every one reads as one: the only users
-/// the near-cache (integer campaigns only) can answer for.
-fn integers(users: &[User]) -> Option<Vec<u64>> {
-    users.iter().map(User::as_int).collect()
 }

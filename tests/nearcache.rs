@@ -414,3 +414,159 @@ async fn the_library_client_answers_from_its_near_cache() {
     }
     drop(server);
 }
+
+/// Waits until `cache` holds version 1 of `campaign`; returns its bytes.
+async fn held_bytes(cache: &NearCache, campaign: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = cache.status();
+        if let Some(c) = status
+            .campaigns
+            .iter()
+            .find(|c| c.id == campaign && c.version == 1)
+        {
+            return c.bytes;
+        }
+        assert!(Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn create_typed(h: &Harness, id: &str, id_type: &str) {
+    let now = chrono::Utc::now();
+    let (status, body) = h
+        .post_json(
+            "/v1/campaigns",
+            serde_json::json!({
+                "id": id,
+                "name": id,
+                "starts_at": (now - chrono::Duration::hours(1)).to_rfc3339(),
+                "ends_at": (now + chrono::Duration::hours(1)).to_rfc3339(),
+                "design": "set",
+                "user_id_type": id_type,
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// String campaigns are held as keyed 128-bit fingerprints and UUID ones
+/// exactly: every member is found and a million non-members are refused,
+/// straight from the cache, at at most 17 bytes per ID (printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_and_uuid_campaigns_are_cached_with_no_false_answer() {
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start();
+    let (a, cache) = instance(&server.url(), NearCacheOptions::default()).await;
+
+    create_typed(&a, "emails", "string").await;
+    let members: Vec<String> = (0..100_000)
+        .map(|i| format!("user-{i:06}+{}@example.com", i % 7))
+        .collect();
+    let (status, body) = a
+        .upload("emails", "replace", "text/plain", members.join("\n"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let held = held_bytes(&cache, "emails").await;
+    eprintln!(
+        "strings: {:.2} bytes per ID held in the near-cache",
+        held as f64 / members.len() as f64
+    );
+    assert!(held <= 17 * members.len() as u64, "{held} bytes");
+    let named = |text: &str| guestlist::ids::User::parse(text).unwrap();
+    for m in &members {
+        let hit = cache.is_member_named("emails", &named(m)).unwrap();
+        assert!(hit.member, "{m} not found");
+    }
+    // Near misses (another domain, another case, another tag) and plain
+    // strangers: not one is answered "member".
+    let mut false_members = 0;
+    for i in 0..1_000_000u32 {
+        let probe = match i % 4 {
+            0 => format!("user-{:06}+{}@example.org", i % 100_000, i % 7),
+            1 => format!("User-{:06}+{}@example.com", i % 100_000, i % 7),
+            2 => format!("user-{:06}+{}@example.com", i % 100_000, (i % 7) + 7),
+            _ => format!("stranger-{i}"),
+        };
+        if cache
+            .is_member_named("emails", &named(&probe))
+            .unwrap()
+            .member
+        {
+            false_members += 1;
+        }
+    }
+    assert_eq!(false_members, 0);
+    let (_, body) = a
+        .get("/v1/campaigns/emails/members/user-000042%2B0%40example.com")
+        .await;
+    assert_eq!(
+        (body["member"].as_bool(), body["source"].as_str()),
+        (Some(true), Some("cache")),
+        "{body}"
+    );
+
+    create_typed(&a, "devices", "uuid").await;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let uuids: Vec<u128> = (0..10_000)
+        .map(|_| (u128::from(next()) << 64) | u128::from(next()))
+        .collect();
+    let upper: Vec<String> = uuids
+        .iter()
+        .map(|u| {
+            uuid::Uuid::from_u128(*u)
+                .hyphenated()
+                .to_string()
+                .to_uppercase()
+        })
+        .collect();
+    let (status, body) = a
+        .upload("devices", "replace", "text/plain", upper.join("\n"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let held = held_bytes(&cache, "devices").await;
+    eprintln!(
+        "UUIDs: {:.2} bytes per ID held in the near-cache",
+        held as f64 / uuids.len() as f64
+    );
+    assert!(held <= 17 * uuids.len() as u64, "{held} bytes");
+    for u in &uuids {
+        let text = uuid::Uuid::from_u128(*u).simple().to_string();
+        assert!(
+            cache
+                .is_member_named("devices", &named(&text))
+                .unwrap()
+                .member
+        );
+    }
+    for _ in 0..100_000 {
+        let stranger = uuid::Uuid::from_u128((u128::from(next()) << 64) | u128::from(next()));
+        let hit = cache
+            .is_member_named("devices", &named(&stranger.to_string()))
+            .unwrap();
+        assert!(!hit.member, "{stranger}");
+    }
+    // A text that cannot be a UUID is the store's to refuse.
+    assert!(cache.is_member_named("devices", &named("alice")).is_none());
+    let (_, body) = a
+        .get(&format!("/v1/campaigns/devices/members/{}", upper[0]))
+        .await;
+    assert_eq!(
+        (body["member"].as_bool(), body["source"].as_str()),
+        (Some(true), Some("cache")),
+        "{body}"
+    );
+    assert_eq!(
+        body["user_id"],
+        upper[0].to_lowercase(),
+        "canonical, as the store answers"
+    );
+    let (status, body) = a.get("/v1/campaigns/devices/members/alice").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

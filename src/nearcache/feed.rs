@@ -9,6 +9,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::domain::UserId;
+use crate::ids::Audience;
 use crate::store::StoreResult;
 use crate::store::redis::{CampaignMeta, CatalogListener, RedisStore};
 
@@ -40,8 +41,11 @@ pub trait ChangeFeed: Send + Sync + 'static {
     /// When the change that produced `version` of `campaign` was announced
     /// (unix ms), if it was; taken once. For the invalidation-lag metric.
     fn take_announced(&self, campaign: &str, version: u64) -> Option<i64>;
-    /// The audience of `meta`'s version, sorted ascending.
+    /// The audience of `meta`'s version, sorted ascending: an integer
+    /// campaign's.
     async fn snapshot_ids(&self, meta: &CampaignMeta) -> StoreResult<Vec<UserId>>;
+    /// The audience of `meta`'s version, of any ID type.
+    async fn snapshot_audience(&self, meta: &CampaignMeta) -> StoreResult<Audience>;
 }
 
 #[async_trait]
@@ -72,5 +76,9 @@ impl ChangeFeed for RedisStore {
 
     async fn snapshot_ids(&self, meta: &CampaignMeta) -> StoreResult<Vec<UserId>> {
         RedisStore::snapshot_ids(self, meta).await
+    }
+
+    async fn snapshot_audience(&self, meta: &CampaignMeta) -> StoreResult<Audience> {
+        RedisStore::snapshot(self, meta).await
     }
 }

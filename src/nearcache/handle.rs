@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::state::Slot;
 use super::{CachedMembership, NearCache};
 use crate::domain::UserId;
+use crate::ids::User;
 
 /// A campaign of a [`NearCache`], found once by id.
 ///
@@ -55,6 +56,15 @@ impl CampaignHandle {
         let index = self.slot.index;
         self.cache
             .with_state(|state| Some(self.cache.answer(state.at_slot(index)?, user)))
+    }
+
+    /// [`CampaignHandle::is_member`] for a user of any ID type, read as the
+    /// campaign's type; `None` too when the user cannot be of that type.
+    #[inline]
+    pub fn is_member_named(&self, user: &User) -> Option<CachedMembership> {
+        let index = self.slot.index;
+        self.cache
+            .with_state(|state| self.cache.answer_named(state.at_slot(index)?, user))
     }
 }
 

@@ -7,7 +7,9 @@
 
 use roaring::{RoaringBitmap, RoaringTreemap};
 
+use super::keys128::Keys128;
 use crate::domain::UserId;
+use crate::ids::{Audience, User};
 
 /// An audience as the cache holds it, in whichever form answers fastest
 /// without costing more memory than roaring's compact form.
@@ -38,6 +40,9 @@ pub(super) enum Members {
     /// which saves the treemap's extra tree lookup on every probe.
     Narrow(RoaringBitmap),
     Wide(RoaringTreemap),
+    /// UUIDs exactly, or strings as keyed 128-bit fingerprints (see
+    /// `keys128`).
+    Keys128(Keys128),
 }
 
 impl Members {
@@ -106,9 +111,28 @@ impl Members {
         }
     }
 
+    /// The form for a UUID or string audience, and its heap bytes; `None`
+    /// for integers (see [`Members::from_sorted`]).
+    pub(super) fn of_keys(audience: &Audience) -> Option<(Members, u64)> {
+        Keys128::new(audience).map(|(keys, bytes)| (Members::Keys128(keys), bytes))
+    }
+
+    /// Whether `user`, read as the audience's ID type, is held; `None` when
+    /// it cannot be an ID of that type.
+    #[inline]
+    pub(super) fn contains_user(&self, user: &User) -> Option<bool> {
+        match self {
+            Members::Keys128(keys) => keys.contains_user(user),
+            integers => user.as_int().map(|id| integers.contains(id)),
+        }
+    }
+
+    /// Whether the user named by integer `user` is held (for a string
+    /// audience, its decimal text).
     #[inline]
     pub(super) fn contains(&self, user: UserId) -> bool {
         match self {
+            Members::Keys128(keys) => keys.contains_int(user),
             Members::Dense { bits, .. } => usize::try_from(user / 64)
                 .ok()
                 .and_then(|word| bits.get(word))
@@ -129,6 +153,7 @@ impl Members {
             Members::Sorted64(sorted) => sorted.lows.len() as u64,
             Members::Narrow(ids) => ids.len(),
             Members::Wide(ids) => ids.len(),
+            Members::Keys128(keys) => keys.len(),
         }
     }
 
@@ -141,6 +166,7 @@ impl Members {
             Members::Sorted64(_) => "sorted64",
             Members::Narrow(_) => "narrow",
             Members::Wide(_) => "wide",
+            Members::Keys128(_) => "keys128",
         }
     }
 }

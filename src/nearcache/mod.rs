@@ -41,6 +41,7 @@ mod feed;
 #[cfg(any(test, feature = "test-util"))]
 mod fixed;
 mod handle;
+mod keys128;
 mod members;
 mod snapshot;
 mod state;
@@ -59,6 +60,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::UserId;
+use crate::ids::{IdType, User};
 use clock::Clock;
 use snapshot::Way;
 use state::{Entry, Slots, State};
@@ -107,6 +109,8 @@ pub struct CachedMembership {
     pub starts_at: DateTime<Utc>,
     /// The campaign's window end.
     pub ends_at: DateTime<Utc>,
+    /// The campaign's user ID type, which says how the user was read.
+    pub user_id_type: IdType,
 }
 
 impl CachedMembership {
@@ -243,6 +247,21 @@ impl NearCache {
         self.with_state(|state| Some(self.answer(state.find(campaign)?, user)))
     }
 
+    /// [`NearCache::is_member`] for a user of any ID type, read as the
+    /// campaign's type (`42` is the string "42" to a string campaign).
+    /// `None` too when the user cannot be an ID of that type: the store
+    /// then says why.
+    #[inline]
+    pub fn is_member_named(&self, campaign: &str, user: &User) -> Option<CachedMembership> {
+        self.with_state(|state| self.answer_named(state.find(campaign)?, user))
+    }
+
+    #[inline]
+    fn answer_named(&self, entry: &Entry, user: &User) -> Option<CachedMembership> {
+        let member = entry.members.contains_user(user)?;
+        Some(self.answer_with(entry, member))
+    }
+
     /// A handle on `campaign` that answers without looking it up by id
     /// again; `None` when the campaign is not cached now. See
     /// [`CampaignHandle`] for what it answers after the campaign changes.
@@ -259,19 +278,29 @@ impl NearCache {
 
     #[inline]
     fn answer(&self, entry: &Entry, user: UserId) -> CachedMembership {
+        self.answer_with(entry, entry.members.contains(user))
+    }
+
+    #[inline]
+    fn answer_with(&self, entry: &Entry, member: bool) -> CachedMembership {
         CachedMembership {
-            member: entry.members.contains(user),
+            member,
+            user_id_type: entry.campaign.user_id_type,
             stale: self.is_stale(entry),
             starts_at: entry.campaign.starts_at,
             ends_at: entry.campaign.ends_at,
         }
     }
 
-    /// The batch form of [`NearCache::is_member`]; `None` when not cached.
-    pub fn are_members(&self, campaign: &str, users: &[UserId]) -> Option<(Vec<bool>, bool)> {
+    /// The batch form of [`NearCache::is_member_named`]; `None` when not
+    /// cached, or when a user cannot be an ID of the campaign's type.
+    pub fn are_members(&self, campaign: &str, users: &[User]) -> Option<(Vec<bool>, bool)> {
         let state = self.inner.state.load();
         let entry = state.find(campaign)?;
-        let answers = users.iter().map(|u| entry.members.contains(*u)).collect();
+        let answers = users
+            .iter()
+            .map(|u| entry.members.contains_user(u))
+            .collect::<Option<_>>()?;
         Some((answers, self.is_stale(entry)))
     }
 
@@ -279,7 +308,7 @@ impl NearCache {
     /// stale. `None` unless every campaign that could be active is cached.
     pub fn campaigns_for_many(
         &self,
-        users: &[UserId],
+        users: &[User],
         now: DateTime<Utc>,
     ) -> Option<(Vec<Vec<String>>, bool)> {
         let state = self.inner.state.load();
@@ -298,7 +327,7 @@ impl NearCache {
             .map(|u| {
                 active
                     .iter()
-                    .filter(|e| e.members.contains(*u))
+                    .filter(|e| e.members.contains_user(u) == Some(true))
                     .map(|e| e.campaign.id.clone())
                     .collect()
             })
@@ -414,7 +443,10 @@ mod tests {
         assert!(hit.member && !hit.stale);
         assert!(!cache.is_member("a", 6).unwrap().member);
         assert!(cache.is_member("missing", 5).is_none());
-        assert_eq!(cache.are_members("a", &[1, 2]).unwrap().0, [true, false]);
+        assert_eq!(
+            cache.are_members("a", &User::ints(&[1, 2])).unwrap().0,
+            [true, false]
+        );
     }
 
     #[test]
@@ -424,7 +456,9 @@ mod tests {
             (campaign("a", -1, 1), ids(&[7, 8])),
             (campaign("later", 1, 2), ids(&[7])),
         ]);
-        let (lists, stale) = cache.campaigns_for_many(&[7, 8, 9], Utc::now()).unwrap();
+        let (lists, stale) = cache
+            .campaigns_for_many(&User::ints(&[7, 8, 9]), Utc::now())
+            .unwrap();
         assert_eq!(lists, vec![vec!["a", "b"], vec!["a"], vec![]]);
         assert!(!stale);
     }

@@ -24,6 +24,12 @@ const GONE_FOR_MS: u64 = 60_000;
 /// A bound on the 404s remembered, for checks of campaigns that never existed.
 const GONE_CAP: usize = 10_000;
 
+/// A snapshot as fetched for the cache.
+enum Fetched {
+    Integers(Vec<u64>),
+    Keys(crate::ids::Audience),
+}
+
 enum Load {
     Loaded(Arc<Members>, u64),
     /// Cannot fit in the memory budget.
@@ -219,14 +225,15 @@ impl NearCache {
     /// Fetches one campaign's snapshot if it can fit.
     async fn load(&self, store: &dyn ChangeFeed, meta: &CampaignMeta, used: u64) -> Load {
         let campaign = &meta.campaign;
-        // No form holds an ID in less than a bit (a full bitset); a
-        // campaign that cannot fit even so is not fetched at all.
-        let floor = campaign.audience_size / 8;
-        // The cache's forms hold integer IDs; a campaign of another type is
-        // not held, and the store answers for it.
-        if campaign.user_id_type != crate::ids::IdType::Integer {
-            return Load::TooBig;
-        }
+        // No form holds an integer ID in less than a bit (a full bitset),
+        // nor a UUID or string in less than its 16-byte key; a campaign
+        // that cannot fit even so is not fetched at all.
+        let integers = campaign.user_id_type == crate::ids::IdType::Integer;
+        let floor = if integers {
+            campaign.audience_size / 8
+        } else {
+            campaign.audience_size.saturating_mul(16)
+        };
         let known_too_big = self
             .inner
             .too_big
@@ -239,20 +246,32 @@ impl NearCache {
             return Load::TooBig;
         }
         let started = Instant::now();
-        // The snapshot arrives as a plain list of IDs (8 bytes each for a
-        // moment), never as a treemap, which for sparse 64-bit IDs would
-        // cost some 150 bytes of heap per ID on the way.
-        match store.snapshot_ids(meta).await {
-            Ok(members) => {
-                let ids = members.len();
-                let (members, bytes) = match tokio::task::spawn_blocking(move || {
-                    Members::from_sorted(members)
+        // An integer snapshot arrives as a plain list of IDs (8 bytes each
+        // for a moment), never as a treemap, which for sparse 64-bit IDs
+        // would cost some 150 bytes of heap per ID on the way.
+        let fetched = if integers {
+            store.snapshot_ids(meta).await.map(Fetched::Integers)
+        } else {
+            store.snapshot_audience(meta).await.map(Fetched::Keys)
+        };
+        match fetched {
+            Ok(fetched) => {
+                let ids = campaign.audience_size;
+                let built = tokio::task::spawn_blocking(move || match fetched {
+                    Fetched::Integers(ids) => Ok(Members::from_sorted(ids)),
+                    // The store checked the snapshot's type against the
+                    // campaign's, so integers here would be a bug.
+                    Fetched::Keys(audience) => Members::of_keys(&audience).ok_or_else(|| {
+                        "an integer snapshot for a campaign of another type".to_string()
+                    }),
                 })
                 .await
-                {
+                .map_err(|e| e.to_string())
+                .and_then(|built| built);
+                let (members, bytes) = match built {
                     Ok(built) => built,
-                    Err(e) => {
-                        tracing::warn!(campaign = %campaign.id, error = %e, "near-cache build failed");
+                    Err(error) => {
+                        tracing::warn!(campaign = %campaign.id, %error, "near-cache build failed");
                         return Load::Failed;
                     }
                 };
