@@ -11,7 +11,10 @@
 //! `guestlist bench`), `sparse` (64-bit snowflake-like IDs: a millisecond
 //! timestamp over two years above 22 bits of worker and sequence), and
 //! `campaigns` (one audience among 100 cached campaigns, so the lookup by id
-//! hashes instead of comparing a few ids).
+//! hashes instead of comparing a few ids). `uuid` and `string` hold random
+//! UUIDs and random strings of about 20 bytes, probed with users parsed
+//! ahead (`NearCache::is_member_named`); their bytes per ID held are
+//! printed before their timings.
 //!
 //! ```sh
 //! cargo bench --bench lookup
@@ -24,6 +27,7 @@ use chrono::Utc;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 use guestlist::domain::{Campaign, Design};
+use guestlist::ids::{Audience, IdType, Strings, User};
 use guestlist::nearcache::NearCache;
 use roaring::RoaringTreemap;
 
@@ -159,7 +163,82 @@ fn floor(
     });
 }
 
+/// `size` random UUIDs or strings of about 20 bytes, and 4,096 probes of
+/// which one in ten is a member.
+fn typed_audience(id_type: IdType, size: u64) -> (Audience, Vec<User>) {
+    let mut x = 0x9e37_79b9_7f4a_7c15 ^ size;
+    let mut uuid = || (u128::from(next(&mut x)) << 64) | u128::from(next(&mut x));
+    let texts: Vec<String> = (0..size)
+        .map(|_| match id_type {
+            IdType::Uuid => uuid::Uuid::from_u128(uuid()).to_string(),
+            _ => format!("{:016x}@ex.com", uuid() as u64),
+        })
+        .collect();
+    let members: Vec<&String> = texts.iter().step_by((size as usize / 410).max(1)).collect();
+    let probes = (0..4096)
+        .map(|i| {
+            let text = if i % 10 == 0 {
+                members[i % members.len()].clone()
+            } else {
+                match id_type {
+                    IdType::Uuid => uuid::Uuid::from_u128(uuid()).to_string(),
+                    _ => format!("{:016x}@ex.org", uuid() as u64),
+                }
+            };
+            User::parse(&text).expect("a valid ID")
+        })
+        .collect();
+    let audience = match id_type {
+        IdType::Uuid => {
+            let mut ids: Vec<u128> = texts
+                .iter()
+                .map(|t| uuid::Uuid::parse_str(t).expect("a UUID").as_u128())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            Audience::Uuids(ids)
+        }
+        _ => Audience::Strings(Strings::from_unsorted(texts)),
+    };
+    (audience, probes)
+}
+
+/// UUID and string audiences: bytes held per ID, then `by_id` and `handle`.
+fn typed(c: &mut Criterion, id_type: IdType) {
+    let mut group = c.benchmark_group(id_type.as_str());
+    for size in [10_000, 1_000_000, 10_000_000] {
+        let (audience, probes) = typed_audience(id_type, size);
+        let mut spring = campaign("spring-sale", size);
+        spring.user_id_type = id_type;
+        let cache = NearCache::from_audiences(vec![(spring, audience)]);
+        let bytes = cache.status().bytes;
+        println!(
+            "{}/{size}: {bytes} bytes held, {:.2} bytes per ID",
+            id_type.as_str(),
+            bytes as f64 / size as f64
+        );
+        group.bench_with_input(BenchmarkId::new("by_id", size), &size, |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                cache.is_member_named(black_box("spring-sale"), &probes[i])
+            })
+        });
+        let handle = cache.campaign("spring-sale").expect("cached");
+        group.bench_with_input(BenchmarkId::new("handle", size), &size, |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                handle.is_member_named(black_box(&probes[i]))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn lookup(c: &mut Criterion) {
+    typed(c, IdType::Uuid);
+    typed(c, IdType::String);
     for (name, shape) in [("dense", Shape::Dense), ("sparse", Shape::Snowflake)] {
         let mut group = c.benchmark_group(name);
         for size in SIZES {

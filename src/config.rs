@@ -282,6 +282,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     pub id_space_factor: u64,
 
+    /// The campaigns' user ID type: integer, string (IDs like
+    /// `u3f2a6c1e8b7d4c2a@ex.com`, 24 bytes) or uuid. Each drawn integer
+    /// stands for one ID of that type, so every type sees the same checks.
+    #[arg(long, default_value = "integer")]
+    pub id_type: String,
+
     /// Deadline of one check; slower answers count as timeouts.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub check_timeout: Duration,

@@ -240,6 +240,67 @@ fn every_service_design_is_measured_through_http_too() {
     );
 }
 
+/// `--id-type`: string and UUID audiences through every design that takes
+/// them, directly and over HTTP, answered right, with bytes per ID in
+/// Redis and in the near-cache reported for each type.
+#[test]
+fn string_and_uuid_ids_are_measured_with_their_bytes_per_id() {
+    for id_type in ["string", "uuid"] {
+        let (results, report) = bench(&[
+            "--id-type",
+            id_type,
+            "--designs",
+            "json,set,per-user,near-cache",
+            "--audience",
+            "2000",
+            "--mode",
+            "open",
+            "--arrival-rate",
+            "300",
+            "--duration",
+            "1s",
+            "--warmup",
+            "300ms",
+            "--via",
+            "direct,http",
+        ]);
+        assert_eq!(results.id_type, id_type);
+        assert!(
+            report.contains(&format!("- User IDs: {id_type}")),
+            "{report}"
+        );
+        for r in &results.runs {
+            assert_eq!(r.errors, 0, "{id_type}: wrong or failed answers: {r:?}");
+            assert!(r.completed > 100, "{id_type}: {r:?}");
+            if r.design != "json" {
+                assert!(r.redis_bytes_per_id > 0.0, "{id_type}: {r:?}");
+            }
+        }
+        let cache = results
+            .runs
+            .iter()
+            .find_map(|r| r.cache_bytes_per_id)
+            .expect("the near-cache's bytes per ID");
+        eprintln!("{id_type}: near-cache {cache:.1} bytes per ID");
+        assert!((16.0..=20.0).contains(&cache), "{id_type}: {cache}");
+        assert!(report.contains("; cache "), "{report}");
+    }
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_guestlist"))
+        .args([
+            "bench",
+            "--quick",
+            "--id-type",
+            "uuid",
+            "--designs",
+            "bitmap",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("integer IDs only"), "{stderr}");
+}
+
 /// `--redis-baselines` runs redis-benchmark and redis-cli --pipe beside
 /// the library in the same run and records the ratios the goals name.
 #[test]

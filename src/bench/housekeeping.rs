@@ -8,8 +8,9 @@ use anyhow::Context;
 use chrono::Utc;
 
 use super::cluster::BenchConn;
-use super::plan::{Audience, BenchDesign};
+use super::plan::{Audience, BenchDesign, typed_text};
 use crate::domain::{Campaign, Design};
+use crate::ids::IdType;
 use crate::nearcache::{NearCache, NearCacheOptions};
 use crate::store::Store;
 use crate::store::redis::RedisStore;
@@ -21,6 +22,8 @@ pub(super) struct Loaded {
     /// stops its sync task.
     pub(super) cache: Option<NearCache>,
     pub(super) bytes_per_id: f64,
+    /// For `near-cache`: the heap the cache holds per ID.
+    pub(super) cache_bytes_per_id: Option<f64>,
 }
 
 /// Loads one audience in the shape of `design` and measures what it costs Redis.
@@ -30,6 +33,7 @@ pub(super) async fn load(
     prefix: &str,
     design: BenchDesign,
     audience: &Audience,
+    id_type: IdType,
 ) -> anyhow::Result<Loaded> {
     settle().await;
     let before = used_memory(admin).await?;
@@ -37,7 +41,16 @@ pub(super) async fn load(
         BenchDesign::Json => {
             // The story's key: the whole list as one JSON array, written in one SET.
             let key = format!("{prefix}:json:{}", audience.list.len());
-            let value = serde_json::to_string(&audience.list)?;
+            let value = match id_type {
+                IdType::Integer => serde_json::to_string(&audience.list)?,
+                _ => serde_json::to_string(
+                    &audience
+                        .list
+                        .iter()
+                        .filter_map(|&id| typed_text(id_type, id))
+                        .collect::<Vec<_>>(),
+                )?,
+            };
             admin
                 .query::<()>(redis::cmd("SET").arg(&key).arg(value))
                 .await?;
@@ -46,6 +59,7 @@ pub(super) async fn load(
                 campaign: None,
                 cache: None,
                 bytes_per_id: 0.0,
+                cache_bytes_per_id: None,
             }
         }
         BenchDesign::Store(_) | BenchDesign::NearCache => {
@@ -62,7 +76,7 @@ pub(super) async fn load(
                 starts_at: now - chrono::Duration::hours(1),
                 ends_at: now + chrono::Duration::hours(6),
                 design: d,
-                user_id_type: Default::default(),
+                user_id_type: id_type,
                 audience_size: 0,
                 version: 0,
                 created_at: now,
@@ -70,7 +84,7 @@ pub(super) async fn load(
             };
             store.create_campaign(campaign).await?;
             store
-                .replace_audience(&id, audience.members.clone().into(), "bench")
+                .replace_audience(&id, audience.typed(id_type), "bench")
                 .await
                 .with_context(|| format!("loading {} IDs into {id}", audience.list.len()))?;
             let cache = if design == BenchDesign::NearCache {
@@ -87,11 +101,15 @@ pub(super) async fn load(
             } else {
                 None
             };
+            let cache_bytes_per_id = cache
+                .as_ref()
+                .map(|c| c.status().bytes as f64 / audience.list.len() as f64);
             Loaded {
                 json_key: None,
                 campaign: Some(id),
                 cache,
                 bytes_per_id: 0.0,
+                cache_bytes_per_id,
             }
         }
     };
@@ -111,13 +129,14 @@ pub(super) async fn warm_up(
     admin: &BenchConn,
     prefix: &str,
     designs: &[BenchDesign],
+    id_type: IdType,
 ) -> anyhow::Result<()> {
     let warm = Audience::small();
     for &design in designs {
         if design == BenchDesign::Json {
             continue;
         }
-        let loaded = load(store, admin, prefix, design, &warm).await?;
+        let loaded = load(store, admin, prefix, design, &warm, id_type).await?;
         unload(store, admin, &loaded).await?;
     }
     quiesce(admin, prefix).await

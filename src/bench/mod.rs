@@ -171,7 +171,7 @@ pub async fn run_with(
         // The first load of each design pays one-off costs (scripts, the
         // allocator's first arenas) that are not per ID: paid here, before
         // any memory reading.
-        housekeeping::warm_up(&store, &admin, &prefix, &plan.designs).await?;
+        housekeeping::warm_up(&store, &admin, &prefix, &plan.designs, plan.id_type).await?;
         // `json` goes last: its big replies leave the allocator holding
         // hundreds of megabytes, which would show up as every later design's
         // peak RSS. Results keep the order the designs were asked in.
@@ -181,7 +181,9 @@ pub async fn run_with(
             for &size in &plan.audiences {
                 let audience = Arc::new(Audience::generate(plan, size));
                 progress.set_message(format!("{} × {size}: loading", design.name()));
-                let loaded = housekeeping::load(&store, &admin, &prefix, design, &audience).await?;
+                let loaded =
+                    housekeeping::load(&store, &admin, &prefix, design, &audience, plan.id_type)
+                        .await?;
                 for &via in plan.via.iter().filter(|v| v.applies_to(design)) {
                     env.measure_path(design, via, &loaded, &audience, &mut runs)
                         .await?;
@@ -218,6 +220,7 @@ pub async fn run_with(
         date: crate::domain::fmt_time(Utc::now()),
         command,
         seed: plan.seed,
+        id_type: plan.id_type.as_str().to_string(),
         duration_secs: plan.duration.as_secs_f64(),
         runs,
         baselines,
@@ -377,7 +380,12 @@ impl Env<'_> {
                 campaign: campaign(),
             },
         };
-        let target = Target { design, via, path };
+        let target = Target {
+            design,
+            via,
+            path,
+            id_type: self.plan.id_type,
+        };
         if let Path::Http {
             from_cache: true, ..
         } = &target.path
@@ -423,6 +431,7 @@ impl Env<'_> {
         housekeeping::settle().await;
         let mut run = run_of(plan, design, via, audience, how, tally, &edges, &at_end);
         run.redis_bytes_per_id = loaded.bytes_per_id;
+        run.cache_bytes_per_id = loaded.cache_bytes_per_id;
         run.client_peak_rss_bytes = peak_rss;
         Ok(run)
     }
@@ -538,6 +547,7 @@ fn run_of(
         ),
         redis_cpu_us_per_check: per_check(redis_cpu),
         redis_bytes_per_id: 0.0,
+        cache_bytes_per_id: None,
         client_cpu_us_per_check: per_check(client_cpu),
         client_peak_rss_bytes: 0,
         client_cpu_share,

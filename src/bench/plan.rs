@@ -10,6 +10,7 @@ use roaring::RoaringTreemap;
 
 use crate::config::BenchArgs;
 use crate::domain::Design;
+use crate::ids::IdType;
 
 /// A design as the bench knows it: the store designs plus the story's JSON array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,8 @@ pub struct Plan {
     pub seed: u64,
     pub hit_ratio: f64,
     pub id_space_factor: u64,
+    /// `--id-type`: what the drawn integers stand for.
+    pub id_type: IdType,
     pub deadline: Duration,
     /// Compare with redis-benchmark and redis-cli --pipe after the matrix.
     pub redis_baselines: bool,
@@ -147,6 +150,7 @@ impl Default for Plan {
             seed: 42,
             hit_ratio: 0.1,
             id_space_factor: 10,
+            id_type: IdType::Integer,
             deadline: Duration::from_secs(1),
             redis_baselines: false,
             allow_remote: false,
@@ -227,6 +231,16 @@ impl Plan {
             "--id-space-factor must be at least 1"
         );
         anyhow::ensure!(!duration.is_zero(), "--duration must be longer than zero");
+        let id_type = IdType::parse(&args.id_type).with_context(|| {
+            format!(
+                "unknown --id-type {:?}; choose from integer, string, uuid",
+                args.id_type
+            )
+        })?;
+        anyhow::ensure!(
+            id_type == IdType::Integer || !designs.contains(&BenchDesign::Store(Design::Bitmap)),
+            "the bitmap design holds integer IDs only; leave it out of --designs for --id-type {id_type}"
+        );
         if designs.contains(&BenchDesign::Store(Design::Bitmap)) {
             let largest = audiences.iter().max().copied().unwrap_or(0);
             anyhow::ensure!(
@@ -248,6 +262,7 @@ impl Plan {
             seed: args.seed,
             hit_ratio: args.hit_ratio,
             id_space_factor: args.id_space_factor,
+            id_type,
             deadline: args.check_timeout,
             redis_baselines: args.redis_baselines,
             allow_remote: args.allow_remote,
@@ -329,11 +344,42 @@ impl Audience {
         }
     }
 
+    /// The members as IDs of `id_type` (see [`typed_text`]).
+    pub(super) fn typed(&self, id_type: IdType) -> crate::ids::Audience {
+        if id_type == IdType::Integer {
+            return self.members.clone().into();
+        }
+        let keys = self.list.iter().map(|&id| {
+            let text = typed_text(id_type, id).expect("not an integer type");
+            id_type.read(text.as_bytes()).expect("a valid ID")
+        });
+        crate::ids::Audience::from_keys(id_type, keys).expect("one type")
+    }
+
     pub(super) fn draw(&self, rng: &mut StdRng, hit_ratio: f64) -> u64 {
         if rng.random_bool(hit_ratio) {
             self.list[rng.random_range(0..self.list.len())]
         } else {
             rng.random_range(0..self.space)
         }
+    }
+}
+
+/// The ID of `id_type` that drawn integer `id` stands for; `None` for
+/// integers, which stand for themselves. One-to-one, so the answer a check
+/// should get is still whether the integer is a member. UUIDs are spread
+/// over all 128 bits (a multiplication by an odd constant is invertible),
+/// strings are 24 bytes like an email.
+pub(super) fn typed_text(id_type: IdType, id: u64) -> Option<String> {
+    match id_type {
+        IdType::Integer => None,
+        IdType::Uuid => {
+            let spread = u128::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+            Some(uuid::Uuid::from_u128(spread).to_string())
+        }
+        IdType::String => Some(format!(
+            "u{:016x}@ex.com",
+            id.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        )),
     }
 }

@@ -337,6 +337,7 @@ pub fn report_markdown(results: &Results) -> String {
     }
     let _ = writeln!(out, "- Date: {}", results.date);
     let _ = writeln!(out, "- Seed: {}", results.seed);
+    let _ = writeln!(out, "- User IDs: {}", results.id_type);
     let _ = writeln!(
         out,
         "- Duration per run: {}",
@@ -567,11 +568,21 @@ fn bytes_per_id(runs: &[&Run]) -> String {
     let Some(largest) = runs.iter().map(|run| run.audience).max() else {
         return "n/a".into();
     };
-    runs.iter()
+    let redis = runs
+        .iter()
         .filter(|run| run.audience == largest)
         .map(|run| run.redis_bytes_per_id)
         .find(|bytes| bytes.is_finite() && *bytes > 0.0)
-        .map_or_else(|| "n/a".into(), |bytes| format!("{bytes:.1} B"))
+        .map_or_else(|| "n/a".into(), |bytes| format!("{bytes:.1} B"));
+    // The near-cache's own copy, held in the process beside Redis's.
+    let cache = runs
+        .iter()
+        .filter(|run| run.audience == largest)
+        .find_map(|run| run.cache_bytes_per_id);
+    match cache {
+        Some(held) => format!("{redis}; cache {held:.1} B"),
+        None => redis,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -638,6 +649,7 @@ mod tests {
             redis_bytes_per_check: 4.0,
             redis_cpu_us_per_check: 2.5,
             redis_bytes_per_id: 12.0,
+            cache_bytes_per_id: None,
             client_cpu_us_per_check: 8.0,
             client_peak_rss_bytes: 64 * 1024 * 1024,
             client_cpu_share: 0.3,
@@ -691,6 +703,7 @@ mod tests {
             date: "2025-01-02T03:04:05Z".into(),
             command: "guestlist bench --seed 42 --duration 10s".into(),
             seed: 42,
+            id_type: "integer".into(),
             duration_secs: 10.0,
             baselines: None,
             runs,

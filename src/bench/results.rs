@@ -52,6 +52,9 @@ pub struct Run {
     pub redis_cpu_us_per_check: f64,
     /// Redis memory per audience ID for this design and size (`used_memory` delta).
     pub redis_bytes_per_id: f64,
+    /// `near-cache`: heap the cache holds per audience ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_bytes_per_id: Option<f64>,
     /// Client CPU time (user + sys) per check, in µs.
     pub client_cpu_us_per_check: f64,
     /// Peak resident memory of the client during the run.
@@ -101,9 +104,16 @@ pub struct Results {
     /// The command line that reproduces the run.
     pub command: String,
     pub seed: u64,
+    /// `--id-type`: the campaigns' user ID type (`integer` before it existed).
+    #[serde(default = "integer")]
+    pub id_type: String,
     pub duration_secs: f64,
     pub runs: Vec<Run>,
     /// `--redis-baselines`: the same work through Redis's own tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baselines: Option<super::baselines::Baselines>,
+}
+
+fn integer() -> String {
+    "integer".into()
 }

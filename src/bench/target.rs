@@ -6,7 +6,8 @@
 use serde::Deserialize;
 
 use super::cluster::BenchConn;
-use super::plan::{BenchDesign, Via};
+use super::plan::{BenchDesign, Via, typed_text};
+use crate::ids::{IdType, User};
 use crate::lookup::{CheckError as LookupError, Checker, Source};
 use crate::store::redis::RedisStore;
 use crate::store::{Store, StoreError};
@@ -16,6 +17,8 @@ pub(super) struct Target {
     pub(super) design: BenchDesign,
     pub(super) via: Via,
     pub(super) path: Path,
+    /// What the drawn integers stand for (see `plan::typed_text`).
+    pub(super) id_type: IdType,
 }
 
 pub(super) enum Path {
@@ -56,6 +59,14 @@ impl Target {
         matches!(self.path, Path::InProcess { .. })
     }
 
+    /// The user drawn integer `user` stands for, as a request names it.
+    fn user(&self, user: u64) -> User {
+        match typed_text(self.id_type, user) {
+            Some(text) => User::parse(&text).expect("a valid ID"),
+            None => User::from_int(user),
+        }
+    }
+
     pub(super) async fn check(&self, user: u64) -> Result<bool, CheckError> {
         match &self.path {
             Path::Json { conn, key } => {
@@ -68,36 +79,47 @@ impl Target {
                         CheckError::Failed
                     }
                 })?;
-                let ids: Vec<u64> =
-                    serde_json::from_slice(&bytes).map_err(|_| CheckError::Failed)?;
-                Ok(ids.contains(&user))
+                match typed_text(self.id_type, user) {
+                    None => {
+                        let ids: Vec<u64> =
+                            serde_json::from_slice(&bytes).map_err(|_| CheckError::Failed)?;
+                        Ok(ids.contains(&user))
+                    }
+                    Some(text) => {
+                        let ids: Vec<String> =
+                            serde_json::from_slice(&bytes).map_err(|_| CheckError::Failed)?;
+                        Ok(ids.contains(&text))
+                    }
+                }
             }
-            Path::Store { store, campaign } => match store
-                .is_member(campaign, &crate::ids::User::from_int(user))
-                .await
-            {
-                Ok((_, member)) => Ok(member),
-                Err(StoreError::Timeout(_)) => Err(CheckError::Timeout),
-                Err(_) => Err(CheckError::Failed),
-            },
-            Path::InProcess { lookup, campaign } => match lookup
-                .is_member(campaign, &crate::ids::User::from_int(user))
-                .await
-            {
-                // A check the cache could not answer is not a cache check.
-                Ok(m) if m.source == Source::Cache => Ok(m.member),
-                Ok(_) => Err(CheckError::Failed),
-                Err(LookupError::Store(StoreError::Timeout(_))) => Err(CheckError::Timeout),
-                Err(_) => Err(CheckError::Failed),
-            },
+            Path::Store { store, campaign } => {
+                match store.is_member(campaign, &self.user(user)).await {
+                    Ok((_, member)) => Ok(member),
+                    Err(StoreError::Timeout(_)) => Err(CheckError::Timeout),
+                    Err(_) => Err(CheckError::Failed),
+                }
+            }
+            Path::InProcess { lookup, campaign } => {
+                match lookup.is_member(campaign, &self.user(user)).await {
+                    // A check the cache could not answer is not a cache check.
+                    Ok(m) if m.source == Source::Cache => Ok(m.member),
+                    Ok(_) => Err(CheckError::Failed),
+                    Err(LookupError::Store(StoreError::Timeout(_))) => Err(CheckError::Timeout),
+                    Err(_) => Err(CheckError::Failed),
+                }
+            }
             Path::Http {
                 client,
                 prefix,
                 from_cache,
             } => {
-                let mut url = String::with_capacity(prefix.len() + 20);
+                let mut url = String::with_capacity(prefix.len() + 40);
                 url.push_str(prefix);
-                url.push_str(itoa::Buffer::new().format(user));
+                match typed_text(self.id_type, user) {
+                    // Typed texts hold only characters a path segment may.
+                    Some(text) => url.push_str(&text),
+                    None => url.push_str(itoa::Buffer::new().format(user)),
+                }
                 let response = client.get(url).send().await.map_err(|e| {
                     if e.is_timeout() {
                         CheckError::Timeout

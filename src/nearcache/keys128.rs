@@ -12,9 +12,14 @@
 //!   most `n / 2^128` per check, about 3e-32 at 10,000,000 members. The
 //!   export and every store answer read the exact strings instead.
 //!
-//! Memory: 16 bytes per key plus a 4-byte directory slot per 4 to 8 keys,
-//! so at most 17 bytes per ID. A probe reads one directory slot and scans a
-//! block of about 4 to 8 keys (one or two cache lines).
+//! Memory: 16 bytes per key plus a 4-byte directory slot per 8 to 16 keys,
+//! so at most 16.5 bytes per ID. Each key is split into its high and low 64
+//! bits, held in two arrays: a probe reads one directory slot and scans the
+//! block's high halves (8 to 16 of them, one or two cache lines), and reads
+//! a low half only where a high half matches, which for a non-member (most
+//! checks) is about never. (A directory of one slot per 4 keys measured no
+//! faster at 10,000,000 UUIDs: twice its size costs more TLB misses than
+//! the shorter scan saves.)
 
 use std::borrow::Cow;
 
@@ -36,12 +41,15 @@ pub(super) struct Keys128 {
     shift: u32,
     /// `offsets[h]..offsets[h + 1]` is the block of keys whose top bits are `h`.
     offsets: Box<[u32]>,
-    keys: Box<[u128]>,
+    /// The keys' high 64 bits, ascending.
+    highs: Box<[u64]>,
+    /// The keys' low 64 bits, in the same order.
+    lows: Box<[u64]>,
 }
 
-/// Blocks up to this many keys are scanned; bigger ones (only if many
-/// UUIDs share a key's top bits after mixing) are binary-searched.
-const SCAN: usize = 16;
+/// Blocks up to this many keys are scanned; bigger ones (rare: about twice
+/// the average) are binary-searched.
+const SCAN: usize = 32;
 
 /// A fixed bijection of 128-bit values that spreads structured UUIDs:
 /// xor-shifts by half the width and multiplications by odd constants are
@@ -79,9 +87,9 @@ impl Keys128 {
         // Two strings sharing a fingerprint (about never) are one key.
         keys.dedup();
         let len = keys.len();
-        // The most directory bits that still leave at least 4 keys per slot
-        // on average: the directory costs at most a byte per ID.
-        let bits = (len / 4).max(1).ilog2();
+        // The most directory bits that still leave at least 8 keys per slot
+        // on average: the directory costs at most half a byte per ID.
+        let bits = (len / 8).max(1).ilog2();
         let shift = 128 - bits;
         let slots = 1usize << bits;
         let mut offsets = Vec::with_capacity(slots + 1);
@@ -95,20 +103,23 @@ impl Keys128 {
         while offsets.len() <= slots {
             offsets.push(len as u32);
         }
+        let highs = keys.iter().map(|&k| (k >> 64) as u64).collect();
+        let lows = keys.iter().map(|&k| k as u64).collect();
         Keys128 {
             kind,
             shift,
             offsets: offsets.into_boxed_slice(),
-            keys: keys.into_boxed_slice(),
+            highs,
+            lows,
         }
     }
 
     fn bytes(&self) -> u64 {
-        (self.offsets.len() * 4 + self.keys.len() * 16) as u64
+        (self.offsets.len() * 4 + self.highs.len() * 16) as u64
     }
 
     pub(super) fn len(&self) -> u64 {
-        self.keys.len() as u64
+        self.highs.len() as u64
     }
 
     #[inline]
@@ -118,12 +129,21 @@ impl Keys128 {
         else {
             return false;
         };
-        let block = &self.keys[start as usize..end as usize];
-        if block.len() <= SCAN {
-            block.contains(&key)
+        let (start, end) = (start as usize, end as usize);
+        let (high, low) = ((key >> 64) as u64, key as u64);
+        let block = &self.highs[start..end];
+        let first = if block.len() <= SCAN {
+            match block.iter().position(|&h| h >= high) {
+                Some(i) => i,
+                None => return false,
+            }
         } else {
-            block.binary_search(&key).is_ok()
-        }
+            block.partition_point(|&h| h < high)
+        };
+        // Keys sharing a high half are adjacent and ordered by their low one.
+        (start + first..end)
+            .take_while(|&i| self.highs[i] == high)
+            .any(|i| self.lows[i] == low)
     }
 
     /// Whether `user`, read as this audience's type, is held; `None` when
@@ -175,6 +195,7 @@ fn fingerprint(hasher: &SipHasher13, s: &str) -> u128 {
 mod tests {
     use super::*;
     use crate::ids::{IdType, Strings};
+    use proptest::prelude::Strategy;
 
     fn xorshift(seed: u64) -> impl FnMut() -> u64 {
         let mut x = seed;
@@ -197,7 +218,12 @@ mod tests {
         keys.sort_unstable();
         keys.dedup();
         assert_eq!(keys.len(), uuids.len(), "mix is one-to-one");
-        let (built, _) = Keys128::new(&Audience::Uuids(uuids)).unwrap();
+        let (built, _) = Keys128::new(&Audience::Uuids(uuids.clone())).unwrap();
+        for &u in &uuids {
+            assert!(built.contains_key(mix(u)));
+            assert!(!built.contains_key(mix(u) ^ 1), "the low half is compared");
+            assert!(!built.contains_key(mix(u) ^ (1 << 64)), "the high half too");
+        }
         let biggest = built.offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap();
         assert!(biggest <= 4 * SCAN as u32, "a block of {biggest} keys");
     }
@@ -244,5 +270,32 @@ mod tests {
         let (empty, bytes) = Keys128::new(&Audience::empty(IdType::String)).unwrap();
         assert_eq!(empty.contains_user(&user("x")), Some(false));
         assert_eq!(bytes, 2 * 4);
+    }
+
+    proptest::proptest! {
+        /// Exactly the keys held, whatever their spread: clustered keys
+        /// (long blocks, binary-searched) and neighbours of members.
+        #[test]
+        fn keys_answer_like_a_set(
+            keys in proptest::collection::btree_set(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<u128>(),
+                    (0u128..64).prop_map(|i| (7u128 << 100) | i),
+                ],
+                0..400,
+            ),
+            probes in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..50),
+        ) {
+            let built = Keys128::from_keys(Kind::Uuids, keys.iter().copied().collect());
+            proptest::prop_assert_eq!(built.len(), keys.len() as u64);
+            for &k in &keys {
+                proptest::prop_assert!(built.contains_key(k));
+                proptest::prop_assert_eq!(built.contains_key(k ^ 1), keys.contains(&(k ^ 1)));
+                proptest::prop_assert_eq!(built.contains_key(k ^ (1 << 64)), keys.contains(&(k ^ (1 << 64))));
+            }
+            for p in probes {
+                proptest::prop_assert_eq!(built.contains_key(p), keys.contains(&p));
+            }
+        }
     }
 }
