@@ -79,7 +79,8 @@ impl<'a> Masters<'a> {
         }
     }
 
-    /// `STRLEN` and `MEMORY USAGE` of the live snapshot of campaign `id`,
+    /// The length (its `bytes` field) and `MEMORY USAGE` of the live
+    /// snapshot of campaign `id`,
     /// found through the fields `incarnation` and `snapshot` of its `meta`.
     pub fn snapshot(&self, prefix: &str, id: &str) -> anyhow::Result<(i64, i64)> {
         let meta = format!("{prefix}:{{{id}}}:meta");
@@ -93,7 +94,11 @@ impl<'a> Masters<'a> {
             .query(&mut conn)
             .context("reading the campaign's snapshot name")?;
         let key = format!("{prefix}:{{{id}}}:snapshot:{incarnation}:{snapshot}");
-        let strlen: i64 = redis::cmd("STRLEN").arg(&key).query(&mut conn)?;
+        let strlen: i64 = redis::cmd("HGET")
+            .arg(&key)
+            .arg("bytes")
+            .query::<Option<i64>>(&mut conn)?
+            .unwrap_or(0);
         let usage: i64 = redis::cmd("MEMORY")
             .arg("USAGE")
             .arg(&key)

@@ -1,5 +1,6 @@
-//! Audience snapshots: each version's audience as one compact string,
-//! moved in [`CHUNK_BYTES`] pieces so no command is big.
+//! Audience snapshots: each version's audience as one compact encoding,
+//! held in [`CHUNK_BYTES`] pieces of one hash so no command is big and no
+//! audience reaches Redis's 512 MB string limit.
 //!
 //! Export, the add/remove diff, `per-user` clean-up and every near-cache
 //! read a snapshot instead of the live data, which is never read whole.
@@ -35,7 +36,8 @@ use roaring::{RoaringBitmap, RoaringTreemap};
 use super::conn::{Conn, PIPELINE_DEPTH};
 use crate::store::{StoreError, StoreResult};
 
-/// Snapshot bytes per SET/APPEND/GETRANGE command.
+/// Snapshot bytes per piece: per HSET or HGET (GETRANGE for snapshots
+/// written as one string).
 const CHUNK_BYTES: usize = 1 << 20;
 /// An unpublished snapshot outlives an interrupted write by at most this.
 pub(crate) const STAGING_TTL_SECS: i64 = 3_600;
@@ -280,24 +282,35 @@ pub(crate) fn decode_sorted(bytes: &[u8]) -> Result<Vec<u64>, String> {
     Ok(ids.into_inner())
 }
 
+/// Field of a snapshot's hash holding how many pieces it has.
+pub(crate) const FIELD_PIECES: &str = "pieces";
+/// Field of a snapshot's hash holding its length in bytes.
+pub(crate) const FIELD_BYTES: &str = "bytes";
+
 /// Writes `members` under `key` with the staging TTL; the commit that
 /// publishes it gives it the campaign's expiry.
+///
+/// The snapshot is a HASH of [`CHUNK_BYTES`] pieces (fields `0`, `1`, …)
+/// plus [`FIELD_PIECES`] and [`FIELD_BYTES`], not one string: a Redis
+/// string stops at 512 MB, which 100,000,000 sparse IDs, 33,000,000 UUIDs
+/// or a few million long strings would pass. One key all the same, so
+/// every expiry, rename and unlink of a snapshot stays one command.
 pub(crate) async fn write(conn: &Conn, key: &str, members: &Audience) -> StoreResult<()> {
     let bytes = encode(members).await;
+    let pieces = bytes.len().div_ceil(CHUNK_BYTES);
     // One round trip per PIPELINE_DEPTH pieces, built as it goes, so the
     // bytes are never copied whole into commands.
     let mut pipe = Batch::new();
+    pipe.cmd("HSET")
+        .arg(key)
+        .arg(FIELD_PIECES)
+        .arg(pieces)
+        .arg(FIELD_BYTES)
+        .arg(bytes.len())
+        .ignore();
+    pipe.cmd("EXPIRE").arg(key).arg(STAGING_TTL_SECS).ignore();
     for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
-        if i == 0 {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(chunk)
-                .arg("EX")
-                .arg(STAGING_TTL_SECS);
-        } else {
-            pipe.cmd("APPEND").arg(key).arg(chunk);
-        }
-        pipe.ignore();
+        pipe.cmd("HSET").arg(key).arg(i).arg(chunk).ignore();
         if (i + 1) % PIPELINE_DEPTH == 0 {
             conn.pipe::<()>("snapshot_write", &pipe).await?;
             pipe = Batch::new();
@@ -318,6 +331,70 @@ pub(crate) async fn read<T: Send + 'static>(
     key: &str,
     decode: fn(&[u8]) -> Result<T, String>,
 ) -> StoreResult<Option<T>> {
+    let kind: String = conn
+        .cmd("snapshot_read", redis::cmd("TYPE").arg(key))
+        .await?;
+    let bytes = match kind.as_str() {
+        "none" => return Ok(None),
+        "hash" => read_pieces(conn, key).await?,
+        // Written as one string before snapshots were split into pieces.
+        "string" => read_string(conn, key).await?,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "snapshot {key} is a {other}, not a hash"
+            )));
+        }
+    };
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let key = key.to_string();
+    tokio::task::spawn_blocking(move || decode(&bytes))
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("snapshot {key}: {e}")))
+}
+
+/// The bytes of a snapshot written by [`write`], or `None` if a piece is
+/// missing (the key expired or was replaced while it was read).
+async fn read_pieces(conn: &Conn, key: &str) -> StoreResult<Option<Vec<u8>>> {
+    let (pieces, len): (Option<usize>, Option<usize>) = conn
+        .cmd(
+            "snapshot_read",
+            redis::cmd("HMGET")
+                .arg(key)
+                .arg(FIELD_PIECES)
+                .arg(FIELD_BYTES),
+        )
+        .await?;
+    let (Some(pieces), Some(len)) = (pieces, len) else {
+        return Ok(None);
+    };
+    if pieces != len.div_ceil(CHUNK_BYTES) {
+        return Err(StoreError::Corrupt(format!(
+            "snapshot {key} announces {pieces} pieces for {len} bytes"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(len);
+    for first in (0..pieces).step_by(PIPELINE_DEPTH) {
+        let mut pipe = Batch::new();
+        for i in first..(first + PIPELINE_DEPTH).min(pieces) {
+            pipe.cmd("HGET").arg(key).arg(i);
+        }
+        let parts: Vec<Option<Vec<u8>>> = conn.pipe("snapshot_read", &pipe).await?;
+        for part in parts {
+            let Some(part) = part else {
+                return Ok(None);
+            };
+            bytes.extend_from_slice(&part);
+        }
+    }
+    Ok((bytes.len() == len).then_some(bytes))
+}
+
+/// The bytes of a snapshot held as one string.
+async fn read_string(conn: &Conn, key: &str) -> StoreResult<Option<Vec<u8>>> {
     let len: usize = conn
         .cmd("snapshot_read", redis::cmd("STRLEN").arg(key))
         .await?;
@@ -331,16 +408,7 @@ pub(crate) async fn read<T: Send + 'static>(
     }
     let parts: Vec<Vec<u8>> = conn.pipe("snapshot_read", &pipe).await?;
     let bytes = parts.concat();
-    drop(parts);
-    if bytes.len() != len {
-        return Ok(None);
-    }
-    let key = key.to_string();
-    tokio::task::spawn_blocking(move || decode(&bytes))
-        .await
-        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
-        .map(Some)
-        .map_err(|e| StoreError::Corrupt(format!("snapshot {key}: {e}")))
+    Ok((bytes.len() == len).then_some(bytes))
 }
 
 #[cfg(test)]
