@@ -700,6 +700,7 @@ impl ServeArgs {
             retention: self.retention,
             max_staleness: self.max_staleness,
             keep_versions: self.keep_versions as usize,
+            snapshot_string_max_bytes: crate::store::redis::SNAPSHOT_STRING_MAX_BYTES,
             upload_pacing: crate::store::redis::UploadPacing {
                 adaptive: self.upload_pacing == Toggle::On,
                 max_ids_per_sec: self.upload_rate,

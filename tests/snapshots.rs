@@ -1,12 +1,35 @@
-//! Audience snapshots in Redis: held in bounded pieces of one hash, so no
+//! Audience snapshots in Redis: one string while small (as every earlier
+//! version wrote them), a hash of bounded pieces past
+//! `snapshot_string_max_bytes` (256 MiB by default, 1 MiB here), so no
 //! audience reaches Redis's 512 MB string limit and no command moves more
-//! than a mebibyte; read back exactly; and a snapshot written as one string
-//! by an earlier version still reads.
+//! than a mebibyte; both read back exactly.
 
 mod common;
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
-use common::{Backend, Harness};
+use common::{Backend, Harness, RedisServer, test_options};
+use guestlist::store::StoreOptions;
+use guestlist::store::redis::RedisStore;
+
+/// A harness whose store writes snapshots past 1 MiB as hashes.
+async fn harness() -> Harness {
+    let server = RedisServer::start();
+    let options = StoreOptions {
+        snapshot_string_max_bytes: 1 << 20,
+        ..test_options()
+    };
+    let store: Arc<dyn guestlist::store::Store> =
+        Arc::new(RedisStore::connect(&server.url(), options).await.unwrap());
+    Harness {
+        app: common::app_for(store.clone(), 64 << 20),
+        store,
+        backend: Backend::RedisSet,
+        redis: Some(server),
+        data_dir: None,
+    }
+}
 
 /// The live snapshot's key, found through the campaign's metadata.
 fn snapshot_key(h: &Harness, id: &str) -> String {
@@ -45,7 +68,7 @@ async fn export_lines(h: &Harness, id: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_snapshot_is_held_in_pieces_of_at_most_a_mebibyte() {
-    let h = Harness::with_limit(Backend::RedisSet, 64 << 20).await;
+    let h = harness().await;
     let now = chrono::Utc::now();
     let (status, body) = h
         .post_json(
@@ -60,13 +83,25 @@ async fn a_big_snapshot_is_held_in_pieces_of_at_most_a_mebibyte() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    // 200,000 UUIDs: 3.2 MB, four pieces.
+
+    // Small: one string, which earlier versions read too.
+    let small = uuids(1_000);
+    let (status, r) = h
+        .upload("devices", "replace", "text/plain", small.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let key = snapshot_key(&h, "devices");
+    assert_eq!(h.redis().cli(&["TYPE", &key]).trim(), "string");
+    let mut expected: Vec<String> = small.lines().map(str::to_string).collect();
+    expected.sort();
+    assert_eq!(export_lines(&h, "devices").await, expected);
+
+    // 200,000 UUIDs: 3.2 MB, past the limit: four pieces.
     let body = uuids(200_000);
     let (status, r) = h
         .upload("devices", "replace", "text/plain", body.clone())
         .await;
     assert_eq!(status, StatusCode::OK, "{r}");
-
     let key = snapshot_key(&h, "devices");
     assert_eq!(h.redis().cli(&["TYPE", &key]).trim(), "hash");
     let bytes: usize = h
@@ -89,45 +124,26 @@ async fn a_big_snapshot_is_held_in_pieces_of_at_most_a_mebibyte() {
     let mut expected: Vec<String> = body.lines().map(str::to_string).collect();
     expected.sort();
     assert_eq!(export_lines(&h, "devices").await, expected);
+    // An in-place change diffs against the hash, and the history keeps it.
+    let extra = uuid::Uuid::from_u128(7).to_string();
+    let (status, r) = h
+        .upload("devices", "add", "text/plain", extra.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["audience_size"], 200_001, "{r}");
+    let (status, r) = h
+        .post_json(
+            "/v1/campaigns/devices/rollback",
+            serde_json::json!({"version": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(export_lines(&h, "devices").await, expected);
 
     // A piece gone (as when the key expires under a reader) is never read
     // as a shorter audience.
-    let mut conn = redis::Client::open(h.redis().url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let _: () = redis::cmd("HDEL")
-        .arg(&key)
-        .arg("2")
-        .query(&mut conn)
-        .unwrap();
+    let key = snapshot_key(&h, "devices");
+    h.redis().cli(&["HDEL", &key, "2"]);
     let (status, e) = h.get("/v1/campaigns/devices/audience").await;
     assert_ne!(status, StatusCode::OK, "{e}");
-
-    // An earlier version's single-string snapshot still reads: rewrite a
-    // fresh one as the string of its pieces.
-    let (status, r) = h
-        .upload("devices", "replace", "text/plain", body.clone())
-        .await;
-    assert_eq!(status, StatusCode::OK, "{r}");
-    let key = snapshot_key(&h, "devices");
-    let pieces: Vec<Vec<u8>> = (0..4)
-        .map(|i| {
-            redis::cmd("HGET")
-                .arg(&key)
-                .arg(i)
-                .query(&mut conn)
-                .unwrap()
-        })
-        .collect();
-    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut conn).unwrap();
-    let _: () = redis::cmd("DEL").arg(&key).query(&mut conn).unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg(pieces.concat())
-        .arg("EX")
-        .arg(ttl)
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(export_lines(&h, "devices").await, expected);
 }

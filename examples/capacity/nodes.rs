@@ -79,8 +79,8 @@ impl<'a> Masters<'a> {
         }
     }
 
-    /// The length (its `bytes` field) and `MEMORY USAGE` of the live
-    /// snapshot of campaign `id`,
+    /// The length (`STRLEN`, or a hash's `bytes` field) and `MEMORY USAGE`
+    /// of the live snapshot of campaign `id`,
     /// found through the fields `incarnation` and `snapshot` of its `meta`.
     pub fn snapshot(&self, prefix: &str, id: &str) -> anyhow::Result<(i64, i64)> {
         let meta = format!("{prefix}:{{{id}}}:meta");
@@ -94,11 +94,16 @@ impl<'a> Masters<'a> {
             .query(&mut conn)
             .context("reading the campaign's snapshot name")?;
         let key = format!("{prefix}:{{{id}}}:snapshot:{incarnation}:{snapshot}");
-        let strlen: i64 = redis::cmd("HGET")
-            .arg(&key)
-            .arg("bytes")
-            .query::<Option<i64>>(&mut conn)?
-            .unwrap_or(0);
+        let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn)?;
+        let strlen: i64 = if kind == "hash" {
+            redis::cmd("HGET")
+                .arg(&key)
+                .arg("bytes")
+                .query::<Option<i64>>(&mut conn)?
+                .unwrap_or(0)
+        } else {
+            redis::cmd("STRLEN").arg(&key).query(&mut conn)?
+        };
         let usage: i64 = redis::cmd("MEMORY")
             .arg("USAGE")
             .arg(&key)

@@ -40,7 +40,7 @@ fn fixed_entries<A: Into<Audience>>(audiences: Vec<(Campaign, A)>) -> Map {
     for (campaign, members) in audiences {
         let (members, bytes) = match members.into() {
             Audience::Integers(ids) => Members::new(ids),
-            keys => Members::of_keys(&keys).expect("not integers"),
+            keys => Members::of_keys(keys).expect("not integers"),
         };
         let entry = Entry {
             campaign,

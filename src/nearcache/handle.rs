@@ -50,12 +50,13 @@ impl CampaignHandle {
         &self.slot.id
     }
 
-    /// Is `user` in the campaign? `None` when the campaign is not cached now.
+    /// Is `user` in the campaign? `None` when the campaign is not cached
+    /// now, or is a UUID campaign (which holds no integer user).
     #[inline]
     pub fn is_member(&self, user: UserId) -> Option<CachedMembership> {
         let index = self.slot.index;
         self.cache
-            .with_state(|state| Some(self.cache.answer(state.at_slot(index)?, user)))
+            .with_state(|state| self.cache.answer(state.at_slot(index)?, user))
     }
 
     /// [`CampaignHandle::is_member`] for a user of any ID type, read as the

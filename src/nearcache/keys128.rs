@@ -66,10 +66,15 @@ pub(super) fn mix(mut x: u128) -> u128 {
 impl Keys128 {
     /// The keys of a UUID or string audience, with the heap bytes they
     /// hold; `None` for integers, which `Members` holds in its own forms.
-    pub(super) fn new(audience: &Audience) -> Option<(Keys128, u64)> {
+    ///
+    /// Takes the audience by value so it is gone before the arrays are
+    /// built: a reload peaks at the audience plus its keys, then the keys
+    /// plus the arrays, never all of them at once.
+    pub(super) fn new(audience: Audience) -> Option<(Keys128, u64)> {
         let (kind, keys): (Kind, Vec<u128>) = match audience {
             Audience::Integers(_) => return None,
-            Audience::Uuids(ids) => (Kind::Uuids, ids.iter().map(|&u| mix(u)).collect()),
+            // Mixed in place: the same allocation.
+            Audience::Uuids(ids) => (Kind::Uuids, ids.into_iter().map(mix).collect()),
             Audience::Strings(ids) => {
                 let mut rng = rand::rng();
                 let hasher = SipHasher13::new_with_keys(rng.next_u64(), rng.next_u64());
@@ -218,7 +223,7 @@ mod tests {
         keys.sort_unstable();
         keys.dedup();
         assert_eq!(keys.len(), uuids.len(), "mix is one-to-one");
-        let (built, _) = Keys128::new(&Audience::Uuids(uuids.clone())).unwrap();
+        let (built, _) = Keys128::new(Audience::Uuids(uuids.clone())).unwrap();
         for &u in &uuids {
             assert!(built.contains_key(mix(u)));
             assert!(!built.contains_key(mix(u) ^ 1), "the low half is compared");
@@ -240,7 +245,7 @@ mod tests {
             .map(|t| IdType::Uuid.read(t.as_bytes()).unwrap()),
         )
         .unwrap();
-        let (built, bytes) = Keys128::new(&uuids).unwrap();
+        let (built, bytes) = Keys128::new(uuids).unwrap();
         assert_eq!(
             (built.kind(), built.len(), bytes),
             ("uuids", 2, 2 * 16 + 2 * 4)
@@ -259,15 +264,15 @@ mod tests {
                 .filter(|s| !s.is_empty())
                 .collect(),
         ));
-        let (built, _) = Keys128::new(&strings).unwrap();
+        let (built, _) = Keys128::new(strings).unwrap();
         assert_eq!(built.kind(), "strings");
         let holds = |t: &str| built.contains_user(&user(t));
         assert_eq!(holds("a+b@example.com"), Some(true));
         assert_eq!(holds("A+B@example.com"), Some(false));
         assert_eq!(holds("42"), Some(true));
         assert!(built.contains_int(42) && !built.contains_int(43));
-        assert!(Keys128::new(&Audience::from_iter([1u64])).is_none());
-        let (empty, bytes) = Keys128::new(&Audience::empty(IdType::String)).unwrap();
+        assert!(Keys128::new(Audience::from_iter([1u64])).is_none());
+        let (empty, bytes) = Keys128::new(Audience::empty(IdType::String)).unwrap();
         assert_eq!(empty.contains_user(&user("x")), Some(false));
         assert_eq!(bytes, 2 * 4);
     }

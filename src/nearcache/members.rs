@@ -113,7 +113,7 @@ impl Members {
 
     /// The form for a UUID or string audience, and its heap bytes; `None`
     /// for integers (see [`Members::from_sorted`]).
-    pub(super) fn of_keys(audience: &Audience) -> Option<(Members, u64)> {
+    pub(super) fn of_keys(audience: Audience) -> Option<(Members, u64)> {
         Keys128::new(audience).map(|(keys, bytes)| (Members::Keys128(keys), bytes))
     }
 

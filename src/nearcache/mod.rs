@@ -242,9 +242,12 @@ impl NearCache {
     ///
     /// The answer does not judge the campaign's window: `starts_at` and
     /// `ends_at` come with it for the caller to compare with its clock.
+    ///
+    /// `None` too for a UUID campaign, which holds no integer user: the
+    /// store says why (`NearCache::is_member_named` takes any user).
     #[inline]
     pub fn is_member(&self, campaign: &str, user: UserId) -> Option<CachedMembership> {
-        self.with_state(|state| Some(self.answer(state.find(campaign)?, user)))
+        self.with_state(|state| self.answer(state.find(campaign)?, user))
     }
 
     /// [`NearCache::is_member`] for a user of any ID type, read as the
@@ -277,8 +280,11 @@ impl NearCache {
     }
 
     #[inline]
-    fn answer(&self, entry: &Entry, user: UserId) -> CachedMembership {
-        self.answer_with(entry, entry.members.contains(user))
+    fn answer(&self, entry: &Entry, user: UserId) -> Option<CachedMembership> {
+        if entry.campaign.user_id_type == IdType::Uuid {
+            return None;
+        }
+        Some(self.answer_with(entry, entry.members.contains(user)))
     }
 
     #[inline]

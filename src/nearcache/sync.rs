@@ -261,7 +261,7 @@ impl NearCache {
                     Fetched::Integers(ids) => Ok(Members::from_sorted(ids)),
                     // The store checked the snapshot's type against the
                     // campaign's, so integers here would be a bug.
-                    Fetched::Keys(audience) => Members::of_keys(&audience).ok_or_else(|| {
+                    Fetched::Keys(audience) => Members::of_keys(audience).ok_or_else(|| {
                         "an integer snapshot for a campaign of another type".to_string()
                     }),
                 })

@@ -289,6 +289,10 @@ pub struct StoreOptions {
     /// How many audience versions each campaign keeps for rollback, the
     /// live one included (`--keep-versions`, at least 1).
     pub keep_versions: usize,
+    /// Redis store: a snapshot up to this many bytes is one string, as
+    /// every earlier version wrote it; a bigger one is a hash of pieces,
+    /// since a Redis string stops at 512 MB (see `snapshot.rs`).
+    pub snapshot_string_max_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -300,6 +304,7 @@ impl Default for StoreOptions {
             max_staleness: Duration::from_secs(5),
             upload_pacing: redis::UploadPacing::default(),
             keep_versions: history::DEFAULT_KEEP_VERSIONS,
+            snapshot_string_max_bytes: redis::SNAPSHOT_STRING_MAX_BYTES,
         }
     }
 }

@@ -46,7 +46,7 @@ PY
     "localhost:$WPORT/v1/campaigns/snow/audience" >/dev/null
   kill "$WRITER"; wait "$WRITER" 2>/dev/null || true
   KEY=$(redis-cli -p "$RPORT" --scan --pattern '*:snapshot:*' | head -1)
-  SNAP=$(redis-cli -p "$RPORT" HGET "$KEY" bytes)
+  SNAP=$(redis-cli -p "$RPORT" STRLEN "$KEY")
   RDPORT=$(free_port)
   "$BIN" serve --store "redis://127.0.0.1:$RPORT" --near-cache on --near-cache-max-bytes 1000000000 \
     --listen "127.0.0.1:$RDPORT" > "$WORK/reader.log" 2>&1 &

@@ -222,6 +222,7 @@ impl RedisStore {
                 .map(|row| spread(users.len(), &g.places, row));
             hits.extend(g.campaigns.iter().map(|m| m.id()).zip(rows));
         }
+        let mut retyped: Vec<&str> = Vec::new();
         for m in live {
             let reply = design::parse(design::next_reply(&mut replies)?)?;
             match Identity::parse(m.id(), reply)? {
@@ -230,12 +231,18 @@ impl RedisStore {
                     // Learnt before answering; a failure here only delays it.
                     let started = Instant::now();
                     if let Ok(fresh) = self.load(&self.inner.check, m.id()).await {
+                        // Re-created with another ID type: the users were
+                        // probed as texts of the old one, so no hit counts.
+                        if fresh.campaign.user_id_type != m.campaign.user_id_type {
+                            retyped.push(m.id());
+                        }
                         self.remember_read(fresh, started);
                     }
                 }
                 Some(_) => {}
             }
         }
+        hits.retain(|(id, _)| !retyped.contains(id));
         hits.sort_by(|a, b| a.0.cmp(b.0));
         for (id, row) in hits {
             for (slot, member) in result.iter_mut().zip(row) {

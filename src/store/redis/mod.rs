@@ -59,6 +59,7 @@ pub use design::CHUNK;
 pub use keys::{Keys, PREFIX, Stamp};
 pub use meta::CampaignMeta;
 pub use pace::UploadPacing;
+pub use snapshot::SNAPSHOT_STRING_MAX_BYTES;
 
 use batch::Batch;
 use std::collections::HashMap;

@@ -290,7 +290,7 @@ impl RedisStore {
                 )
                 .await?;
             // Written last, so its staging TTL cannot run out during a long build.
-            snapshot::write(admin, &snapshot_key, &members).await?;
+            snapshot::write(admin, &snapshot_key, &members, self.snapshot_string_max()).await?;
             self.await_replicas(current, AckPoint::Staged(&snapshot_key), &masters)
                 .await?;
             let mut tx = Fenced::new(self.keys(), current, token);
@@ -345,7 +345,7 @@ impl RedisStore {
         let attempt = Stamp::random();
         let snapshot_key = self.keys().snapshot(id, current.incarnation, attempt);
         let masters = self.masters_before_publish().await?;
-        snapshot::write(admin, &snapshot_key, members).await?;
+        snapshot::write(admin, &snapshot_key, members, self.snapshot_string_max()).await?;
         let version = current.campaign.version + 1;
         let expire_at = self.expire_at(&current.campaign);
         // Designs that write ahead of the commit record the change first
@@ -531,6 +531,10 @@ impl RedisStore {
             self.retire_later(current.clone(), current.generation, None);
         }
         Ok(())
+    }
+
+    fn snapshot_string_max(&self) -> usize {
+        self.inner.options.snapshot_string_max_bytes
     }
 
     /// Frees an old generation in the background once no instance can still

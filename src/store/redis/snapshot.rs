@@ -1,6 +1,6 @@
 //! Audience snapshots: each version's audience as one compact encoding,
-//! held in [`CHUNK_BYTES`] pieces of one hash so no command is big and no
-//! audience reaches Redis's 512 MB string limit.
+//! moved in [`CHUNK_BYTES`] pieces so no command is big, and held as a hash
+//! of pieces when a string would near Redis's 512 MB limit (see [`write`]).
 //!
 //! Export, the add/remove diff, `per-user` clean-up and every near-cache
 //! read a snapshot instead of the live data, which is never read whole.
@@ -24,8 +24,9 @@
 //! every 65,536 IDs ([`Pace`]).
 //!
 //! A roaring treemap's first 8 bytes are its bitmap count, and a count that
-//! starts with a magic's bytes would need gigabytes of bitmaps, far past
-//! Redis's 512 MB strings: they cannot be confused.
+//! starts with a magic's bytes is at least 0x3144_4c47 (826,559,559
+//! bitmaps, some 10 GB of them), far past any audience guestlist accepts:
+//! they cannot be confused.
 
 use std::io::Read;
 
@@ -287,30 +288,53 @@ pub(crate) const FIELD_PIECES: &str = "pieces";
 /// Field of a snapshot's hash holding its length in bytes.
 pub(crate) const FIELD_BYTES: &str = "bytes";
 
+/// Snapshots up to this size are one string (the default of
+/// `StoreOptions::snapshot_string_max_bytes`): half of Redis's 512 MB limit.
+pub const SNAPSHOT_STRING_MAX_BYTES: usize = 256 << 20;
+
 /// Writes `members` under `key` with the staging TTL; the commit that
 /// publishes it gives it the campaign's expiry.
 ///
-/// The snapshot is a HASH of [`CHUNK_BYTES`] pieces (fields `0`, `1`, …)
-/// plus [`FIELD_PIECES`] and [`FIELD_BYTES`], not one string: a Redis
+/// Up to `string_max` bytes the snapshot is one string, written in
+/// [`CHUNK_BYTES`] pieces (`SET`, then `APPEND`), which every earlier
+/// version reads too. A bigger one is a HASH of [`CHUNK_BYTES`] pieces
+/// (fields `0`, `1`, …) plus [`FIELD_PIECES`] and [`FIELD_BYTES`]: a Redis
 /// string stops at 512 MB, which 100,000,000 sparse IDs, 33,000,000 UUIDs
-/// or a few million long strings would pass. One key all the same, so
+/// or a few million long strings would pass. Either way it is one key, so
 /// every expiry, rename and unlink of a snapshot stays one command.
-pub(crate) async fn write(conn: &Conn, key: &str, members: &Audience) -> StoreResult<()> {
+pub(crate) async fn write(
+    conn: &Conn,
+    key: &str,
+    members: &Audience,
+    string_max: usize,
+) -> StoreResult<()> {
     let bytes = encode(members).await;
-    let pieces = bytes.len().div_ceil(CHUNK_BYTES);
+    let as_string = bytes.len() <= string_max;
     // One round trip per PIPELINE_DEPTH pieces, built as it goes, so the
     // bytes are never copied whole into commands.
     let mut pipe = Batch::new();
-    pipe.cmd("HSET")
-        .arg(key)
-        .arg(FIELD_PIECES)
-        .arg(pieces)
-        .arg(FIELD_BYTES)
-        .arg(bytes.len())
-        .ignore();
-    pipe.cmd("EXPIRE").arg(key).arg(STAGING_TTL_SECS).ignore();
+    if !as_string {
+        pipe.cmd("HSET")
+            .arg(key)
+            .arg(FIELD_PIECES)
+            .arg(bytes.len().div_ceil(CHUNK_BYTES))
+            .arg(FIELD_BYTES)
+            .arg(bytes.len())
+            .ignore();
+        pipe.cmd("EXPIRE").arg(key).arg(STAGING_TTL_SECS).ignore();
+    }
     for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
-        pipe.cmd("HSET").arg(key).arg(i).arg(chunk).ignore();
+        match (as_string, i) {
+            (true, 0) => pipe
+                .cmd("SET")
+                .arg(key)
+                .arg(chunk)
+                .arg("EX")
+                .arg(STAGING_TTL_SECS),
+            (true, _) => pipe.cmd("APPEND").arg(key).arg(chunk),
+            (false, _) => pipe.cmd("HSET").arg(key).arg(i).arg(chunk),
+        }
+        .ignore();
         if (i + 1) % PIPELINE_DEPTH == 0 {
             conn.pipe::<()>("snapshot_write", &pipe).await?;
             pipe = Batch::new();
@@ -336,9 +360,8 @@ pub(crate) async fn read<T: Send + 'static>(
         .await?;
     let bytes = match kind.as_str() {
         "none" => return Ok(None),
-        "hash" => read_pieces(conn, key).await?,
-        // Written as one string before snapshots were split into pieces.
         "string" => read_string(conn, key).await?,
+        "hash" => read_pieces(conn, key).await?,
         other => {
             return Err(StoreError::Corrupt(format!(
                 "snapshot {key} is a {other}, not a hash"
@@ -376,7 +399,8 @@ async fn read_pieces(conn: &Conn, key: &str) -> StoreResult<Option<Vec<u8>>> {
             "snapshot {key} announces {pieces} pieces for {len} bytes"
         )));
     }
-    let mut bytes = Vec::with_capacity(len);
+    // Grown as pieces arrive past the first few: `bytes` is only a claim.
+    let mut bytes = Vec::with_capacity(len.min(PIPELINE_DEPTH * CHUNK_BYTES));
     for first in (0..pieces).step_by(PIPELINE_DEPTH) {
         let mut pipe = Batch::new();
         for i in first..(first + PIPELINE_DEPTH).min(pieces) {
@@ -393,7 +417,8 @@ async fn read_pieces(conn: &Conn, key: &str) -> StoreResult<Option<Vec<u8>>> {
     Ok((bytes.len() == len).then_some(bytes))
 }
 
-/// The bytes of a snapshot held as one string.
+/// The bytes of a snapshot held as one string, or `None` if it is shorter
+/// than it was (it expired or was replaced while it was read).
 async fn read_string(conn: &Conn, key: &str) -> StoreResult<Option<Vec<u8>>> {
     let len: usize = conn
         .cmd("snapshot_read", redis::cmd("STRLEN").arg(key))
@@ -401,13 +426,21 @@ async fn read_string(conn: &Conn, key: &str) -> StoreResult<Option<Vec<u8>>> {
     if len == 0 {
         return Ok(None);
     }
-    let mut pipe = Batch::new();
-    for start in (0..len).step_by(CHUNK_BYTES) {
-        let end = (start + CHUNK_BYTES).min(len) - 1;
-        pipe.cmd("GETRANGE").arg(key).arg(start).arg(end);
+    let mut bytes = Vec::with_capacity(len);
+    let starts: Vec<usize> = (0..len).step_by(CHUNK_BYTES).collect();
+    // PIPELINE_DEPTH pieces per round trip, so a reply is never the whole
+    // snapshot at once.
+    for batch in starts.chunks(PIPELINE_DEPTH) {
+        let mut pipe = Batch::new();
+        for &start in batch {
+            let end = (start + CHUNK_BYTES).min(len) - 1;
+            pipe.cmd("GETRANGE").arg(key).arg(start).arg(end);
+        }
+        let parts: Vec<Vec<u8>> = conn.pipe("snapshot_read", &pipe).await?;
+        for part in parts {
+            bytes.extend_from_slice(&part);
+        }
     }
-    let parts: Vec<Vec<u8>> = conn.pipe("snapshot_read", &pipe).await?;
-    let bytes = parts.concat();
     Ok((bytes.len() == len).then_some(bytes))
 }
 
