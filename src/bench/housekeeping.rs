@@ -90,7 +90,9 @@ pub(super) async fn load(
             let cache = if design == BenchDesign::NearCache {
                 let cache = NearCache::start(store.clone(), NearCacheOptions::default());
                 let deadline = Instant::now() + Duration::from_secs(60);
-                while cache.is_member(&id, 0).is_none() {
+                // Held, whatever its ID type (the integer probe says
+                // nothing of a UUID campaign).
+                while !cache.status().campaigns.iter().any(|c| c.id == id) {
                     anyhow::ensure!(
                         Instant::now() < deadline,
                         "the near-cache never loaded {id}"

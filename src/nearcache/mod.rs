@@ -455,6 +455,49 @@ mod tests {
         );
     }
 
+    /// A cached answer reads the user as the campaign's type, and says
+    /// nothing (`None`: the store answers, and refuses) for a user that
+    /// cannot be of it: the integer API never calls a UUID campaign's user
+    /// a non-member.
+    #[test]
+    fn typed_campaigns_answer_only_users_of_their_type() {
+        use crate::ids::{Audience, IdType, Strings};
+        let mut devices = campaign("devices", -1, 1);
+        devices.user_id_type = IdType::Uuid;
+        let mut emails = campaign("emails", -1, 1);
+        emails.user_id_type = IdType::String;
+        let uuid = User::parse("3F2A6C1E-8B7D-4C2A-9E1F-0A1B2C3D4E5F").unwrap();
+        let cache = NearCache::from_audiences(vec![
+            (devices, Audience::Uuids(vec![uuid.as_uuid().unwrap()])),
+            (
+                emails,
+                Audience::Strings(Strings::from_unsorted(vec!["42", "a+b@example.com"])),
+            ),
+        ]);
+        assert!(cache.is_member("devices", 5).is_none());
+        let handle = cache.campaign("devices").unwrap();
+        assert!(handle.is_member(5).is_none());
+        let alice = User::parse("alice").unwrap();
+        assert!(cache.is_member_named("devices", &alice).is_none());
+        assert!(
+            cache
+                .are_members("devices", &[uuid.clone(), alice])
+                .is_none()
+        );
+        let hit = cache.is_member_named("devices", &uuid).unwrap();
+        assert!(hit.member && hit.user_id_type == IdType::Uuid);
+        assert!(handle.is_member_named(&uuid).unwrap().member);
+        // 42 is the string "42" to a string campaign.
+        assert!(cache.is_member("emails", 42).unwrap().member);
+        assert!(!cache.is_member("emails", 43).unwrap().member);
+        let named = User::parse("a+b@example.com").unwrap();
+        assert!(cache.is_member_named("emails", &named).unwrap().member);
+        let (lists, _) = cache
+            .campaigns_for_many(&[User::from_int(42), named, uuid], Utc::now())
+            .unwrap();
+        assert_eq!(lists, vec![vec!["emails"], vec!["emails"], vec!["devices"]]);
+    }
+
     #[test]
     fn only_active_campaigns_are_listed_for_a_user() {
         let cache = NearCache::from_audiences(vec![
