@@ -106,7 +106,12 @@ fn user_of(campaign: &crate::domain::Campaign, user: &User) -> Result<UserIdValu
 /// `user` as a cached answer shows it: as read by the campaign's type (a
 /// UUID in canonical form), like the store's answers.
 fn cached_user(user: &User, hit: &crate::nearcache::CachedMembership) -> UserIdValue {
-    user.key(hit.user_id_type)
+    read_as(user, hit.user_id_type)
+}
+
+/// `user` read as an ID of `id_type`, or as sent when it cannot be one.
+fn read_as(user: &User, id_type: crate::ids::IdType) -> UserIdValue {
+    user.key(id_type)
         .map(|key| UserIdValue::from(&key))
         .unwrap_or_else(|| user.value())
 }
@@ -230,25 +235,37 @@ impl Checker {
         }
     }
 
-    /// One answer per user, in order, plus where they came from.
+    /// One answer per user, in order (the user as the campaign reads it, a
+    /// UUID in canonical form, and whether it is a member), plus where they
+    /// came from.
     pub async fn are_members(
         &self,
         campaign: &str,
         users: &[User],
-    ) -> Result<(Vec<bool>, Source, bool), CheckError> {
+    ) -> Result<(Vec<(UserIdValue, bool)>, Source, bool), CheckError> {
         let cached = self
             .cache
             .as_ref()
-            .and_then(|c| c.are_members(campaign, users));
+            .and_then(|c| c.are_members(campaign, users))
+            .map(|batch| {
+                let answers = users
+                    .iter()
+                    .zip(batch.members)
+                    .map(|(user, member)| (read_as(user, batch.user_id_type), member))
+                    .collect::<Vec<_>>();
+                (answers, batch.stale)
+            });
         if let Some((answers, false)) = cached {
             return Ok((answers, Source::Cache, false));
         }
         match self.store.are_members(campaign, users).await {
-            Ok((c, answers)) => {
+            Ok((c, members)) => {
                 self.observe(&c);
-                for user in users {
-                    user_of(&c, user)?;
-                }
+                let answers = users
+                    .iter()
+                    .zip(members)
+                    .map(|(user, member)| Ok((user_of(&c, user)?, member)))
+                    .collect::<Result<_, CheckError>>()?;
                 Ok((answers, self.store_source(), false))
             }
             Err(e) => match cached.filter(|_| store_unreachable(&e)) {

@@ -2,13 +2,21 @@
 //! status and error body, and leaves the campaign, its audience and the
 //! campaign list exactly as they were.
 //!
-//! The cases are one table, run in order against one harness per backend; a
-//! failure names the case that broke.
+//! The cases are one table, run in order against one harness per backend
+//! and ID type (integer everywhere; string and UUID on every backend that
+//! holds them); a failure names the case that broke. The rows every type
+//! shares spell their valid IDs as the type's; each type adds its own bad
+//! lines, JSON elements and users (`bad_inputs/typed_rows.rs` for string
+//! and UUID).
 
 mod common;
 
+#[path = "bad_inputs/typed_rows.rs"]
+mod typed_rows;
+
 use axum::http::{Method, StatusCode};
-use common::{ADMIN, Backend, Harness, lines};
+use common::typed::{Ids, Typed};
+use common::{ADMIN, Backend};
 use serde_json::{Value, json};
 
 /// The harness upload limit: small, so the "too large" case stays cheap.
@@ -21,7 +29,7 @@ const AUDIENCE: std::ops::RangeInclusive<u64> = 1..=100;
 struct Case {
     name: &'static str,
     method: Method,
-    path: &'static str,
+    path: String,
     token: Option<&'static str>,
     content_type: Option<&'static str>,
     body: String,
@@ -36,11 +44,11 @@ struct Case {
 }
 
 impl Case {
-    fn new(name: &'static str, method: Method, path: &'static str) -> Case {
+    fn new(name: &'static str, method: Method, path: impl Into<String>) -> Case {
         Case {
             name,
             method,
-            path,
+            path: path.into(),
             token: Some(ADMIN),
             content_type: None,
             body: String::new(),
@@ -113,12 +121,50 @@ impl Case {
     }
 }
 
-/// Lines 1..=16 are valid ids, line 17 is `12a`, and valid ids follow. The ids
-/// are chosen by the caller so that a partial write would show in the export.
-fn bad_line_17(valid: impl Iterator<Item = u64>) -> String {
-    let ids: Vec<u64> = valid.collect();
-    assert!(ids.len() > 16, "need valid ids on both sides of line 17");
-    format!("{}12a\n{}", lines(&ids[..16]), lines(&ids[16..]))
+/// Lines 1..=16 are valid ids, line 17 is `bad`, and valid ids follow. The
+/// ids are chosen by the caller so that a partial write would show in the
+/// export.
+fn bad_line_17(ids: Ids, valid: impl Iterator<Item = u64>, bad: &str) -> String {
+    let valid: Vec<u64> = valid.collect();
+    assert!(valid.len() > 16, "need valid ids on both sides of line 17");
+    format!(
+        "{}{bad}\n{}",
+        ids.lines(&valid[..16]),
+        ids.lines(&valid[16..])
+    )
+}
+
+/// A replace, an add and a remove, each with `bad` on line 17 among IDs of
+/// the type: refused by that line, with `message`, and nothing applied.
+fn bad_line_17_rows(ids: Ids, bad: &str, message: &'static str) -> Vec<Case> {
+    [
+        (
+            "a bad line mid-file in a replace is reported by its line number",
+            "replace",
+            "text/plain",
+            1_000..=1_019,
+        ),
+        (
+            "a bad line mid-file in an add adds none of the lines before it",
+            "add",
+            "text/plain",
+            1_000..=1_019,
+        ),
+        (
+            "a bad line mid-file in a remove removes none of the lines before it",
+            "remove",
+            "text/csv",
+            1..=30,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, op, content_type, valid)| {
+        Case::upload(name, op, content_type, bad_line_17(ids, valid, bad))
+            .fails(StatusCode::BAD_REQUEST, "invalid_user_id")
+            .line(17)
+            .message(message)
+    })
+    .collect()
 }
 
 /// A new campaign body, valid unless the caller overrides a field.
@@ -135,90 +181,34 @@ fn new_campaign(overrides: Value) -> Value {
     body
 }
 
-fn cases() -> Vec<Case> {
+/// The table for campaigns of `ids`: the rows every type shares, then the
+/// type's own (its bad lines, bad JSON elements and bad users).
+fn cases(ids: Ids) -> Vec<Case> {
+    let mut cases = shared_cases(ids);
+    cases.extend(match ids {
+        Ids::Integer => integer_cases(),
+        Ids::String => typed_rows::string_cases(),
+        Ids::Uuid => typed_rows::uuid_cases(),
+    });
+    cases
+}
+
+/// Rows whose refusal does not depend on the ID type; their valid IDs are
+/// spelled as the type's.
+fn shared_cases(ids: Ids) -> Vec<Case> {
     use Method as M;
     use StatusCode as S;
-    let too_large = lines(&(1..=20_000).collect::<Vec<u64>>());
+    let too_large = ids.lines(&(1..=20_000).collect::<Vec<u64>>());
     assert!(too_large.len() as u64 > UPLOAD_LIMIT);
-    let too_many_ids: Vec<u64> = (0..10_001).collect();
-    let valid_upload = lines(&[500, 501, 502]);
+    let too_many_ids = ids.values(0..10_001);
+    let valid_upload = ids.lines(&[500, 501, 502]);
     vec![
         // Text uploads.
-        Case::upload(
-            "a bad line mid-file in a replace is reported by its line number",
-            "replace",
-            "text/plain",
-            bad_line_17(1_000..1_020),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(17)
-        .message(r#"line 17: "12a" is not a user id"#),
-        Case::upload(
-            "a bad line mid-file in an add adds none of the lines before it",
-            "add",
-            "text/plain",
-            bad_line_17(1_000..1_020),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(17)
-        .message(r#"line 17: "12a" is not a user id"#),
-        Case::upload(
-            "a bad line mid-file in a remove removes none of the lines before it",
-            "remove",
-            "text/csv",
-            bad_line_17(1..=30),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(17)
-        .message(r#"line 17: "12a" is not a user id"#),
-        Case::upload(
-            "a negative id is refused as unsigned",
-            "replace",
-            "text/plain",
-            "1\n-5\n2\n".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(2)
-        .message("unsigned"),
-        Case::upload(
-            "a negative id in a remove is refused as unsigned",
-            "remove",
-            "text/plain",
-            "1\n2\n-5\n".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(3)
-        .message("unsigned"),
-        Case::upload(
-            "an id above u64 max is refused as too large",
-            "replace",
-            "text/plain",
-            "18446744073709551616\n".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(1)
-        .message("larger than 18446744073709551615"),
-        Case::upload(
-            "an id above u64 max in an add is refused as too large",
-            "add",
-            "text/plain",
-            "7000\n18446744073709551616\n".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(2)
-        .message("larger than 18446744073709551615"),
         Case::upload(
             "an empty body is an empty audience, not a clear",
             "replace",
             "text/plain",
             String::new(),
-        )
-        .fails(S::BAD_REQUEST, "empty_audience"),
-        Case::upload(
-            "a body of only a header is an empty audience",
-            "replace",
-            "text/csv",
-            "user_id\n".into(),
         )
         .fails(S::BAD_REQUEST, "empty_audience"),
         Case::upload(
@@ -228,15 +218,6 @@ fn cases() -> Vec<Case> {
             String::new(),
         )
         .fails(S::BAD_REQUEST, "empty_audience"),
-        Case::upload(
-            "a header that is not on line 1 is a bad line",
-            "replace",
-            "text/csv",
-            "1\nuser_id\n2\n".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(2)
-        .message("only on line 1"),
         Case::upload(
             "a body over the upload limit is too large",
             "replace",
@@ -253,6 +234,31 @@ fn cases() -> Vec<Case> {
         )
         .fails(S::PAYLOAD_TOO_LARGE, "body_too_large")
         .message("upload limit"),
+        Case::upload(
+            "a body of only a declared header is an empty audience",
+            "replace",
+            "text/csv; header=present",
+            "user_id\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "empty_audience"),
+        Case::upload(
+            "a csv row of several fields without a named column is refused",
+            "replace",
+            "text/csv",
+            format!("{},x\n", ids.uploaded(1)),
+        )
+        .fails(S::BAD_REQUEST, "invalid_csv")
+        .line(1)
+        .message("name the ID column"),
+        Case::new(
+            "a csv column that the header lacks is refused",
+            M::PUT,
+            "/v1/campaigns/c/audience?header=true&column=user",
+        )
+        .content_type("text/csv")
+        .body(format!("id,name\n{},Ann\n", ids.uploaded(1)))
+        .fails(S::BAD_REQUEST, "invalid_csv")
+        .line(1),
         // Content types.
         Case::upload(
             "an xml content type is unsupported",
@@ -274,7 +280,7 @@ fn cases() -> Vec<Case> {
             "a missing content type on a remove is unsupported",
             "remove",
             "text/plain",
-            lines(&[1, 2, 3]),
+            ids.lines(&[1, 2, 3]),
         )
         .no_content_type()
         .fails(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
@@ -288,33 +294,6 @@ fn cases() -> Vec<Case> {
         .fails(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
         // JSON uploads.
         Case::upload(
-            "a json array holding a string is refused",
-            "replace",
-            "application/json",
-            r#"[1, "2", 3]"#.into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(1)
-        .message(r#""2" is not a user id"#),
-        Case::upload(
-            "a json array holding a negative id in an add is refused",
-            "add",
-            "application/json",
-            "[7000, -5]".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(1)
-        .message("unsigned"),
-        Case::upload(
-            "a json id above u64 max is refused",
-            "replace",
-            "application/json",
-            "[18446744073709551616]".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(1)
-        .message("larger than 18446744073709551615"),
-        Case::upload(
             "json that is not an array is refused",
             "replace",
             "application/json",
@@ -327,7 +306,8 @@ fn cases() -> Vec<Case> {
             "malformed json is refused",
             "replace",
             "application/json",
-            "[1, 2".into(),
+            // Valid IDs of the type, so the cut is what is refused.
+            ids.values([1, 2]).to_string().trim_end_matches(']').into(),
         )
         .fails(S::BAD_REQUEST, "invalid_json")
         .line(1),
@@ -524,6 +504,95 @@ fn cases() -> Vec<Case> {
         )
         .fails(S::BAD_REQUEST, "invalid_user_id")
         .message("user_ids[1]"),
+    ]
+}
+
+/// Rows for integer campaigns: numbers out of range, signs, the undeclared
+/// header's rule.
+fn integer_cases() -> Vec<Case> {
+    use Method as M;
+    use StatusCode as S;
+    let mut cases = bad_line_17_rows(Ids::Integer, "12a", r#"line 17: "12a" is not a user id"#);
+    cases.extend([
+        Case::upload(
+            "a negative id is refused as unsigned",
+            "replace",
+            "text/plain",
+            "1\n-5\n2\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(2)
+        .message("unsigned"),
+        Case::upload(
+            "a negative id in a remove is refused as unsigned",
+            "remove",
+            "text/plain",
+            "1\n2\n-5\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(3)
+        .message("unsigned"),
+        Case::upload(
+            "an id above u64 max is refused as too large",
+            "replace",
+            "text/plain",
+            "18446744073709551616\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(1)
+        .message("larger than 18446744073709551615"),
+        Case::upload(
+            "an id above u64 max in an add is refused as too large",
+            "add",
+            "text/plain",
+            "7000\n18446744073709551616\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(2)
+        .message("larger than 18446744073709551615"),
+        Case::upload(
+            "a body of only a header is an empty audience",
+            "replace",
+            "text/csv",
+            "user_id\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "empty_audience"),
+        Case::upload(
+            "a header that is not on line 1 is a bad line",
+            "replace",
+            "text/csv",
+            "1\nuser_id\n2\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(2)
+        .message("only on line 1"),
+        Case::upload(
+            "a json array holding a string is refused",
+            "replace",
+            "application/json",
+            r#"[1, "2", 3]"#.into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(1)
+        .message(r#""2" is not a user id"#),
+        Case::upload(
+            "a json array holding a negative id in an add is refused",
+            "add",
+            "application/json",
+            "[7000, -5]".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(1)
+        .message("unsigned"),
+        Case::upload(
+            "a json id above u64 max is refused",
+            "replace",
+            "application/json",
+            "[18446744073709551616]".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(1)
+        .message("larger than 18446744073709551615"),
         Case::json(
             "a batch check of a string id against an integer campaign is refused",
             M::POST,
@@ -545,7 +614,8 @@ fn cases() -> Vec<Case> {
             "/v1/campaigns/c/members/-1",
         )
         .fails(S::BAD_REQUEST, "invalid_user_id"),
-    ]
+    ]);
+    cases
 }
 
 /// What no rejected request may change.
@@ -556,7 +626,7 @@ struct Snapshot {
     list: Value,
 }
 
-async fn snapshot(h: &Harness) -> Snapshot {
+async fn snapshot(h: &Typed) -> Snapshot {
     let (status, list) = h.get("/v1/campaigns").await;
     assert_eq!(status, StatusCode::OK, "{list}");
     Snapshot {
@@ -566,8 +636,8 @@ async fn snapshot(h: &Harness) -> Snapshot {
     }
 }
 
-async fn every_bad_input_is_refused_and_changes_nothing(backend: Backend) {
-    let h = Harness::with_limit(backend, UPLOAD_LIMIT).await;
+async fn every_bad_input_is_refused_and_changes_nothing(backend: Backend, ids: Ids) {
+    let h = Typed::with_limit(backend, ids, UPLOAD_LIMIT).await;
     h.active("c").await;
     let audience: Vec<u64> = AUDIENCE.collect();
     h.replace("c", &audience).await;
@@ -576,66 +646,71 @@ async fn every_bad_input_is_refused_and_changes_nothing(backend: Backend) {
     assert_eq!(before.campaign["audience_size"], 100);
     assert_eq!(before.list["campaigns"].as_array().map(Vec::len), Some(1));
 
-    let cases = cases();
+    let cases = cases(ids);
     assert!(cases.len() >= 18, "only {} cases", cases.len());
     for case in cases {
         let name = case.name;
         let (status, body) = h
             .send(
                 case.method.clone(),
-                case.path,
+                &case.path,
                 case.token,
                 case.content_type,
                 case.body,
             )
             .await;
-        assert_eq!(status, case.status, "{backend:?}: {name}: {body}");
-        assert_eq!(body["error"], case.code, "{backend:?}: {name}: {body}");
+        assert_eq!(status, case.status, "{backend:?} {ids:?}: {name}: {body}");
+        assert_eq!(
+            body["error"], case.code,
+            "{backend:?} {ids:?}: {name}: {body}"
+        );
         let message = body["message"].as_str().unwrap_or_default();
         assert!(
             !message.is_empty(),
-            "{backend:?}: {name}: no message in {body}"
+            "{backend:?} {ids:?}: {name}: no message in {body}"
         );
         if let Some(fragment) = case.message {
             assert!(
                 message.contains(fragment),
-                "{backend:?}: {name}: message {message:?} lacks {fragment:?}"
+                "{backend:?} {ids:?}: {name}: message {message:?} lacks {fragment:?}"
             );
         }
         assert_eq!(
             body.get("line").and_then(Value::as_u64),
             case.line,
-            "{backend:?}: {name}: line in {body}"
+            "{backend:?} {ids:?}: {name}: line in {body}"
         );
         assert_eq!(
             body.get("field").and_then(Value::as_str),
             case.field,
-            "{backend:?}: {name}: field in {body}"
+            "{backend:?} {ids:?}: {name}: field in {body}"
         );
         let after = snapshot(&h).await;
         assert_eq!(
             after, before,
-            "{backend:?}: {name}: the rejected request changed the state"
+            "{backend:?} {ids:?}: {name}: the rejected request changed the state"
         );
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_embedded_store_refuses_every_bad_input_and_changes_nothing() {
-    every_bad_input_is_refused_and_changes_nothing(Backend::Embedded).await;
+macro_rules! backends {
+    ($($test:ident: $backend:ident, $ids:ident;)*) => {
+        $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            every_bad_input_is_refused_and_changes_nothing(Backend::$backend, Ids::$ids).await;
+        })*
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_redis_set_store_refuses_every_bad_input_and_changes_nothing() {
-    every_bad_input_is_refused_and_changes_nothing(Backend::RedisSet).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_redis_per_user_store_refuses_every_bad_input_and_changes_nothing() {
-    every_bad_input_is_refused_and_changes_nothing(Backend::RedisPerUser).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_redis_bitmap_store_refuses_every_bad_input_and_changes_nothing() {
-    every_bad_input_is_refused_and_changes_nothing(Backend::RedisBitmap).await;
+backends! {
+    the_embedded_store_refuses_every_bad_input_and_changes_nothing: Embedded, Integer;
+    the_redis_set_store_refuses_every_bad_input_and_changes_nothing: RedisSet, Integer;
+    the_redis_per_user_store_refuses_every_bad_input_and_changes_nothing: RedisPerUser, Integer;
+    the_redis_bitmap_store_refuses_every_bad_input_and_changes_nothing: RedisBitmap, Integer;
+    string_campaigns_on_the_embedded_store_refuse_every_bad_input: Embedded, String;
+    string_campaigns_on_redis_set_refuse_every_bad_input: RedisSet, String;
+    string_campaigns_on_redis_per_user_refuse_every_bad_input: RedisPerUser, String;
+    uuid_campaigns_on_the_embedded_store_refuse_every_bad_input: Embedded, Uuid;
+    uuid_campaigns_on_redis_set_refuse_every_bad_input: RedisSet, Uuid;
+    uuid_campaigns_on_redis_per_user_refuse_every_bad_input: RedisPerUser, Uuid;
 }

@@ -1,51 +1,51 @@
-//! One contract, every store: embedded, and Redis with the `set`, `per-user`
-//! and `bitmap` designs, `set` again over TLS (`rediss://` to a server
-//! whose CA the test made), and each design on a 3-master Redis Cluster.
+//! One contract, every store and every ID type: integer campaigns on the
+//! embedded store, Redis with the `set`, `per-user` and `bitmap` designs,
+//! `set` again over TLS (`rediss://` to a server whose CA the test made), and
+//! each design on a 3-master Redis Cluster; string and UUID campaigns on
+//! every backend that holds them (embedded, `set`, `per-user`).
 //!
-//! Each case is written once against the HTTP API and instantiated for each
-//! backend by `suite!`, so the backends cannot drift apart.
+//! Each case is written once against the HTTP API over test users numbered
+//! `n`, which the [`Typed`] harness spells by the campaign's type (see
+//! `common::typed`), and `suite!` instantiates it for each backend and type,
+//! so neither can drift apart.
 
 mod common;
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use common::{ADMIN, Backend, Harness, lines};
+use common::typed::{Ids, Typed};
+use common::{ADMIN, Backend, Harness};
 use serde_json::json;
+
+/// One module of tests: every case on one backend and ID type.
+macro_rules! backend {
+    ($module:ident, $backend:ident, $ids:ident, [$($case:ident),*]) => {
+        mod $module {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let h = super::Typed::new(super::Backend::$backend, super::Ids::$ids).await;
+                super::$case(&h).await
+            })*
+        }
+    };
+}
 
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(&super::Harness::new(super::Backend::Embedded).await).await })*
-        }
-        mod redis_set {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisSet).await).await })*
-        }
-        mod redis_per_user {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisPerUser).await).await })*
-        }
-        mod redis_bitmap {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisBitmap).await).await })*
-        }
-        mod redis_tls {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(&super::Harness::new(super::Backend::RedisTls).await).await })*
-        }
-        mod cluster_set {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(&super::Harness::new(super::Backend::ClusterSet).await).await })*
-        }
-        mod cluster_per_user {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(&super::Harness::new(super::Backend::ClusterPerUser).await).await })*
-        }
-        mod cluster_bitmap {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(&super::Harness::new(super::Backend::ClusterBitmap).await).await })*
-        }
+        backend!(embedded, Embedded, Integer, [$($case),*]);
+        backend!(redis_set, RedisSet, Integer, [$($case),*]);
+        backend!(redis_per_user, RedisPerUser, Integer, [$($case),*]);
+        backend!(redis_bitmap, RedisBitmap, Integer, [$($case),*]);
+        backend!(redis_tls, RedisTls, Integer, [$($case),*]);
+        backend!(cluster_set, ClusterSet, Integer, [$($case),*]);
+        backend!(cluster_per_user, ClusterPerUser, Integer, [$($case),*]);
+        backend!(cluster_bitmap, ClusterBitmap, Integer, [$($case),*]);
+        backend!(string_embedded, Embedded, String, [$($case),*]);
+        backend!(string_redis_set, RedisSet, String, [$($case),*]);
+        backend!(string_redis_per_user, RedisPerUser, String, [$($case),*]);
+        backend!(uuid_embedded, Embedded, Uuid, [$($case),*]);
+        backend!(uuid_redis_set, RedisSet, Uuid, [$($case),*]);
+        backend!(uuid_redis_per_user, RedisPerUser, Uuid, [$($case),*]);
     };
 }
 
@@ -80,19 +80,18 @@ suite!(
     a_rollback_made_against_an_older_live_version_is_refused,
 );
 
-async fn creating_a_campaign_returns_it_with_its_status(h: &Harness) {
-    let body = h
-        .post_json(
-            "/v1/campaigns",
-            json!({
-                "id": "spring-sale",
-                "name": "  Spring sale ",
-                "starts_at": "2020-01-01T02:00:00+02:00",
-                "ends_at": "2099-01-01T00:00:00Z",
-                "design": h.design(),
-            }),
-        )
-        .await;
+async fn creating_a_campaign_returns_it_with_its_status(h: &Typed) {
+    let mut request = json!({
+        "id": "spring-sale",
+        "name": "  Spring sale ",
+        "starts_at": "2020-01-01T02:00:00+02:00",
+        "ends_at": "2099-01-01T00:00:00Z",
+        "design": h.design(),
+    });
+    if h.ids != Ids::Integer {
+        request["user_id_type"] = json!(h.ids.name());
+    }
+    let body = h.post_json("/v1/campaigns", request).await;
     assert_eq!(body.0, StatusCode::CREATED, "{}", body.1);
     let c = body.1;
     assert_eq!(c["id"], "spring-sale");
@@ -100,13 +99,14 @@ async fn creating_a_campaign_returns_it_with_its_status(h: &Harness) {
     assert_eq!(c["starts_at"], "2020-01-01T00:00:00Z", "stored in UTC");
     assert_eq!(c["status"], "active");
     assert_eq!(c["design"], h.design());
+    assert_eq!(c["user_id_type"], h.ids.name());
     assert_eq!(c["audience_size"], 0);
     assert_eq!(c["version"], 0);
     assert!(c["created_at"].is_string() && c["updated_at"].is_string());
     assert!(c.get("generation").is_none(), "internal field leaked: {c}");
 }
 
-async fn campaigns_are_listed_and_fetched_by_id(h: &Harness) {
+async fn campaigns_are_listed_and_fetched_by_id(h: &Typed) {
     h.create("b", -1, 1).await;
     h.create("a", 1, 2).await;
     let (status, body) = h.get("/v1/campaigns").await;
@@ -124,7 +124,7 @@ async fn campaigns_are_listed_and_fetched_by_id(h: &Harness) {
     assert_eq!(body["error"], "campaign_not_found");
 }
 
-async fn status_follows_the_window_for_every_state(h: &Harness) {
+async fn status_follows_the_window_for_every_state(h: &Typed) {
     h.create("past", -3, -1).await;
     h.create("now", -1, 1).await;
     h.create("later", 1, 3).await;
@@ -133,7 +133,7 @@ async fn status_follows_the_window_for_every_state(h: &Harness) {
     assert_eq!(h.campaign("later").await["status"], "scheduled");
 }
 
-async fn a_duplicate_id_is_a_conflict_and_changes_nothing(h: &Harness) {
+async fn a_duplicate_id_is_a_conflict_and_changes_nothing(h: &Typed) {
     let first = h.create("dup", -1, 1).await;
     let (status, body) = h
         .post_json(
@@ -146,7 +146,7 @@ async fn a_duplicate_id_is_a_conflict_and_changes_nothing(h: &Harness) {
     assert_eq!(h.campaign("dup").await, first);
 }
 
-async fn patch_moves_the_window_and_renames(h: &Harness) {
+async fn patch_moves_the_window_and_renames(h: &Typed) {
     h.active("c").await;
     h.replace("c", &[1, 2]).await;
     let (status, body) = h
@@ -170,7 +170,7 @@ async fn patch_moves_the_window_and_renames(h: &Harness) {
     assert!(h.is_member("c", 1).await, "membership itself is unchanged");
 }
 
-async fn an_invalid_patch_changes_nothing(h: &Harness) {
+async fn an_invalid_patch_changes_nothing(h: &Typed) {
     let before = h.active("c").await;
     for bad in [
         json!({"ends_at": "2000-01-01T00:00:00Z"}),
@@ -189,16 +189,14 @@ async fn an_invalid_patch_changes_nothing(h: &Harness) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-async fn delete_removes_the_campaign_and_its_audience(h: &Harness) {
+async fn delete_removes_the_campaign_and_its_audience(h: &Typed) {
     h.active("gone").await;
     h.replace("gone", &[5, 6]).await;
     let (status, _) = h.delete("/v1/campaigns/gone").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(h.get("/v1/campaigns/gone").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(
-        h.get("/v1/campaigns/gone/members/5").await.0,
-        StatusCode::NOT_FOUND
-    );
+    let check = format!("/v1/campaigns/gone/members/{}", h.ids.path(5));
+    assert_eq!(h.get(&check).await.0, StatusCode::NOT_FOUND);
     assert!(h.campaigns_of(5).await.is_empty());
     assert_eq!(
         h.delete("/v1/campaigns/gone").await.0,
@@ -210,10 +208,24 @@ async fn delete_removes_the_campaign_and_its_audience(h: &Harness) {
     assert_eq!(h.campaign("gone").await["audience_size"], 0);
 }
 
-async fn replace_counts_duplicates_and_answers_membership(h: &Harness) {
+async fn replace_counts_duplicates_and_answers_membership(h: &Typed) {
     h.active("c").await;
-    let body = "\u{feff}user_id\r\n10\r\n20\r\n20\r\n\r\n 30 \r\n10\r\n";
-    let (status, r) = h.upload("c", "replace", "text/csv", body).await;
+    let id = |n| h.ids.uploaded(n);
+    let body = format!(
+        "\u{feff}user_id\r\n{}\r\n{}\r\n{}\r\n\r\n {} \r\n{}\r\n",
+        id(10),
+        id(20),
+        id(20),
+        id(30),
+        id(10)
+    );
+    // Integer uploads keep the rule for an undeclared header (one
+    // non-numeric first line); other types must declare it.
+    let content_type = match h.ids {
+        Ids::Integer => "text/csv",
+        _ => "text/csv; header=present",
+    };
+    let (status, r) = h.upload("c", "replace", content_type, body).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["received"], 5);
     assert_eq!(r["duplicates"], 2);
@@ -225,7 +237,7 @@ async fn replace_counts_duplicates_and_answers_membership(h: &Harness) {
     assert_eq!(h.campaign("c").await["audience_size"], 3);
 }
 
-async fn replace_swaps_the_whole_audience(h: &Harness) {
+async fn replace_swaps_the_whole_audience(h: &Typed) {
     h.active("c").await;
     h.replace("c", &[1, 2, 3]).await;
     h.replace("c", &[3, 4]).await;
@@ -237,16 +249,20 @@ async fn replace_swaps_the_whole_audience(h: &Harness) {
     assert_eq!(h.campaigns_of(4).await, ["c"]);
 }
 
-async fn add_and_remove_report_what_changed(h: &Harness) {
+async fn add_and_remove_report_what_changed(h: &Typed) {
     h.active("c").await;
     h.replace("c", &[1, 2]).await;
-    let (status, r) = h.upload("c", "add", "text/plain", "2\n3\n4\n").await;
+    let (status, r) = h
+        .upload("c", "add", "text/plain", h.ids.lines(&[2, 3, 4]))
+        .await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(
         (r["added"].as_u64(), r["audience_size"].as_u64()),
         (Some(2), Some(4))
     );
-    let (status, r) = h.upload("c", "remove", "text/plain", "1\n9\n").await;
+    let (status, r) = h
+        .upload("c", "remove", "text/plain", h.ids.lines(&[1, 9]))
+        .await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(
         (r["removed"].as_u64(), r["audience_size"].as_u64()),
@@ -258,24 +274,26 @@ async fn add_and_remove_report_what_changed(h: &Harness) {
     assert_eq!(h.campaigns_of(4).await, ["c"]);
     // A no-op change leaves the version alone.
     let version = h.campaign("c").await["version"].clone();
-    let (_, r) = h.upload("c", "add", "text/plain", "2\n").await;
+    let (_, r) = h.upload("c", "add", "text/plain", h.ids.lines(&[2])).await;
     assert_eq!(r["added"], 0);
     assert_eq!(r["version"], version);
 }
 
-async fn large_incremental_changes_are_applied_whole(h: &Harness) {
+async fn large_incremental_changes_are_applied_whole(h: &Typed) {
     h.active("c").await;
     let first: Vec<u64> = (0..3_000).collect();
     h.replace("c", &first).await;
     let more: Vec<u64> = (2_000..6_000).collect();
-    let (status, r) = h.upload("c", "add", "text/plain", lines(&more)).await;
+    let (status, r) = h.upload("c", "add", "text/plain", h.ids.lines(&more)).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(
         (r["added"].as_u64(), r["audience_size"].as_u64()),
         (Some(3_000), Some(6_000))
     );
     let gone: Vec<u64> = (0..2_500).collect();
-    let (status, r) = h.upload("c", "remove", "text/plain", lines(&gone)).await;
+    let (status, r) = h
+        .upload("c", "remove", "text/plain", h.ids.lines(&gone))
+        .await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(
         (r["removed"].as_u64(), r["audience_size"].as_u64()),
@@ -289,7 +307,7 @@ async fn large_incremental_changes_are_applied_whole(h: &Harness) {
     assert_eq!(h.export("c").await, (2_500..6_000).collect::<Vec<u64>>());
 }
 
-async fn json_bodies_are_accepted(h: &Harness) {
+async fn json_bodies_are_accepted(h: &Typed) {
     h.active("c").await;
     // A bitmap reaching 2^32 would cost 512 MiB for four IDs and is refused
     // as too sparse; 8,000,000 keeps it within the always-accepted 1 MiB.
@@ -303,7 +321,7 @@ async fn json_bodies_are_accepted(h: &Harness) {
             "c",
             "replace",
             "application/json; charset=utf-8",
-            format!("[7, 8, 8, {top}]"),
+            h.ids.values([7, 8, 8, top]).to_string(),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{r}");
@@ -315,7 +333,7 @@ async fn json_bodies_are_accepted(h: &Harness) {
     assert!(!h.is_member("c", top - 1).await);
 }
 
-async fn an_empty_json_array_clears_the_audience(h: &Harness) {
+async fn an_empty_json_array_clears_the_audience(h: &Typed) {
     h.active("c").await;
     h.replace("c", &[1, 2]).await;
     let (status, r) = h.upload("c", "replace", "application/json", "[]").await;
@@ -325,7 +343,7 @@ async fn an_empty_json_array_clears_the_audience(h: &Harness) {
     assert_eq!(h.export("c").await, Vec::<u64>::new());
 }
 
-async fn export_streams_the_audience_in_order(h: &Harness) {
+async fn export_streams_the_audience_in_order(h: &Typed) {
     h.active("c").await;
     let ids: Vec<u64> = (0..50_000u64).map(|i| i * 7_919 % 1_000_003).collect();
     h.replace("c", &ids).await;
@@ -348,30 +366,52 @@ async fn export_streams_the_audience_in_order(h: &Harness) {
     );
 }
 
-async fn member_checks_report_whether_the_campaign_is_active(h: &Harness) {
+async fn member_checks_report_whether_the_campaign_is_active(h: &Typed) {
     for (id, start, end) in [("past", -3, -1), ("now", -1, 1), ("later", 1, 3)] {
         h.create(id, start, end).await;
         h.replace(id, &[42]).await;
     }
     for (id, active) in [("past", false), ("now", true), ("later", false)] {
-        let (status, body) = h.get(&format!("/v1/campaigns/{id}/members/42")).await;
+        let path = format!("/v1/campaigns/{id}/members/{}", h.ids.path(42));
+        let (status, body) = h.get(&path).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             body,
             json!({
-                "campaign": id, "user_id": 42, "member": true, "active": active,
+                "campaign": id, "user_id": h.ids.value(42), "member": true, "active": active,
                 "source": "store", "stale": false,
             })
         );
     }
-    let (status, body) = h.get("/v1/campaigns/now/members/abc").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"], "invalid_user_id");
-    let (status, _) = h.get("/v1/campaigns/now/members/-1").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for (user, why) in not_a_user(h.ids) {
+        let (status, body) = h.get(&format!("/v1/campaigns/now/members/{user}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{user}: {body}");
+        assert_eq!(body["error"], "invalid_user_id");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(why), "{user}: {message}");
+    }
 }
 
-async fn member_checks_on_unknown_campaigns_are_404(h: &Harness) {
+/// Path segments that no user of the type can be, and what the refusal
+/// says about each.
+fn not_a_user(ids: Ids) -> [(String, &'static str); 2] {
+    match ids {
+        Ids::Integer => [
+            ("abc".into(), "takes integer user ids"),
+            ("-1".into(), "unsigned"),
+        ],
+        Ids::String => [
+            ("bell%07".into(), "control character"),
+            ("x".repeat(257), "at most 256"),
+        ],
+        Ids::Uuid => [
+            ("abc".into(), "takes uuid user ids"),
+            (format!("{}0", ids.text(42)), "is not a UUID"),
+        ],
+    }
+}
+
+async fn member_checks_on_unknown_campaigns_are_404(h: &Typed) {
     let (status, body) = h.get("/v1/campaigns/ghost/members/1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"], "campaign_not_found");
@@ -379,7 +419,7 @@ async fn member_checks_on_unknown_campaigns_are_404(h: &Harness) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-async fn users_see_only_their_active_campaigns_sorted(h: &Harness) {
+async fn users_see_only_their_active_campaigns_sorted(h: &Typed) {
     for (id, start, end) in [
         ("zeta", -1, 1),
         ("alpha", -1, 1),
@@ -396,8 +436,8 @@ async fn users_see_only_their_active_campaigns_sorted(h: &Harness) {
     assert_eq!(h.campaigns_of(7).await, ["alpha", "zeta"]);
     assert_eq!(h.campaigns_of(8).await, ["alpha", "other", "zeta"]);
     assert_eq!(h.campaigns_of(9).await, Vec::<String>::new());
-    // A user no integer campaign can hold is in none of them; only a
-    // user no ID type can hold is refused.
+    // A user no campaign of the type can hold (or a string in none) is in
+    // none of them; only a user no ID type can hold is refused.
     let (status, body) = h.get("/v1/users/x/campaigns").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["campaigns"], json!([]));
@@ -406,7 +446,7 @@ async fn users_see_only_their_active_campaigns_sorted(h: &Harness) {
     assert_eq!(body["error"], "invalid_user_id");
 }
 
-async fn batch_checks_answer_per_user(h: &Harness) {
+async fn batch_checks_answer_per_user(h: &Typed) {
     h.active("a").await;
     h.active("b").await;
     h.create("ended", -3, -1).await;
@@ -414,30 +454,37 @@ async fn batch_checks_answer_per_user(h: &Harness) {
     h.replace("b", &[2]).await;
     h.replace("ended", &[1, 2, 3]).await;
     let (status, body) = h
-        .post_json("/v1/check", json!({"user_ids": [1, 2, 3], "campaign": "a"}))
+        .post_json(
+            "/v1/check",
+            json!({"user_ids": h.ids.values([1, 2, 3]), "campaign": "a"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let user = |n| h.ids.value(n);
     assert_eq!(
         body,
         json!({"results": [
-            {"user_id": 1, "member": true},
-            {"user_id": 2, "member": true},
-            {"user_id": 3, "member": false},
+            {"user_id": user(1), "member": true},
+            {"user_id": user(2), "member": true},
+            {"user_id": user(3), "member": false},
         ], "source": "store", "stale": false})
     );
     let (status, body) = h
-        .post_json("/v1/check", json!({"user_ids": [1, 2, 3]}))
+        .post_json("/v1/check", json!({"user_ids": h.ids.values([1, 2, 3])}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Each campaign reads the user as its own type, so the user is named
+    // as sent.
+    let sent = |n| h.ids.values([n])[0].clone();
     assert_eq!(
         body,
         json!({"results": [
-            {"user_id": 1, "campaigns": ["a"]},
-            {"user_id": 2, "campaigns": ["a", "b"]},
-            {"user_id": 3, "campaigns": []},
+            {"user_id": sent(1), "campaigns": ["a"]},
+            {"user_id": sent(2), "campaigns": ["a", "b"]},
+            {"user_id": sent(3), "campaigns": []},
         ], "source": "store", "stale": false})
     );
-    let many: Vec<u64> = (0..2_500).collect();
+    let many = h.ids.values(0..2_500);
     let (status, body) = h
         .post_json("/v1/check", json!({"user_ids": many, "campaign": "a"}))
         .await;
@@ -450,13 +497,16 @@ async fn batch_checks_answer_per_user(h: &Harness) {
         .count();
     assert_eq!(hits, 2);
     let (status, body) = h
-        .post_json("/v1/check", json!({"user_ids": [1], "campaign": "ghost"}))
+        .post_json(
+            "/v1/check",
+            json!({"user_ids": h.ids.values([1]), "campaign": "ghost"}),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
 
-async fn batch_checks_are_bounded(h: &Harness) {
-    let too_many: Vec<u64> = (0..10_001).collect();
+async fn batch_checks_are_bounded(h: &Typed) {
+    let too_many = h.ids.values(0..10_001);
     let (status, body) = h
         .post_json("/v1/check", json!({"user_ids": too_many}))
         .await;
@@ -467,16 +517,11 @@ async fn batch_checks_are_bounded(h: &Harness) {
     assert_eq!(body["error"], "invalid_json");
 }
 
-async fn versions_increase_on_every_audience_change(h: &Harness) {
+async fn versions_increase_on_every_audience_change(h: &Typed) {
     h.active("c").await;
     let mut last = 0;
-    for (op, body) in [
-        ("replace", "1\n"),
-        ("add", "2\n"),
-        ("remove", "1\n"),
-        ("replace", "5\n"),
-    ] {
-        let (status, r) = h.upload("c", op, "text/plain", body).await;
+    for (op, user) in [("replace", 1), ("add", 2), ("remove", 1), ("replace", 5)] {
+        let (status, r) = h.upload("c", op, "text/plain", h.ids.lines(&[user])).await;
         assert_eq!(status, StatusCode::OK, "{r}");
         let v = r["version"].as_u64().unwrap();
         assert!(v > last, "{op}: version {v} after {last}");
@@ -485,7 +530,7 @@ async fn versions_increase_on_every_audience_change(h: &Harness) {
     assert_eq!(h.campaign("c").await["version"], last);
 }
 
-async fn health_and_readiness_answer(h: &Harness) {
+async fn health_and_readiness_answer(h: &Typed) {
     let (status, body) = h.get("/healthz").await;
     assert_eq!(
         (status, body["status"].as_str()),
@@ -503,7 +548,7 @@ async fn health_and_readiness_answer(h: &Harness) {
     );
 }
 
-async fn reads_need_the_check_token_when_one_is_set(h: &Harness) {
+async fn reads_need_the_check_token_when_one_is_set(h: &Typed) {
     use guestlist::app::{AppState, Tokens};
     use guestlist::routes::router;
     let app = router(AppState::new(
@@ -511,13 +556,17 @@ async fn reads_need_the_check_token_when_one_is_set(h: &Harness) {
         Tokens::single(ADMIN).with_check_token("reader-token"),
         1 << 20,
     ));
-    let guarded = Harness {
-        app,
-        store: h.store.clone(),
-        backend: h.backend,
-        redis: None,
-        data_dir: None,
+    let guarded = Typed {
+        h: Harness {
+            app,
+            store: h.store.clone(),
+            backend: h.backend,
+            redis: None,
+            data_dir: None,
+        },
+        ids: h.ids,
     };
+    let check = format!("/v1/campaigns/c/members/{}", h.ids.path(1));
     guarded.active("c").await;
     for (token, want) in [
         (None, StatusCode::UNAUTHORIZED),
@@ -526,13 +575,7 @@ async fn reads_need_the_check_token_when_one_is_set(h: &Harness) {
         (Some(ADMIN), StatusCode::OK),
     ] {
         let (status, body) = guarded
-            .send(
-                Method::GET,
-                "/v1/campaigns/c/members/1",
-                token,
-                None,
-                Body::empty(),
-            )
+            .send(Method::GET, &check, token, None, Body::empty())
             .await;
         assert_eq!(status, want, "{token:?}: {body}");
     }
@@ -550,13 +593,15 @@ async fn reads_need_the_check_token_when_one_is_set(h: &Harness) {
     assert_eq!(guarded.campaign("c").await["id"], "c");
 }
 
-async fn ids_beyond_a_design_limit_are_refused_and_change_nothing(h: &Harness) {
+async fn ids_beyond_a_design_limit_are_refused_and_change_nothing(h: &Typed) {
     h.active("c").await;
     h.replace("c", &[1, 2]).await;
     let before = h.campaign("c").await;
     let big = 1u64 << 32;
     for op in ["replace", "add"] {
-        let (status, body) = h.upload("c", op, "text/plain", format!("3\n{big}\n")).await;
+        let (status, body) = h
+            .upload("c", op, "text/plain", h.ids.lines(&[3, big]))
+            .await;
         if h.design() == "bitmap" {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{op}: {body}");
             assert_eq!(body["error"], "user_id_out_of_range");
@@ -590,7 +635,7 @@ async fn ids_beyond_a_design_limit_are_refused_and_change_nothing(h: &Harness) {
     }
 }
 
-async fn a_dry_run_reports_the_exact_change_and_changes_nothing(h: &Harness) {
+async fn a_dry_run_reports_the_exact_change_and_changes_nothing(h: &Typed) {
     h.active("c").await;
     h.replace("c", &(1..=30).collect::<Vec<u64>>()).await;
     let before = (
@@ -614,7 +659,8 @@ async fn a_dry_run_reports_the_exact_change_and_changes_nothing(h: &Harness) {
     };
 
     // Replace with 28..=60: 30 new IDs (31..=60), 27 gone (1..=27).
-    let (status, r) = dry("replace", lines(&(28..=60).collect::<Vec<u64>>())).await;
+    let ids = h.ids;
+    let (status, r) = dry("replace", ids.lines(&(28..=60).collect::<Vec<u64>>())).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["dry_run"], true);
     assert_eq!(r["version"], before.0["version"]);
@@ -627,16 +673,10 @@ async fn a_dry_run_reports_the_exact_change_and_changes_nothing(h: &Harness) {
         ],
         [30, 27, 30, 33]
     );
-    assert_eq!(
-        r["would_add_sample"],
-        json!((31..=50).collect::<Vec<u64>>())
-    );
-    assert_eq!(
-        r["would_remove_sample"],
-        json!((1..=20).collect::<Vec<u64>>())
-    );
+    assert_eq!(r["would_add_sample"], ids.canonical(31..=50));
+    assert_eq!(r["would_remove_sample"], ids.canonical(1..=20));
 
-    let (status, r) = dry("add", "5\n31\n32\n32\n".into()).await;
+    let (status, r) = dry("add", ids.lines(&[5, 31, 32, 32])).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(
         [
@@ -647,16 +687,24 @@ async fn a_dry_run_reports_the_exact_change_and_changes_nothing(h: &Harness) {
         ],
         [2, 0, 32, 1]
     );
-    assert_eq!(r["would_add_sample"], json!([31, 32]));
+    assert_eq!(r["would_add_sample"], ids.canonical([31, 32]));
 
-    let (status, r) = dry("remove", "5\n6\n99\n".into()).await;
+    let (status, r) = dry("remove", ids.lines(&[5, 6, 99])).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!([&r["would_remove"], &r["new_size"]], [2, 28]);
-    assert_eq!(r["would_remove_sample"], json!([5, 6]));
+    assert_eq!(r["would_remove_sample"], ids.canonical([5, 6]));
 
     // A bad body or a bad flag is refused as it would be without the flag.
-    let (status, r) = dry("add", "5\nnope\n".into()).await;
+    let bad = match ids {
+        Ids::String => "no\u{7}pe",
+        _ => "nope",
+    };
+    let (status, r) = dry("add", format!("{}{bad}\n", ids.lines(&[5]))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{r}");
+    assert_eq!(
+        (&r["error"], &r["line"]),
+        (&json!("invalid_user_id"), &json!(2))
+    );
     for (method, path, code, message) in [
         (
             Method::POST,
@@ -673,7 +721,13 @@ async fn a_dry_run_reports_the_exact_change_and_changes_nothing(h: &Harness) {
         ),
     ] {
         let (status, r) = h
-            .send(method, path, Some(ADMIN), Some("text/plain"), "99\n")
+            .send(
+                method,
+                path,
+                Some(ADMIN),
+                Some("text/plain"),
+                ids.lines(&[99]),
+            )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {r}");
         assert_eq!(r["error"], code, "{r}");
@@ -693,7 +747,7 @@ async fn a_dry_run_reports_the_exact_change_and_changes_nothing(h: &Harness) {
 }
 
 /// The kept versions as (version, audience_size, action, restored).
-async fn versions(h: &Harness, id: &str) -> Vec<(u64, u64, String, Option<u64>)> {
+async fn versions(h: &Typed, id: &str) -> Vec<(u64, u64, String, Option<u64>)> {
     let (status, body) = h.get(&format!("/v1/campaigns/{id}/versions")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["versions"]
@@ -713,7 +767,7 @@ async fn versions(h: &Harness, id: &str) -> Vec<(u64, u64, String, Option<u64>)>
         .collect()
 }
 
-async fn rollback(h: &Harness, id: &str, version: u64) -> (StatusCode, serde_json::Value) {
+async fn rollback(h: &Typed, id: &str, version: u64) -> (StatusCode, serde_json::Value) {
     h.post_json(
         &format!("/v1/campaigns/{id}/rollback"),
         json!({ "version": version }),
@@ -721,7 +775,7 @@ async fn rollback(h: &Harness, id: &str, version: u64) -> (StatusCode, serde_jso
     .await
 }
 
-async fn rollback_restores_a_kept_version_as_a_new_version(h: &Harness) {
+async fn rollback_restores_a_kept_version_as_a_new_version(h: &Typed) {
     h.active("c").await;
     let (status, body) = h.get("/v1/campaigns/c/versions").await;
     assert_eq!((status, &body), (StatusCode::OK, &json!({"versions": []})));
@@ -729,9 +783,11 @@ async fn rollback_restores_a_kept_version_as_a_new_version(h: &Harness) {
     // 1,500 IDs: a rebuild; the add and remove below are in place.
     let big: Vec<u64> = (100..1_600).collect();
     h.replace("c", &big).await;
-    let (status, r) = h.upload("c", "add", "text/plain", "7\n").await;
+    let (status, r) = h.upload("c", "add", "text/plain", h.ids.lines(&[7])).await;
     assert_eq!(status, StatusCode::OK, "{r}");
-    let (status, r) = h.upload("c", "remove", "text/plain", "100\n").await;
+    let (status, r) = h
+        .upload("c", "remove", "text/plain", h.ids.lines(&[100]))
+        .await;
     assert_eq!(status, StatusCode::OK, "{r}");
     let replaced = "replaced".to_string();
     assert_eq!(
@@ -775,7 +831,7 @@ async fn rollback_restores_a_kept_version_as_a_new_version(h: &Harness) {
     assert_eq!(h.export("c").await, expected);
 }
 
-async fn the_history_keeps_the_last_five_versions(h: &Harness) {
+async fn the_history_keeps_the_last_five_versions(h: &Typed) {
     h.active("c").await;
     for v in 1..=7u64 {
         h.replace("c", &[v, 100 + v]).await;
@@ -824,7 +880,7 @@ async fn the_history_keeps_the_last_five_versions(h: &Harness) {
     assert_eq!(kept, [8, 7, 6, 5, 4]);
 }
 
-async fn a_rollback_never_reaches_a_deleted_incarnation(h: &Harness) {
+async fn a_rollback_never_reaches_a_deleted_incarnation(h: &Typed) {
     h.active("c").await;
     h.replace("c", &[1, 2]).await;
     h.replace("c", &[3]).await;
@@ -851,7 +907,7 @@ async fn a_rollback_never_reaches_a_deleted_incarnation(h: &Harness) {
     );
 }
 
-async fn a_rollback_made_against_an_older_live_version_is_refused(h: &Harness) {
+async fn a_rollback_made_against_an_older_live_version_is_refused(h: &Typed) {
     h.active("c").await;
     h.replace("c", &[1]).await;
     h.replace("c", &[2]).await;

@@ -12,6 +12,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use chrono::{Duration as Span, Utc};
+use common::typed::percent_encode;
 use common::{ADMIN, Backend, Harness};
 use serde_json::{Value, json};
 
@@ -71,20 +72,9 @@ async fn typed(h: &Harness, id: &str, id_type: &str) {
 
 /// `GET /v1/campaigns/{id}/members/{user}` with the user percent-encoded.
 async fn member(h: &Harness, id: &str, user: &str) -> (StatusCode, Value) {
-    let encoded: String = url_encode(user);
+    let encoded = percent_encode(user);
     h.get(&format!("/v1/campaigns/{id}/members/{encoded}"))
         .await
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn export_text(h: &Harness, id: &str) -> Vec<String> {

@@ -15,7 +15,7 @@ use guestlist::nearcache::{NearCache, NearCacheOptions, StalePolicy};
 use guestlist::routes::router;
 use guestlist::store::Store;
 use guestlist::store::redis::RedisStore;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Tests here run one at a time: they time propagation and staleness, and a
 /// neighbour's million-ID load would only add noise.
@@ -566,6 +566,22 @@ async fn string_and_uuid_campaigns_are_cached_with_no_false_answer() {
         body["user_id"],
         upper[0].to_lowercase(),
         "canonical, as the store answers"
+    );
+    // A batch check echoes each user canonically too.
+    let (status, body) = a
+        .post_json(
+            "/v1/check",
+            json!({"user_ids": [upper[0], upper[1]], "campaign": "devices"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["source"], "cache", "{body}");
+    assert_eq!(
+        body["results"],
+        json!([
+            {"user_id": upper[0].to_lowercase(), "member": true},
+            {"user_id": upper[1].to_lowercase(), "member": true},
+        ])
     );
     let (status, body) = a.get("/v1/campaigns/devices/members/alice").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

@@ -143,7 +143,9 @@ struct BatchAnswer {
 }
 
 /// One user's result: membership when a campaign was named, else the
-/// active campaigns holding the user.
+/// active campaigns holding the user. A membership names the user as the
+/// campaign reads it (a UUID in canonical form); a list of campaigns, which
+/// reads the user as each campaign's own type, names it as sent.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum BatchResult {
@@ -213,13 +215,9 @@ async fn batch(
                     .await
                     .map_err(ApiError::from),
             )?;
-            let results = users
-                .iter()
-                .zip(answers)
-                .map(|(user, member)| BatchResult::Member {
-                    user_id: user.value(),
-                    member,
-                })
+            let results = answers
+                .into_iter()
+                .map(|(user_id, member)| BatchResult::Member { user_id, member })
                 .collect();
             (results, source, stale)
         }

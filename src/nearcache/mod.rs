@@ -113,6 +113,17 @@ pub struct CachedMembership {
     pub user_id_type: IdType,
 }
 
+/// A cached answer for a batch of users, from [`NearCache::are_members`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedBatch {
+    /// Whether each user, in order, is in the cached audience.
+    pub members: Vec<bool>,
+    /// Whether the copy is past the staleness bound.
+    pub stale: bool,
+    /// The campaign's user ID type, which says how the users were read.
+    pub user_id_type: IdType,
+}
+
 impl CachedMembership {
     /// Whether the campaign's window holds `now`.
     pub fn is_active_at(&self, now: DateTime<Utc>) -> bool {
@@ -300,14 +311,18 @@ impl NearCache {
 
     /// The batch form of [`NearCache::is_member_named`]; `None` when not
     /// cached, or when a user cannot be an ID of the campaign's type.
-    pub fn are_members(&self, campaign: &str, users: &[User]) -> Option<(Vec<bool>, bool)> {
+    pub fn are_members(&self, campaign: &str, users: &[User]) -> Option<CachedBatch> {
         let state = self.inner.state.load();
         let entry = state.find(campaign)?;
-        let answers = users
+        let members = users
             .iter()
             .map(|u| entry.members.contains_user(u))
             .collect::<Option<_>>()?;
-        Some((answers, self.is_stale(entry)))
+        Some(CachedBatch {
+            members,
+            stale: self.is_stale(entry),
+            user_id_type: entry.campaign.user_id_type,
+        })
     }
 
     /// Active campaigns holding each user, sorted, and whether any answer is
@@ -450,7 +465,10 @@ mod tests {
         assert!(!cache.is_member("a", 6).unwrap().member);
         assert!(cache.is_member("missing", 5).is_none());
         assert_eq!(
-            cache.are_members("a", &User::ints(&[1, 2])).unwrap().0,
+            cache
+                .are_members("a", &User::ints(&[1, 2]))
+                .unwrap()
+                .members,
             [true, false]
         );
     }

@@ -2,7 +2,8 @@
 //! that drives the router without a socket, `monitor` (what Redis ran, and
 //! in which hash slots), `proxy` (a TCP proxy that injects network faults
 //! between a client and that server) and `tls` (certificates made by the
-//! test, and a TLS-only server).
+//! test, and a TLS-only server), and `typed` (test users spelled as each
+//! ID type).
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod monitor;
 pub mod proxy;
 pub mod serve;
 pub mod tls;
+pub mod typed;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -320,14 +322,19 @@ impl Harness {
 
     /// The exported audience, parsed.
     pub async fn export(&self, id: &str) -> Vec<u64> {
+        let text = self.export_text(id).await;
+        text.lines().map(|l| l.parse().unwrap()).collect()
+    }
+
+    /// The exported audience as text, one ID per line.
+    pub async fn export_text(&self, id: &str) -> String {
         let (status, body) = self.get(&format!("/v1/campaigns/{id}/audience")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let text = match body {
+        match body {
             Value::String(s) => s,
             // A one-line export ("7\n") parses as JSON; that is fine.
             other => format!("{other}\n"),
-        };
-        text.lines().map(|l| l.parse().unwrap()).collect()
+        }
     }
 
     pub async fn is_member(&self, id: &str, user: u64) -> bool {
