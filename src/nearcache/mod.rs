@@ -31,7 +31,8 @@
 //! Files: `members` (how an audience is held), `state` (what is published),
 //! `snapshot` (per-thread copies), `clock` (staleness without a system call),
 //! `handle` (campaign handles), `feed` (what the cache follows: a trait the
-//! Redis store implements), `sync` (following it).
+//! Redis store implements), `sync` (following it), `keys128` (UUID and
+//! string audiences), `pages` (their big arrays, on huge pages).
 
 // Part of the library a login service embeds: every public item says what it is.
 #![warn(missing_docs)]
@@ -43,6 +44,7 @@ mod fixed;
 mod handle;
 mod keys128;
 mod members;
+mod pages;
 mod snapshot;
 mod state;
 mod sync;
