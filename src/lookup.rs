@@ -104,12 +104,9 @@ fn user_of(campaign: &crate::domain::Campaign, user: &User) -> Result<UserIdValu
 }
 
 /// `user` as a cached answer shows it: as read by the campaign's type (a
-/// UUID in canonical form), like the store's answers.
-fn cached_user(user: &User, hit: &crate::nearcache::CachedMembership) -> UserIdValue {
-    read_as(user, hit.user_id_type)
-}
-
-/// `user` read as an ID of `id_type`, or as sent when it cannot be one.
+/// UUID in canonical form), like the store's answers. The cache answers
+/// only users of the campaign's type, so the fallback to the user as sent
+/// is never taken; it keeps this total.
 fn read_as(user: &User, id_type: crate::ids::IdType) -> UserIdValue {
     user.key(id_type)
         .map(|key| UserIdValue::from(&key))
@@ -193,7 +190,7 @@ impl Checker {
             let now = Utc::now();
             return Ok(Membership {
                 campaign: campaign.to_string(),
-                user_id: cached_user(user, &hit),
+                user_id: read_as(user, hit.user_id_type),
                 member: hit.member,
                 active: hit.is_active_at(now),
                 source: Source::Cache,
@@ -223,7 +220,7 @@ impl Checker {
                     let now = Utc::now();
                     Ok(Membership {
                         campaign: campaign.to_string(),
-                        user_id: cached_user(user, &hit),
+                        user_id: read_as(user, hit.user_id_type),
                         member: hit.member,
                         active: hit.is_active_at(now),
                         source: Source::Cache,
@@ -261,6 +258,9 @@ impl Checker {
         match self.store.are_members(campaign, users).await {
             Ok((c, members)) => {
                 self.observe(&c);
+                // Every store answers each user; a short answer would
+                // leave users unchecked and unanswered.
+                debug_assert_eq!(members.len(), users.len(), "one answer per user");
                 let answers = users
                     .iter()
                     .zip(members)

@@ -6,13 +6,12 @@
 //! and ID type (integer everywhere; string and UUID on every backend that
 //! holds them); a failure names the case that broke. The rows every type
 //! shares spell their valid IDs as the type's; each type adds its own bad
-//! lines, JSON elements and users (`bad_inputs/typed_rows.rs` for string
-//! and UUID).
+//! lines, JSON elements and users (`bad_inputs/type_rows.rs`).
 
 mod common;
 
-#[path = "bad_inputs/typed_rows.rs"]
-mod typed_rows;
+#[path = "bad_inputs/type_rows.rs"]
+mod type_rows;
 
 use axum::http::{Method, StatusCode};
 use common::typed::{Ids, Typed};
@@ -186,9 +185,9 @@ fn new_campaign(overrides: Value) -> Value {
 fn cases(ids: Ids) -> Vec<Case> {
     let mut cases = shared_cases(ids);
     cases.extend(match ids {
-        Ids::Integer => integer_cases(),
-        Ids::String => typed_rows::string_cases(),
-        Ids::Uuid => typed_rows::uuid_cases(),
+        Ids::Integer => type_rows::integer_cases(),
+        Ids::String => type_rows::string_cases(),
+        Ids::Uuid => type_rows::uuid_cases(),
     });
     cases
 }
@@ -505,117 +504,6 @@ fn shared_cases(ids: Ids) -> Vec<Case> {
         .fails(S::BAD_REQUEST, "invalid_user_id")
         .message("user_ids[1]"),
     ]
-}
-
-/// Rows for integer campaigns: numbers out of range, signs, the undeclared
-/// header's rule.
-fn integer_cases() -> Vec<Case> {
-    use Method as M;
-    use StatusCode as S;
-    let mut cases = bad_line_17_rows(Ids::Integer, "12a", r#"line 17: "12a" is not a user id"#);
-    cases.extend([
-        Case::upload(
-            "a negative id is refused as unsigned",
-            "replace",
-            "text/plain",
-            "1\n-5\n2\n".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(2)
-        .message("unsigned"),
-        Case::upload(
-            "a negative id in a remove is refused as unsigned",
-            "remove",
-            "text/plain",
-            "1\n2\n-5\n".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(3)
-        .message("unsigned"),
-        Case::upload(
-            "an id above u64 max is refused as too large",
-            "replace",
-            "text/plain",
-            "18446744073709551616\n".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(1)
-        .message("larger than 18446744073709551615"),
-        Case::upload(
-            "an id above u64 max in an add is refused as too large",
-            "add",
-            "text/plain",
-            "7000\n18446744073709551616\n".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(2)
-        .message("larger than 18446744073709551615"),
-        Case::upload(
-            "a body of only a header is an empty audience",
-            "replace",
-            "text/csv",
-            "user_id\n".into(),
-        )
-        .fails(S::BAD_REQUEST, "empty_audience"),
-        Case::upload(
-            "a header that is not on line 1 is a bad line",
-            "replace",
-            "text/csv",
-            "1\nuser_id\n2\n".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(2)
-        .message("only on line 1"),
-        Case::upload(
-            "a json array holding a string is refused",
-            "replace",
-            "application/json",
-            r#"[1, "2", 3]"#.into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(1)
-        .message(r#""2" is not a user id"#),
-        Case::upload(
-            "a json array holding a negative id in an add is refused",
-            "add",
-            "application/json",
-            "[7000, -5]".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(1)
-        .message("unsigned"),
-        Case::upload(
-            "a json id above u64 max is refused",
-            "replace",
-            "application/json",
-            "[18446744073709551616]".into(),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .line(1)
-        .message("larger than 18446744073709551615"),
-        Case::json(
-            "a batch check of a string id against an integer campaign is refused",
-            M::POST,
-            "/v1/check",
-            json!({"user_ids": ["abc"], "campaign": "c"}),
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .message("takes integer user ids"),
-        Case::new(
-            "a member check for a user id that is not a number is refused",
-            M::GET,
-            "/v1/campaigns/c/members/abc",
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id")
-        .message(r#""abc" is not a user id"#),
-        Case::new(
-            "a member check for a negative user id is refused",
-            M::GET,
-            "/v1/campaigns/c/members/-1",
-        )
-        .fails(S::BAD_REQUEST, "invalid_user_id"),
-    ]);
-    cases
 }
 
 /// What no rejected request may change.

@@ -300,6 +300,17 @@ async fn batch_checks_take_strings_and_integers(h: &Harness) {
         .map(|x| x["member"].clone())
         .collect();
     assert_eq!(members, [json!(true), json!(true), json!(false)]);
+    let users: Vec<Value> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["user_id"].clone())
+        .collect();
+    assert_eq!(
+        users,
+        [json!("bob"), json!("42"), json!("Bob")],
+        "named as the string campaign reads them"
+    );
     let (status, e) = h
         .post_json(
             "/v1/check",

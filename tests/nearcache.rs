@@ -583,6 +583,20 @@ async fn string_and_uuid_campaigns_are_cached_with_no_false_answer() {
             {"user_id": upper[1].to_lowercase(), "member": true},
         ])
     );
+    // A user that cannot be a UUID is refused in a batch as on its own.
+    let (status, body) = a
+        .post_json(
+            "/v1/check",
+            json!({"user_ids": [upper[0], "alice"], "campaign": "devices"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("takes uuid user ids")),
+        "{body}"
+    );
     let (status, body) = a.get("/v1/campaigns/devices/members/alice").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }

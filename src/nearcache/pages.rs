@@ -1,24 +1,28 @@
 //! Large read-only arrays on transparent huge pages.
 //!
-//! A probe of a 10,000,000-ID UUID audience reads two random places in
-//! about 165 MB. On 4 KiB pages each one is also a TLB miss, whose page
-//! walk costs about as much as the read itself: 2 MiB pages measured 52.7
-//! ns per lookup against 60.8 ns (`docs/BENCHMARKS.md`). Linux hands out
-//! huge pages only where asked when THP is in its default `madvise` mode,
-//! so arrays past [`HUGE_MIN`] are built in an anonymous mapping marked
-//! `MADV_HUGEPAGE` before it is first written (the kernel backs the pages
-//! as they fault in). Smaller arrays, other systems and a mapping that
-//! fails all fall back to the heap: huge pages are a hint, never a
-//! requirement.
+//! A probe of a 10,000,000-ID UUID audience makes two dependent reads at
+//! random places in 164 MB. On 4 KiB pages each one is also a TLB miss,
+//! whose page walk adds to the read: on 2 MiB pages the lookup took 0.87×
+//! the time (49 ns against 56 ns, `docs/bench/lookup/huge_pages.txt`).
+//! Linux hands out huge pages only where asked when THP is in its default
+//! `madvise` mode, so arrays past [`HUGE_MIN`] are built in an anonymous
+//! mapping marked `MADV_HUGEPAGE` before it is first written (the kernel
+//! backs the pages as they fault in), starting on a 2 MiB boundary, since
+//! only whole aligned 2 MiB ranges can be huge pages. Smaller arrays, other
+//! systems and a mapping that fails all fall back to the heap: huge pages
+//! are a hint, never a requirement.
 
 use std::ops::Deref;
 
 use bytemuck::Pod;
 
-/// Arrays smaller than this stay on the heap: a few huge pages' worth, where
-/// the TLB already covers most of them and a mapping's rounding would waste
-/// more than it saves.
+/// Arrays smaller than this stay on the heap: the TLB already covers most of
+/// a few megabytes, and a mapping of its own costs system calls.
 const HUGE_MIN: usize = 4 << 20;
+
+/// The size and alignment of a transparent huge page on x86-64 and most
+/// arm64 kernels; elsewhere the alignment is merely harmless.
+const HUGE_PAGE: usize = 2 << 20;
 
 /// A read-only `[T]`, on huge pages when it is big.
 pub(super) struct Pages<T: Pod> {
@@ -27,20 +31,25 @@ pub(super) struct Pages<T: Pod> {
 
 enum Storage<T> {
     Heap(Box<[T]>),
-    /// Exactly the elements: an anonymous mapping is page-aligned, so any
-    /// `Pod` is aligned. Written once, while built, and only read after.
-    Mapped(memmap2::MmapMut),
+    /// The elements are `map[start..start + bytes]`: `start` is on a 2 MiB
+    /// boundary (so any `Pod` is aligned). Written once, while built, and
+    /// only read after.
+    Mapped {
+        map: memmap2::MmapMut,
+        start: usize,
+        bytes: usize,
+    },
 }
 
 impl<T: Pod> Pages<T> {
     /// The first `len` values of `values`, in order; panics if it yields
     /// fewer.
     pub(super) fn collect(len: usize, values: impl Iterator<Item = T>) -> Pages<T> {
-        let bytes = len * size_of::<T>();
-        if bytes >= HUGE_MIN
-            && let Some(mut map) = huge_mapping(bytes)
+        let bytes = len.checked_mul(size_of::<T>());
+        if let Some(bytes) = bytes.filter(|&b| b >= HUGE_MIN)
+            && let Some((mut map, start)) = huge_mapping(bytes)
         {
-            let slots: &mut [T] = bytemuck::cast_slice_mut(&mut map[..]);
+            let slots: &mut [T] = bytemuck::cast_slice_mut(&mut map[start..start + bytes]);
             let mut filled = 0;
             for (slot, value) in slots.iter_mut().zip(values) {
                 *slot = value;
@@ -48,7 +57,7 @@ impl<T: Pod> Pages<T> {
             }
             assert_eq!(filled, len, "the iterator yields the length given");
             return Pages {
-                storage: Storage::Mapped(map),
+                storage: Storage::Mapped { map, start, bytes },
             };
         }
         let heap: Box<[T]> = values.take(len).collect();
@@ -61,14 +70,16 @@ impl<T: Pod> Pages<T> {
     /// Whether the values live in a mapping advised onto huge pages.
     #[cfg(test)]
     pub(super) fn is_mapped(&self) -> bool {
-        matches!(self.storage, Storage::Mapped(_))
+        matches!(self.storage, Storage::Mapped { .. })
     }
 }
 
-/// An anonymous read-write mapping of `bytes`, advised onto huge pages, or
-/// `None` when the system cannot provide one.
-fn huge_mapping(bytes: usize) -> Option<memmap2::MmapMut> {
-    let map = memmap2::MmapMut::map_anon(bytes).ok()?;
+/// An anonymous read-write mapping advised onto huge pages, and where in it
+/// `bytes` start on a 2 MiB boundary; `None` when the system cannot provide
+/// one. The unused head and tail are never touched, so they take no memory.
+fn huge_mapping(bytes: usize) -> Option<(memmap2::MmapMut, usize)> {
+    let map = memmap2::MmapMut::map_anon(bytes.checked_add(HUGE_PAGE)?).ok()?;
+    let start = (map.as_ptr() as usize).next_multiple_of(HUGE_PAGE) - map.as_ptr() as usize;
     #[cfg(target_os = "linux")]
     {
         // Best effort: a kernel without THP refuses the advice, and the
@@ -77,7 +88,7 @@ fn huge_mapping(bytes: usize) -> Option<memmap2::MmapMut> {
             tracing::debug!(error = %e, "huge pages not available for a near-cache array");
         }
     }
-    Some(map)
+    Some((map, start))
 }
 
 impl<T: Pod> Deref for Pages<T> {
@@ -87,7 +98,9 @@ impl<T: Pod> Deref for Pages<T> {
     fn deref(&self) -> &[T] {
         match &self.storage {
             Storage::Heap(values) => values,
-            Storage::Mapped(map) => bytemuck::cast_slice(&map[..]),
+            Storage::Mapped { map, start, bytes } => {
+                bytemuck::cast_slice(&map[*start..*start + *bytes])
+            }
         }
     }
 }
@@ -106,6 +119,11 @@ mod tests {
         let len = HUGE_MIN / 8 + 3;
         let big = Pages::collect(len, (0..len as u64).map(|i| i * 3));
         assert!(big.is_mapped(), "an anonymous mapping works on this system");
+        assert_eq!(
+            big.as_ptr() as usize % HUGE_PAGE,
+            0,
+            "starts on a huge page"
+        );
         assert_eq!(big.len(), len);
         assert_eq!((big[0], big[len - 1]), (0, (len as u64 - 1) * 3));
         assert!(big.windows(2).all(|w| w[1] == w[0] + 3));

@@ -62,7 +62,7 @@ impl Ids {
     /// export holding a foreign or non-canonical ID fails the case.
     pub fn number(self, text: &str) -> u64 {
         let parsed = match self {
-            Ids::Integer => text.parse().ok(),
+            Ids::Integer => text.parse().ok().filter(|&n| self.text(n) == text),
             Ids::String => text
                 .get(1..)
                 .and_then(|rest| rest.strip_suffix("+guest@example.com"))
@@ -145,8 +145,8 @@ impl Deref for Typed {
 
 impl Typed {
     pub async fn new(backend: Backend, ids: Ids) -> Typed {
-        // A UUID line is 37 bytes: the 50,000-ID export case needs more than
-        // the usual 1 MiB.
+        // A UUID line is 37 bytes: the export case's 50,000-ID upload needs
+        // more than the usual 1 MiB.
         let limit = if ids == Ids::Integer {
             1 << 20
         } else {

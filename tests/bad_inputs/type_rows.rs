@@ -1,11 +1,122 @@
-//! The bad-input rows of string and UUID campaigns: what their IDs may not
-//! be, in uploads, JSON bodies, batch checks and paths.
+//! The bad-input rows of each ID type: what its IDs may not be, in uploads,
+//! JSON bodies, batch checks and paths.
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
 use super::common::typed::Ids;
 use super::{Case, bad_line_17_rows};
+
+/// Rows for integer campaigns: numbers out of range, signs, the undeclared
+/// header's rule.
+pub fn integer_cases() -> Vec<Case> {
+    use Method as M;
+    use StatusCode as S;
+    let mut cases = bad_line_17_rows(Ids::Integer, "12a", r#"line 17: "12a" is not a user id"#);
+    cases.extend([
+        Case::upload(
+            "a negative id is refused as unsigned",
+            "replace",
+            "text/plain",
+            "1\n-5\n2\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(2)
+        .message("unsigned"),
+        Case::upload(
+            "a negative id in a remove is refused as unsigned",
+            "remove",
+            "text/plain",
+            "1\n2\n-5\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(3)
+        .message("unsigned"),
+        Case::upload(
+            "an id above u64 max is refused as too large",
+            "replace",
+            "text/plain",
+            "18446744073709551616\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(1)
+        .message("larger than 18446744073709551615"),
+        Case::upload(
+            "an id above u64 max in an add is refused as too large",
+            "add",
+            "text/plain",
+            "7000\n18446744073709551616\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(2)
+        .message("larger than 18446744073709551615"),
+        Case::upload(
+            "a body of only a header is an empty audience",
+            "replace",
+            "text/csv",
+            "user_id\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "empty_audience"),
+        Case::upload(
+            "a header that is not on line 1 is a bad line",
+            "replace",
+            "text/csv",
+            "1\nuser_id\n2\n".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(2)
+        .message("only on line 1"),
+        Case::upload(
+            "a json array holding a string is refused",
+            "replace",
+            "application/json",
+            r#"[1, "2", 3]"#.into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(1)
+        .message(r#""2" is not a user id"#),
+        Case::upload(
+            "a json array holding a negative id in an add is refused",
+            "add",
+            "application/json",
+            "[7000, -5]".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(1)
+        .message("unsigned"),
+        Case::upload(
+            "a json id above u64 max is refused",
+            "replace",
+            "application/json",
+            "[18446744073709551616]".into(),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .line(1)
+        .message("larger than 18446744073709551615"),
+        Case::json(
+            "a batch check of a string id against an integer campaign is refused",
+            M::POST,
+            "/v1/check",
+            json!({"user_ids": ["abc"], "campaign": "c"}),
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .message("takes integer user ids"),
+        Case::new(
+            "a member check for a user id that is not a number is refused",
+            M::GET,
+            "/v1/campaigns/c/members/abc",
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id")
+        .message(r#""abc" is not a user id"#),
+        Case::new(
+            "a member check for a negative user id is refused",
+            M::GET,
+            "/v1/campaigns/c/members/-1",
+        )
+        .fails(S::BAD_REQUEST, "invalid_user_id"),
+    ]);
+    cases
+}
 
 /// 1–256 bytes of UTF-8, no control characters, no padding the trim would
 /// hide.
