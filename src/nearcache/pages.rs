@@ -74,9 +74,15 @@ impl<T: Pod> Pages<T> {
     }
 }
 
-/// An anonymous read-write mapping advised onto huge pages, and where in it
-/// `bytes` start on a 2 MiB boundary; `None` when the system cannot provide
-/// one. The unused head and tail are never touched, so they take no memory.
+/// An anonymous read-write mapping, and where in it `bytes` start on a
+/// 2 MiB boundary; `None` when the system cannot provide one.
+///
+/// Only the whole 2 MiB pages of the array are advised onto huge pages. Its
+/// last partial one stays on small pages, and the mapping's unused head and
+/// tail are never touched: the memory the array takes is its own size,
+/// rounded to 4 KiB, as the cache's budget counts it. (Advising the whole
+/// mapping could back the tail with a huge page of which the array uses a
+/// sliver.)
 fn huge_mapping(bytes: usize) -> Option<(memmap2::MmapMut, usize)> {
     let map = memmap2::MmapMut::map_anon(bytes.checked_add(HUGE_PAGE)?).ok()?;
     let start = (map.as_ptr() as usize).next_multiple_of(HUGE_PAGE) - map.as_ptr() as usize;
@@ -84,7 +90,8 @@ fn huge_mapping(bytes: usize) -> Option<(memmap2::MmapMut, usize)> {
     {
         // Best effort: a kernel without THP refuses the advice, and the
         // mapping still works on small pages.
-        if let Err(e) = map.advise(memmap2::Advice::HugePage) {
+        let whole = bytes - bytes % HUGE_PAGE;
+        if let Err(e) = map.advise_range(memmap2::Advice::HugePage, start, whole) {
             tracing::debug!(error = %e, "huge pages not available for a near-cache array");
         }
     }
