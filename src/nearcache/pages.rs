@@ -3,7 +3,7 @@
 //! A probe of a 10,000,000-ID UUID audience makes two dependent reads at
 //! random places in 164 MB. On 4 KiB pages each one is also a TLB miss,
 //! whose page walk adds to the read: on 2 MiB pages the lookup took about
-//! 0.84× the time (`docs/bench/lookup/huge_pages.txt`).
+//! 0.9× the time (`docs/bench/lookup/huge_pages.txt`).
 //! Linux hands out huge pages only where asked when THP is in its default
 //! `madvise` mode, so arrays past [`HUGE_MIN`] are built in an anonymous
 //! mapping marked `MADV_HUGEPAGE` before it is first written (the kernel
