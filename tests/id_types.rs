@@ -77,6 +77,16 @@ async fn member(h: &Harness, id: &str, user: &str) -> (StatusCode, Value) {
         .await
 }
 
+/// One field of every result of a batch check, in order.
+fn column(answer: &Value, field: &str) -> Vec<Value> {
+    answer["results"]
+        .as_array()
+        .expect("a results array")
+        .iter()
+        .map(|result| result[field].clone())
+        .collect()
+}
+
 async fn export_text(h: &Harness, id: &str) -> Vec<String> {
     let (status, body) = h
         .send(
@@ -271,12 +281,7 @@ async fn batch_checks_take_strings_and_integers(h: &Harness) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{r}");
-    let lists: Vec<Value> = r["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["campaigns"].clone())
-        .collect();
+    let lists = column(&r, "campaigns");
     assert_eq!(
         lists,
         [
@@ -293,19 +298,9 @@ async fn batch_checks_take_strings_and_integers(h: &Harness) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{r}");
-    let members: Vec<Value> = r["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["member"].clone())
-        .collect();
+    let members = column(&r, "member");
     assert_eq!(members, [json!(true), json!(true), json!(false)]);
-    let users: Vec<Value> = r["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["user_id"].clone())
-        .collect();
+    let users = column(&r, "user_id");
     assert_eq!(
         users,
         [json!("bob"), json!("42"), json!("Bob")],
